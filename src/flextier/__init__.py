@@ -1,0 +1,45 @@
+"""flextier: run LLM API work on the providers' flex tier at half price, without missing deadlines.
+
+Public API (everything else is private and may change):
+
+* :func:`wrap` / :func:`info` - wrap an OpenAI, Gemini, Bedrock or Anthropic client you already have.
+* :func:`complete` / :func:`acomplete` - one provider-neutral call with flex, backoff and fallback.
+* :func:`run_job` - the deadline-aware bulk runner, from Python.
+* :class:`Policy` - timeouts, backoff and fallback, shared by all of the above.
+* :mod:`flextier.errors` - the one exception hierarchy.
+* :class:`Usage`, :func:`price_usage`, :func:`load_catalog` - prices and cost math.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .catalog import Catalog, ModelEntry, load_catalog
+from .cost import Cost, Usage, price_usage
+from .policy import errors
+from .policy.errors import *  # noqa: F401,F403  (the documented hierarchy)
+
+__version__ = "0.1.0"
+
+# Heavier parts load on first use so `import flextier` stays fast and light.
+_LAZY = {
+    "wrap": "flextier.client",
+    "info": "flextier.client",
+    "complete": "flextier.client",
+    "acomplete": "flextier.client",
+    "CallResult": "flextier._types",
+    "Policy": "flextier.policy.fallback",
+    "run_job": "flextier.jobs.api",
+    "arun_job": "flextier.jobs.api",
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'flextier' has no attribute {name!r}")
+    return getattr(importlib.import_module(mod), name)
+
+
+__all__ = ["Catalog", "ModelEntry", "load_catalog", "Cost", "Usage", "price_usage", "errors",
+           *errors.__all__, *_LAZY]

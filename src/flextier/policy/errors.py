@@ -1,0 +1,152 @@
+"""One exception hierarchy for everything flextier raises.
+
+Every provider speaks a different error dialect (OpenAI 429 ``resource_unavailable``,
+Gemini 503 ``UNAVAILABLE``, Bedrock ``ThrottlingException``, Anthropic 529). The
+adapters translate each of them into exactly one class below, so the retry policy,
+the runner and user code branch on meaning, not on wire details::
+
+    FlextierError
+    ├── UserInputError            bad job file, flag or price file (CLI: one line, exit 2)
+    │   └── UnknownModel          a model name the catalog does not know
+    └── ProviderError             anything a provider call can end with
+        ├── FlexCapacityUnavailable   flex shed: OpenAI 429 resource_unavailable / flex_unavailable,
+        │                             Gemini 503 UNAVAILABLE or 429 RESOURCE_EXHAUSTED on flex,
+        │                             Bedrock ThrottlingException / ServiceUnavailableException on flex
+        │                             -> back off, then fall back per policy. Never billed.
+        ├── RateLimited               429 rate_limit_exceeded -> honour retry-after; not a flex failure
+        ├── QuotaExhausted            insufficient_quota / spend limit -> never retried
+        ├── TierNotSupported          flex asked of a model without flex -> standard (if allowed) or batch
+        ├── Transient                 5xx, connection reset before any response -> retried with backoff
+        ├── Timeout                   the call ran past its timeout -> may have been billed; resent once
+        ├── Overloaded                Anthropic 529 overloaded_error -> retried with backoff
+        └── BadRequest                other 4xx -> never retried
+
+``ProviderError`` carries ``status``, ``code`` (the provider's own error code),
+``retry_after`` (seconds, when the provider said), ``tier`` (the tier requested) and
+``possibly_billed`` (True when the request may have been processed before it failed).
+"""
+from __future__ import annotations
+
+
+class FlextierError(Exception):
+    """Base class of every error flextier raises on purpose."""
+
+
+class UserInputError(FlextierError, ValueError):
+    """Bad input from a user: names the file, line and field so the CLI can print one line.
+
+    Raised before anything is sent, so nothing is charged for it.
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 field: str | None = None) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.field = field
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        where = ""
+        if self.file:
+            where = f"{self.file}"
+            if self.line is not None:
+                where += f":{self.line}"
+            where += ": "
+        fld = f"{self.field}: " if self.field else ""
+        return f"{where}{fld}{self.message}"
+
+
+class UnknownModel(UserInputError):
+    """A model name that is neither a catalog name nor an alias; lists the closest names."""
+
+    def __init__(self, name: str, suggestions: list[str], *, field: str = "model",
+                 file: str | None = None, line: int | None = None) -> None:
+        self.name = name
+        self.suggestions = suggestions
+        hint = f" (closest: {', '.join(suggestions)})" if suggestions else ""
+        super().__init__(f"unknown model {name!r}{hint}", field=field, file=file, line=line)
+
+
+class ProviderError(FlextierError):
+    """A provider call failed. Subclasses say what to do about it."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str = "", *, status: int | None = None, code: str | None = None,
+                 retry_after: float | None = None, tier: str | None = None,
+                 provider: str | None = None, possibly_billed: bool = False) -> None:
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+        self.tier = tier
+        self.provider = provider
+        self.possibly_billed = possibly_billed
+        super().__init__(message or self.__class__.__name__)
+
+    def __str__(self) -> str:
+        bits = [self.__class__.__name__]
+        if self.provider:
+            bits.append(self.provider)
+        if self.status is not None:
+            bits.append(str(self.status))
+        if self.code:
+            bits.append(self.code)
+        head = " ".join(bits)
+        return f"{head}: {self.message}" if self.message else head
+
+
+class FlexCapacityUnavailable(ProviderError):
+    """The provider shed a flex request. Not billed; back off, then fall back per policy."""
+
+    retryable = True
+
+
+class RateLimited(ProviderError):
+    """An ordinary rate limit (RPM/TPM). Slows the job down; not a flex capacity failure."""
+
+    retryable = True
+
+
+class QuotaExhausted(ProviderError):
+    """Out of quota or over a spend limit. Retrying cannot help."""
+
+    retryable = False
+
+
+class TierNotSupported(ProviderError):
+    """The requested tier is not offered for this model (e.g. flex on Claude)."""
+
+    retryable = False
+
+
+class Transient(ProviderError):
+    """5xx or a connection reset before any response: safe to retry."""
+
+    retryable = True
+
+
+class Timeout(ProviderError):
+    """The call ran past its timeout. The provider may have processed, and billed, it."""
+
+    retryable = True
+
+
+class Overloaded(ProviderError):
+    """Anthropic 529 overloaded_error: provider-wide load, retry with backoff."""
+
+    retryable = True
+
+
+class BadRequest(ProviderError):
+    """Any other 4xx: the request itself is wrong. Never retried."""
+
+    retryable = False
+
+
+__all__ = [
+    "FlextierError", "UserInputError", "UnknownModel", "ProviderError",
+    "FlexCapacityUnavailable", "RateLimited", "QuotaExhausted", "TierNotSupported",
+    "Transient", "Timeout", "Overloaded", "BadRequest",
+]
