@@ -11,8 +11,9 @@ import importlib
 import sys
 from typing import Optional
 
-import click
 import typer
+
+from ._clicompat import Abort, Exit, NoArgsIsHelpError, UsageError
 
 from .policy.errors import UserInputError
 
@@ -24,6 +25,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+@app.callback()
+def _root(
+    prices: Optional[str] = typer.Option(
+        None, "--prices", help="Price file (JSON or TOML) layered over the built-in catalog, for every command."),
+) -> None:
+    """Global options. ``FLEXTIER_PRICES`` works like ``--prices``."""
+    if prices:
+        from .catalog import load_catalog, set_default_catalog
+
+        set_default_catalog(load_catalog(prices))
+
 
 # Modules that add commands with `register(app)`. Missing ones are skipped so each
 # area can land on its own.
@@ -55,16 +68,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     except UserInputError as exc:
         typer.echo(f"flextier: error: {exc.one_line()}", err=True)
         return 2
-    except click.exceptions.NoArgsIsHelpError as exc:  # type: ignore[attr-defined]
-        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+    except NoArgsIsHelpError as exc:
+        ctx = getattr(exc, "ctx", None)
+        typer.echo(ctx.get_help() if ctx else str(exc))
         return 0
-    except click.UsageError as exc:
+    except UsageError as exc:
         msg = exc.format_message().replace("\n", " ")
+        param = getattr(exc, "param", None)
+        flag = (getattr(param, "opts", None) or [getattr(param, "name", "")])[0] if param else ""
+        if flag and flag not in msg:
+            msg = f"{flag}: {msg}"
         typer.echo(f"flextier: error: {msg}", err=True)
         return 2
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.Abort:
+    except Exit as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except Abort:
         typer.echo("flextier: aborted", err=True)
         return 130
     except KeyboardInterrupt:

@@ -112,6 +112,7 @@ class Catalog:
         self._entries: dict[str, ModelEntry] = {}
         self.read_on = read_on
         self.sources = sources
+        self.provider_rules: dict[str, Any] = {}
         for e in entries:
             self._entries[e.name] = e
         self._reindex()
@@ -177,16 +178,19 @@ class Catalog:
         """A new catalog: ``other``'s entries replace or add to ours."""
         merged = dict(self._entries)
         merged.update({e.name: e for e in other})
-        return Catalog(merged.values(), read_on=other.read_on or self.read_on,
-                       sources=self.sources + other.sources)
+        cat = Catalog(merged.values(), read_on=other.read_on or self.read_on,
+                      sources=self.sources + other.sources)
+        cat.provider_rules = {**self.provider_rules, **other.provider_rules}
+        return cat
 
 
 def _parse(data: Any, *, file: str, text: str, base: Catalog | None = None) -> Catalog:
     if not isinstance(data, dict):
         raise UserInputError("top level must be an object with a 'models' list", file=file, line=1, field="models")
-    provider_rules = {}
-    if base is None:
-        provider_rules = data.get("providers", {}) or {}
+    provider_rules = dict(base.provider_rules) if base is not None else {}
+    for prov, rule in (data.get("providers", {}) or {}).items():
+        if isinstance(rule, dict):
+            provider_rules[prov] = rule
     models = data.get("models")
     if not isinstance(models, list):
         raise UserInputError("'models' must be a list", file=file, line=_line_of(text, '"models"') or 1, field="models")
@@ -267,7 +271,9 @@ def _parse(data: Any, *, file: str, text: str, base: Catalog | None = None) -> C
             source_date=str(m.get("source_date", existing.source_date if existing else data.get("read_on", ""))),
             long_context=long_context,
         ))
-    return Catalog(entries, read_on=str(data.get("read_on", "")), sources=(file,))
+    cat = Catalog(entries, read_on=str(data.get("read_on", "")), sources=(file,))
+    cat.provider_rules = provider_rules
+    return cat
 
 
 class _Missing:

@@ -1,0 +1,126 @@
+"""CLI commands over the catalog: ``estimate``, ``models`` and ``advise``."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .advise import advise as _advise
+from .catalog import PROVIDERS, Catalog, default_catalog, load_catalog, set_default_catalog
+from .cost import fmt_usd
+from .estimate import estimate as _estimate
+from .policy.errors import UserInputError
+from .timeparse import parse_deadline
+
+PRICES_HELP = "Extra price file (JSON or TOML) layered over the built-in catalog; also FLEXTIER_PRICES."
+
+
+def use_prices(prices: Optional[str]) -> Catalog:
+    """Load the catalog with a user price file (if any) and make it the process default."""
+    if prices:
+        set_default_catalog(load_catalog(prices))
+    return default_catalog()
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.1f}%"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def estimate(
+        model: List[str] = typer.Option(..., "--model", "-m", help="provider/model-id or alias; repeat to compare"),
+        calls: int = typer.Option(..., "--calls", help="number of calls"),
+        input_tokens: int = typer.Option(..., "--input-tokens", help="input tokens per call"),
+        output_tokens: int = typer.Option(..., "--output-tokens", help="output tokens per call (incl. reasoning)"),
+        cached_fraction: float = typer.Option(0.0, "--cached-fraction", help="share of input tokens served from cache [0,1]"),
+        as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+        prices: Optional[str] = typer.Option(None, "--prices", help=PRICES_HELP),
+    ) -> None:
+        """What a workload costs at standard, flex and batch, and what flex saves."""
+        cat = use_prices(prices)
+        entries = [cat.resolve(m, field="--model") for m in model]
+        all_rows = [(e, _estimate(e, calls, input_tokens, output_tokens, cached_fraction)) for e in entries]
+        if as_json:
+            out = {
+                "workload": {"calls": calls, "input_tokens": input_tokens, "output_tokens": output_tokens,
+                             "cached_fraction": cached_fraction},
+                "catalog_read_on": cat.read_on,
+                "models": [{"model": e.name, "source": e.source, "source_date": e.source_date,
+                            "rows": [r.as_dict() for r in rows]} for e, rows in all_rows],
+            }
+            typer.echo(json.dumps(out, indent=2))
+            return
+        console = Console()
+        table = Table(title=f"{calls:,} calls x ({input_tokens:,} in + {output_tokens:,} out tokens)"
+                      + (f", {cached_fraction:.0%} of input cached" if cached_fraction else ""))
+        for col in ("model", "tier", "caching", "cost", "saved vs standard", "note"):
+            table.add_column(col, justify="right" if col in ("cost", "saved vs standard") else "left")
+        for e, rows in all_rows:
+            for r in rows:
+                table.add_row(e.name, r.tier, "cached" if r.cached else "none",
+                              fmt_usd(r.cost) if r.available else "n/a", _pct(r.saved_pct), r.note)
+            table.add_section()
+        console.print(table)
+        for e, _ in all_rows:
+            console.print(f"[dim]{e.name}: prices from {e.source} (read {e.source_date})[/dim]")
+
+    @app.command()
+    def models(
+        provider: Optional[str] = typer.Option(None, "--provider", "-p", help="openai, gemini, bedrock or anthropic"),
+        as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+        prices: Optional[str] = typer.Option(None, "--prices", help=PRICES_HELP),
+    ) -> None:
+        """List models with their flex and batch support and prices (USD per 1M tokens)."""
+        cat = use_prices(prices)
+        if provider is not None and provider not in PROVIDERS:
+            raise UserInputError(f"unknown provider {provider!r} (one of {', '.join(PROVIDERS)})", field="--provider")
+        entries = cat.models(provider)
+        if as_json:
+            typer.echo(json.dumps({"catalog_read_on": cat.read_on, "models": [e.as_dict() for e in entries]}, indent=2))
+            return
+        table = Table(title="flextier catalog (USD per 1M tokens: input / cached / output)")
+        for col in ("model", "aliases", "flex", "batch", "standard", "flex price", "batch price", "read on"):
+            table.add_column(col)
+
+        def cell(e, tier):
+            p = e.tier_prices(tier)
+            if not e.supports(tier):
+                return "-"
+            if p is None:
+                return "unknown"
+            f = lambda v: "unknown" if v is None else f"{v.normalize():f}"  # noqa: E731
+            return f"{f(p.input)} / {f(p.cached_input)} / {f(p.output)}"
+
+        for e in entries:
+            table.add_row(e.name, ", ".join(e.aliases), "yes" if e.supports_flex else "no",
+                          "yes" if e.supports_batch else "no", cell(e, "standard"), cell(e, "flex"),
+                          cell(e, "batch"), e.source_date)
+        Console().print(table)
+
+    @app.command()
+    def advise(
+        model: str = typer.Option(..., "--model", "-m", help="provider/model-id or alias"),
+        human_waiting: bool = typer.Option(False, "--human-waiting/--no-human-waiting",
+                                           help="a person is waiting at a screen for the answer"),
+        deadline: Optional[str] = typer.Option(None, "--deadline", help="e.g. 3h, 2d, 06:00, 2026-11-28T06:00"),
+        chained: bool = typer.Option(False, "--chained/--independent", help="calls depend on each other's answers"),
+        as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+        prices: Optional[str] = typer.Option(None, "--prices", help=PRICES_HELP),
+    ) -> None:
+        """Standard, flex or batch for a workload, with a one-line reason."""
+        cat = use_prices(prices)
+        entry = cat.resolve(model, field="--model")
+        deadline_s = None
+        if deadline:
+            now = datetime.now()
+            deadline_s = (parse_deadline(deadline, now) - now).total_seconds()
+        a = _advise(entry, human_waiting=human_waiting, deadline_s=deadline_s, chained=chained)
+        if as_json:
+            typer.echo(json.dumps({"model": entry.name, "tier": a.tier, "reason": a.reason}))
+        else:
+            typer.echo(f"{a.tier}: {a.reason}")
