@@ -1,0 +1,182 @@
+"""Anthropic dialect: ``POST /v1/messages`` (JSON and SSE events).
+
+Per providers.md §5 and anthropic 2.14: no flex — ``service_tier`` takes ``auto`` or
+``standard_only`` and anything else is the real 400 ``invalid_request_error``;
+``usage.service_tier`` is ``standard``; ``usage.input_tokens`` excludes cache reads
+(``cache_read_input_tokens``), which only happen with a ``cache_control`` marker;
+provider-wide overload is 529 ``overloaded_error``.
+"""
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from .engine import EmuError, GenRequest, Session
+from .http import dumps, json_response
+from .wire import Call, WireAPI, WireError
+
+__all__ = ["AnthropicAPI"]
+
+
+def _err(status: int, type_: str, message: str, headers: dict[str, str] | None = None,
+         rid: str = "req_emulator") -> Response:
+    return json_response({"type": "error", "error": {"type": type_, "message": message}, "request_id": rid},
+                         status, headers)
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\n".encode() + b"data: " + dumps(data) + b"\n\n"
+
+
+def _has_marker(obj: Any) -> bool:
+    if isinstance(obj, dict):
+        return "cache_control" in obj or any(_has_marker(v) for v in obj.values())
+    if isinstance(obj, list):
+        return any(_has_marker(v) for v in obj)
+    return False
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(b["text"] for b in content if isinstance(b, dict) and isinstance(b.get("text"), str))
+    return ""
+
+
+class AnthropicAPI(WireAPI):
+    provider = "anthropic"
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/v1/messages", self.messages, methods=["POST"])]
+
+    def bad_request(self, message: str) -> Response:
+        return _err(400, "invalid_request_error", message)
+
+    def error_response(self, err: EmuError, req: GenRequest) -> Response:
+        if err.kind in ("overloaded", "shed", "timeout", "preempted"):
+            return _err(529, "overloaded_error", "Overloaded")
+        if err.kind == "rate_limit":
+            h = {"retry-after": str(int(max(1, round(err.retry_after or 1))))}
+            return _err(429, "rate_limit_error", "This request would exceed the rate limit for your organization "
+                        "of requests per minute. Please try again later.", h)
+        if err.kind == "quota":
+            return _err(400, "invalid_request_error", "Your credit balance is too low to access the Anthropic API. "
+                        "Please go to Plans & Billing to upgrade or purchase credits.")
+        if err.kind == "server_502":
+            return Response(b"<html><body>502 Bad Gateway</body></html>", 502, media_type="text/html")
+        if err.kind == "gone":
+            return _err(499, "invalid_request_error", "Client closed request.")
+        return _err(500, "api_error", "Internal server error")
+
+    def stream_error(self, err: EmuError) -> bytes:
+        return _sse("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+
+    async def messages(self, request: Request) -> Any:
+        return await self.run(request, self._build)
+
+    def _build(self, body: dict[str, Any], request: Request) -> Call:
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise WireError(_err(400, "invalid_request_error", "model: Field required"))
+        entry = self.engine.catalog.find_wire("anthropic", model)
+        if entry is None:
+            raise WireError(_err(404, "not_found_error", f"model: {model}"), model_wire=model)
+        raw = body.get("service_tier", "auto")
+        if raw not in ("auto", "standard_only"):
+            tier = "flex" if raw == "flex" else str(raw)
+            raise WireError(_err(400, "invalid_request_error", f"service_tier: Input should be 'auto' or "
+                                 f"'standard_only'"), model_wire=model, entry=entry, tier=tier)
+        mt = body.get("max_tokens")
+        if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
+            raise WireError(_err(400, "invalid_request_error", "max_tokens: Field required" if mt is None else
+                                 "max_tokens: Input should be greater than or equal to 1"),
+                            model_wire=model, entry=entry, tier="standard")
+        msgs = body.get("messages")
+        if not isinstance(msgs, list) or not msgs:
+            raise WireError(_err(400, "invalid_request_error", "messages: Field required"),
+                            model_wire=model, entry=entry, tier="standard")
+        parts = [_text(body.get("system"))] if body.get("system") else []
+        parts += [_text(m.get("content")) for m in msgs if isinstance(m, dict)]
+        thinking = body.get("thinking")
+        reasoning = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+        cache_ok = _has_marker(body.get("system")) or _has_marker(msgs) or \
+            not self.engine.knobs.cache_requires_marker
+        req = GenRequest(provider="anthropic", model_wire=model, entry=entry, tier="standard",
+                         served_tier="standard", prompt_text="\n".join(parts), max_tokens=mt,
+                         stream=bool(body.get("stream")), cache_eligible=cache_ok, reasoning=reasoning)
+
+        def usage(s: Session, output: int | None = None) -> dict[str, Any]:
+            p = s.plan
+            assert p is not None
+            return {"input_tokens": p.input_tokens - p.cached_tokens, "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": p.cached_tokens,
+                    "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+                    "output_tokens": p.output_tokens if output is None else output,
+                    "server_tool_use": None, "service_tier": "standard"}
+
+        def stop(s: Session) -> str:
+            return "max_tokens" if s.plan is not None and s.plan.finish == "length" else "end_turn"
+
+        def thinking_text(s: Session) -> str:
+            return f"(thinking: {s.plan.reasoning_tokens} tokens)" if s.plan else ""
+
+        def content(s: Session) -> list[dict[str, Any]]:
+            assert s.plan is not None
+            blocks: list[dict[str, Any]] = []
+            if s.plan.reasoning_tokens:
+                blocks.append({"type": "thinking", "thinking": thinking_text(s), "signature": f"sig_{s.rid}"})
+            blocks.append({"type": "text", "text": s.plan.text})
+            return blocks
+
+        def message(s: Session, blocks: list[dict[str, Any]], stop_reason: str | None,
+                    u: dict[str, Any]) -> dict[str, Any]:
+            return {"id": f"msg_{s.rid}", "type": "message", "role": "assistant", "model": model,
+                    "content": blocks, "stop_reason": stop_reason, "stop_sequence": None, "usage": u}
+
+        def render(s: Session) -> dict[str, Any]:
+            return message(s, content(s), stop(s), usage(s))
+
+        async def stream_body(s: Session) -> AsyncIterator[bytes]:
+            yield _sse("message_start", {"type": "message_start", "message": message(s, [], None, usage(s, 1))})
+            idx = 0
+            if s.plan is not None and s.plan.reasoning_tokens:
+                yield _sse("content_block_start", {"type": "content_block_start", "index": 0,
+                                                   "content_block": {"type": "thinking", "thinking": "",
+                                                                     "signature": ""}})
+                yield _sse("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                   "delta": {"type": "thinking_delta",
+                                                             "thinking": thinking_text(s)}})
+                yield _sse("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                   "delta": {"type": "signature_delta",
+                                                             "signature": f"sig_{s.rid}"}})
+                yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+                idx = 1
+            yield _sse("content_block_start", {"type": "content_block_start", "index": idx,
+                                               "content_block": {"type": "text", "text": ""}})
+            yield _sse("ping", {"type": "ping"})
+            first = True
+            async for words in s.pieces(8):
+                text = ("" if first else " ") + " ".join(words)
+                first = False
+                yield _sse("content_block_delta", {"type": "content_block_delta", "index": idx,
+                                                   "delta": {"type": "text_delta", "text": text}})
+            yield _sse("content_block_stop", {"type": "content_block_stop", "index": idx})
+            yield _sse("message_delta", {"type": "message_delta",
+                                         "delta": {"stop_reason": stop(s), "stop_sequence": None},
+                                         "usage": usage(s)})
+            yield _sse("message_stop", {"type": "message_stop"})
+
+        def headers(s: Session) -> dict[str, str]:
+            k = self.engine.knobs
+            h = {"request-id": f"req_{s.rid}",
+                 "anthropic-ratelimit-requests-limit": str(k.rpm_limit),
+                 "anthropic-ratelimit-requests-remaining": s.rate_headers.get("x-ratelimit-remaining-requests", ""),
+                 "anthropic-ratelimit-tokens-limit": str(k.tpm_limit),
+                 "anthropic-ratelimit-tokens-remaining": s.rate_headers.get("x-ratelimit-remaining-tokens", "")}
+            return h
+
+        return Call(req, render, stream_body, headers=headers, id_prefix="msg_")

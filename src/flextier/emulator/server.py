@@ -1,0 +1,177 @@
+"""Running the emulator: in-process on a background thread, or in the foreground.
+
+:func:`serve` is the context manager tests and ``flextier run --emulate`` use: it
+binds a socket (a free port with ``port=0``) before starting uvicorn, so the URL
+is known at once, and it shuts the server down cleanly on exit. Control calls
+from the caller's thread (stats, profile switches) are marshalled onto the
+server's event loop so the capacity state is only ever touched by one thread.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+import time
+from typing import Any, Iterator
+
+import uvicorn
+
+from .app import apply_profile, build_app, stats
+from .clock import ScaledClock
+from .engine import Engine
+from .profiles import build_knobs, load_profile_file
+
+__all__ = ["Emulator", "serve"]
+
+
+class _DropIncomplete(logging.Filter):
+    """The reset fault ends responses on purpose; don't log that as a server error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "without completing response" not in record.getMessage()
+
+
+logging.getLogger("uvicorn.error").addFilter(_DropIncomplete())
+
+
+class Emulator:
+    """An emulator instance: engine + uvicorn server on a background thread."""
+
+    def __init__(self, profile: str = "calm", seed: int = 0, time_scale: float = 1.0,
+                 start: Any = "2026-11-24T15:00", host: str = "127.0.0.1", port: int = 0,
+                 profile_file: str | None = None, **knobs: Any) -> None:
+        file_knobs: dict[str, Any] = {}
+        if profile_file is not None:
+            base, file_knobs = load_profile_file(profile_file)
+            if base is not None and profile == "calm":
+                profile = base
+        sticky = {**file_knobs, **knobs}
+        self.clock = ScaledClock(time_scale, start)
+        self.engine = Engine(build_knobs(profile, sticky), self.clock, seed=seed, profile=profile)
+        self.engine.sticky_knobs = sticky       # type: ignore[attr-defined]
+        self.host = host
+        self._port = port
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+
+    # -- URLs ------------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        return self.url + "/v1"
+
+    @property
+    def gemini_base_url(self) -> str:
+        return self.url
+
+    @property
+    def bedrock_endpoint_url(self) -> str:
+        return self.url
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return self.url
+
+    def base_urls(self) -> dict[str, str]:
+        return {"openai": self.openai_base_url, "gemini": self.gemini_base_url,
+                "bedrock": self.bedrock_endpoint_url, "anthropic": self.anthropic_base_url}
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> "Emulator":
+        fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        # proto must be IPPROTO_TCP: asyncio only sets TCP_NODELAY on such sockets (else +40 ms per response)
+        sock = socket.socket(fam, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self._port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        self._sock = sock
+        self._port = sock.getsockname()[1]
+        config = uvicorn.Config(build_app(self.engine), log_config=None, log_level="warning",
+                                access_log=False, limit_concurrency=None, backlog=2048, lifespan="on",
+                                timeout_keep_alive=30, timeout_graceful_shutdown=0.5, http="auto")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
+                                        name=f"flextier-emulator-{self._port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("emulator server failed to start")
+            time.sleep(0.005)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._sock is not None:
+            self._sock.close()
+        self._server = self._thread = self._sock = None
+
+    def __enter__(self) -> "Emulator":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait(self) -> None:
+        """Block until the server stops (foreground use)."""
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(0.5)
+
+    # -- control ---------------------------------------------------------------------------------------
+    def _on_loop(self, fn: Any, *args: Any) -> Any:
+        loop = getattr(self.engine, "loop", None)
+        if loop is None or not loop.is_running():
+            return fn(*args)
+
+        async def call() -> Any:
+            return fn(*args)
+        return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=30)
+
+    def ledger(self) -> list[dict[str, Any]]:
+        return self.engine.ledger.rows()
+
+    def stats(self) -> dict[str, Any]:
+        return self._on_loop(stats, self.engine)
+
+    def set_profile(self, profile: str, **knobs: Any) -> None:
+        self._on_loop(apply_profile, self.engine, profile, knobs)
+
+    def set_knobs(self, **knobs: Any) -> None:
+        self._on_loop(apply_profile, self.engine, None, knobs)
+
+    @property
+    def knobs(self) -> Any:
+        return self.engine.knobs
+
+    @property
+    def profile(self) -> str:
+        return self.engine.profile
+
+
+@contextlib.contextmanager
+def serve(profile: str = "calm", seed: int = 0, time_scale: float = 1.0, start: Any = "2026-11-24T15:00",
+          host: str = "127.0.0.1", port: int = 0, profile_file: str | None = None,
+          **knobs: Any) -> Iterator[Emulator]:
+    """Run an emulator for the duration of the ``with`` block."""
+    emu = Emulator(profile=profile, seed=seed, time_scale=time_scale, start=start, host=host, port=port,
+                   profile_file=profile_file, **knobs)
+    emu.start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
