@@ -1,0 +1,222 @@
+"""The ``--max-cost`` cap: money spent plus money reserved never goes over it.
+
+Why reservations: requests are priced only when they come back, and hundreds can be in
+flight. Checking only *spent* money would let every in-flight request overshoot the cap at
+once. So before a request is sent the runner reserves an **upper-bound** estimate of its cost
+(:func:`estimate_cost`), and the cap is enforced on ``spent + reserved + estimate``. When
+the answer arrives the reservation is replaced by the real cost (:meth:`Budget.settle`); when
+the attempt was not billed (a flex 429) it is dropped (:meth:`Budget.release`).
+
+The guarantee "never over the cap" holds as long as estimates are upper bounds; that is why
+:func:`estimate_cost` counts every prompt byte as a token, prices no token as cached and
+assumes the full ``max_tokens`` of output. A settle above its estimate is still recorded
+(money already spent cannot be refused) and is visible as :attr:`Budget.overrun`.
+
+Unknown prices: a capped job cannot bound its spend if any price it may pay is unknown.
+:func:`require_known_prices` turns that into a clear error before anything is sent, and
+:meth:`Budget.reserve` refuses an unknown (``None``) estimate under a cap for the same
+reason. Without a cap, unknown prices are allowed and shown as "unknown".
+
+Money is :class:`~decimal.Decimal` throughout; floats are rejected so a cap of $10.00 is
+exactly $10.00.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Hashable, Iterable
+
+from ..catalog import ModelEntry
+from ..cost import Usage, tier_cost
+from .errors import UserInputError
+
+ZERO = Decimal(0)
+
+
+def _money(value: Any, what: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
+        raise TypeError(f"{what} must be a Decimal (or int), got {type(value).__name__}")
+    d = Decimal(value)
+    if not d.is_finite() or d < 0:
+        raise ValueError(f"{what} must be a finite amount >= 0, got {value!r}")
+    return d
+
+
+@dataclass
+class Budget:
+    """Spent + reserved money against an optional cap (``max_cost=None`` = no cap).
+
+    Keys of reservations are whatever identifies one *attempt* in flight (an item id, or
+    ``(item_id, lane)`` when an item is hedged on two lanes at once). ``spent`` can be
+    seeded from the store on resume.
+    """
+
+    max_cost: Decimal | None = None
+    spent: Decimal = ZERO
+    _reserved: dict[Hashable, Decimal] = field(default_factory=dict, init=False, repr=False)
+    _reserved_total: Decimal = field(default=ZERO, init=False, repr=False)
+    overrun: Decimal = field(default=ZERO, init=False)
+    """Sum of (actual - estimate) over settles that exceeded their estimate."""
+
+    def __post_init__(self) -> None:
+        if self.max_cost is not None:
+            self.max_cost = _money(self.max_cost, "max_cost")
+        self.spent = _money(self.spent, "spent")
+
+    @property
+    def reserved(self) -> Decimal:
+        """Money held for attempts in flight (a running total: the runner asks on every send)."""
+        return self._reserved_total
+
+    @property
+    def committed(self) -> Decimal:
+        """``spent + reserved``: what the cap is checked against."""
+        return self.spent + self.reserved
+
+    @property
+    def available(self) -> Decimal | None:
+        """Headroom under the cap (never negative), or None when there is no cap."""
+        if self.max_cost is None:
+            return None
+        return max(ZERO, self.max_cost - self.committed)
+
+    def fits(self, estimate: Decimal) -> bool:
+        """Would a reservation of ``estimate`` be accepted now?"""
+        if self.max_cost is None:
+            return True
+        return self.committed + _money(estimate, "estimate") <= self.max_cost
+
+    def shortfall(self, estimate: Decimal) -> Decimal:
+        """How much the cap must rise for ``estimate`` to fit (0 if it fits), for the pause message."""
+        if self.max_cost is None:
+            return ZERO
+        return max(ZERO, self.committed + _money(estimate, "estimate") - self.max_cost)
+
+    def reserve(self, key: Hashable, estimate: Decimal | None) -> bool:
+        """Hold ``estimate`` for the attempt ``key``; False (nothing held) if it would pass the cap.
+
+        Under a cap an unknown estimate (None) raises ValueError: the spend could not be
+        bounded. Without a cap None is held as 0. Reserving a key twice is a bug (ValueError).
+        """
+        if key in self._reserved:
+            raise ValueError(f"{key!r} already holds a reservation")
+        if estimate is None:
+            if self.max_cost is not None:
+                raise ValueError(f"cost of {key!r} is unknown; a capped job needs known prices")
+            est = ZERO
+        else:
+            est = _money(estimate, "estimate")
+        if self.max_cost is not None and self.committed + est > self.max_cost:
+            return False
+        self._reserved[key] = est
+        self._reserved_total += est
+        return True
+
+    def settle(self, key: Hashable, actual: Decimal | None) -> None:
+        """The attempt ``key`` was billed ``actual``: move it from reserved to spent.
+
+        ``actual=None`` (billed, but priced at a tier we have no price for) keeps the
+        estimate as spent, the conservative choice. An unknown key is settled directly
+        (e.g. a result that arrives after a resume, whose reservation died with the process).
+        """
+        est = self._reserved.pop(key, None)
+        if est is not None:
+            self._reserved_total -= est
+        if actual is None:
+            amount = est if est is not None else ZERO
+        else:
+            amount = _money(actual, "actual")
+        if est is not None and amount > est:
+            self.overrun += amount - est
+        self.spent += amount
+
+    def release(self, key: Hashable) -> None:
+        """The attempt ``key`` was not billed (shed, refused): free its reservation."""
+        est = self._reserved.pop(key, None)
+        if est is not None:
+            self._reserved_total -= est
+
+    def raise_cap(self, new_cap: Decimal | None) -> None:
+        """Raise the cap (``None`` lifts it). Lowering is refused: it could strand reservations
+        already granted, and a running job has no safe answer to that."""
+        if new_cap is None:
+            self.max_cost = None
+            return
+        new = _money(new_cap, "new cap")
+        if self.max_cost is None or new < self.max_cost:
+            raise ValueError(f"the cap can only be raised (now {self.max_cost}, asked {new})")
+        self.max_cost = new
+
+    def in_flight(self) -> int:
+        """Number of attempts holding a reservation."""
+        return len(self._reserved)
+
+
+# -- estimating ---------------------------------------------------------------------------
+
+MESSAGE_OVERHEAD_TOKENS = 8
+"""Per-message framing tokens (role markers etc.); generous compared with OpenAI's 3-4."""
+
+
+def prompt_tokens_upper_bound(prompt: str | Iterable[dict[str, Any]] | dict[str, Any]) -> int:
+    """An upper bound on the input tokens of a prompt, without a tokenizer.
+
+    Byte-level BPE tokenizers never emit more tokens than UTF-8 bytes of text, so the byte
+    count bounds the text; each message adds :data:`MESSAGE_OVERHEAD_TOKENS`. Accepts a string,
+    a list of chat messages, or a native request body (every string in it is counted). This
+    over-estimates by ~4x for English, which only makes the cap hold more in reserve while
+    requests are in flight; it never lets the cap be passed.
+    """
+    if isinstance(prompt, str):
+        return len(prompt.encode("utf-8")) + MESSAGE_OVERHEAD_TOKENS
+    if isinstance(prompt, dict):
+        return _count_strings(prompt) + MESSAGE_OVERHEAD_TOKENS
+    total = 0
+    for msg in prompt:
+        total += _count_strings(msg) + MESSAGE_OVERHEAD_TOKENS
+    return total
+
+
+def _count_strings(obj: Any) -> int:
+    if isinstance(obj, str):
+        return len(obj.encode("utf-8"))
+    if isinstance(obj, dict):
+        return sum(_count_strings(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_count_strings(v) for v in obj)
+    if obj is None or isinstance(obj, bool):
+        return 0
+    return len(json.dumps(obj))
+
+
+def estimate_cost(model: ModelEntry, tier: str, prompt_tokens: int, max_output_tokens: int) -> Decimal | None:
+    """Upper-bound cost of one attempt at ``tier``: all input uncached, full ``max_output_tokens``
+    of output (reasoning included), long-context uplift applied. None when a needed price is
+    unknown. ``max_output_tokens`` must be given: without it a request's cost has no bound."""
+    if prompt_tokens < 0 or max_output_tokens < 0:
+        raise ValueError("token counts must be >= 0")
+    usage = Usage(input_tokens=int(prompt_tokens), output_tokens=int(max_output_tokens))
+    return tier_cost(usage, model.tier_prices(tier), model)
+
+
+def require_known_prices(model: ModelEntry, tiers: Iterable[str]) -> None:
+    """Raise :class:`UserInputError` if a capped job could pay a price the catalog does not know.
+
+    Call it before sending anything when ``--max-cost`` is set, with every tier the job may
+    use (e.g. ``("flex", "standard")``). Only input and output prices are needed, because
+    estimates never assume cached input.
+    """
+    for tier in tiers:
+        prices = model.tier_prices(tier)
+        missing = ["input", "output"] if prices is None else [
+            f for f in ("input", "output") if getattr(prices, f) is None]
+        if missing:
+            raise UserInputError(
+                f"--max-cost needs known prices, but {model.name} has no {tier} {' and '.join(missing)} "
+                f"price; add it with --prices FILE or run without --max-cost",
+                field="--max-cost")
+
+
+__all__ = ["Budget", "estimate_cost", "prompt_tokens_upper_bound", "require_known_prices",
+           "MESSAGE_OVERHEAD_TOKENS"]

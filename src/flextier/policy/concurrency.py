@@ -1,0 +1,333 @@
+"""How many flex requests to keep in flight, and how fast any lane may send.
+
+Two different signals slow a job down, and they must not be mixed up:
+
+* **Flex capacity errors** (:class:`~flextier.policy.errors.FlexCapacityUnavailable`: the
+  provider shed a flex request because its spare capacity is gone). The right answer is
+  fewer flex requests in flight, found by probing: :class:`AimdController` grows the flex
+  window additively while requests succeed and cuts it multiplicatively on a shed, the
+  same rule TCP uses to find a bottleneck it cannot see.
+* **Ordinary rate limits** (:class:`~flextier.policy.errors.RateLimited`: RPM/TPM of the
+  account). Capacity is fine, we are just sending too fast. Cutting the flex window would
+  throw away flex capacity for nothing; the right answer is pacing, done by
+  :class:`RateLimiter` (token buckets for requests and tokens, fed by flags or by the
+  ``x-ratelimit-*`` response headers).
+
+Both are pure: every method takes ``now`` (seconds on the runner's clock) explicitly and
+nothing here sleeps, reads a clock or does I/O, so the runner, the simulator and the tests
+drive them with any clock, including a scaled emulator clock.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+from .errors import FlexCapacityUnavailable
+
+
+def is_capacity_signal(error: BaseException | None) -> bool:
+    """True when ``error`` means "flex capacity is gone" and should shrink the flex window.
+
+    Only :class:`FlexCapacityUnavailable` counts. :class:`RateLimited` is an account limit
+    (pace instead); timeouts, 5xx and bad requests say nothing reliable about spare flex
+    capacity, and counting them would let a flaky network collapse the window.
+    """
+    return isinstance(error, FlexCapacityUnavailable)
+
+
+@dataclass(frozen=True)
+class AimdConfig:
+    """Knobs of :class:`AimdController`.
+
+    ``max_concurrency`` is the user's ``--concurrency`` ceiling. ``initial`` defaults to a
+    cautious 4 (capped by the ceiling) so a job starting at peak does not open with a burst of
+    sheds. ``increase`` is the additive step per *window's worth* of successes (TCP's +1 per
+    RTT), ``decrease`` the multiplicative factor on a shed. ``cooldown`` (seconds) allows at
+    most one cut per congestion event: when capacity goes, every request in flight is shed
+    within moments, and cutting once per shed would collapse the window to 1 for one event.
+    """
+
+    max_concurrency: int
+    initial: int | None = None
+    increase: float = 1.0
+    decrease: float = 0.5
+    cooldown: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_concurrency, int) or self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be an integer >= 1, got {self.max_concurrency!r}")
+        if self.initial is not None and (not isinstance(self.initial, int) or self.initial < 1):
+            raise ValueError(f"initial must be an integer >= 1, got {self.initial!r}")
+        if not (self.increase > 0 and math.isfinite(self.increase)):
+            raise ValueError(f"increase must be > 0, got {self.increase!r}")
+        if not 0 < self.decrease < 1:
+            raise ValueError(f"decrease must be in (0, 1), got {self.decrease!r}")
+        if not (self.cooldown >= 0 and math.isfinite(self.cooldown)):
+            raise ValueError(f"cooldown must be >= 0, got {self.cooldown!r}")
+
+
+class AimdController:
+    """Additive-increase / multiplicative-decrease window for the flex lane.
+
+    The runner keeps at most :attr:`limit` flex requests in flight and reports each flex
+    outcome with :meth:`on_success`, :meth:`on_capacity_error` or :meth:`observe`. The window
+    is a float internally (so growth of ``increase / window`` per success adds up to about
+    ``increase`` per full window) and :attr:`limit` is its floor, always in
+    ``[1, max_concurrency]``.
+    """
+
+    def __init__(self, config: AimdConfig) -> None:
+        self.config = config
+        start = config.initial if config.initial is not None else 4
+        self._window = float(min(start, config.max_concurrency))
+        self._last_cut: float | None = None
+        self.cuts = 0
+
+    @property
+    def limit(self) -> int:
+        """Flex requests allowed in flight now: an integer in ``[1, max_concurrency]``."""
+        return max(1, min(self.config.max_concurrency, int(self._window)))
+
+    @property
+    def window(self) -> float:
+        """The un-floored window, for display and tests."""
+        return self._window
+
+    def on_success(self, now: float) -> None:
+        """A flex request was served: probe for more capacity, up to the ceiling."""
+        del now  # growth is per success, not per second; kept for a uniform call shape
+        self._window = min(float(self.config.max_concurrency),
+                           self._window + self.config.increase / max(self._window, 1.0))
+
+    def on_capacity_error(self, now: float) -> bool:
+        """A flex request was shed. Cut the window unless a cut happened within ``cooldown``.
+
+        Returns True when this call cut the window.
+        """
+        if self._last_cut is not None and now - self._last_cut < self.config.cooldown:
+            return False
+        self._window = max(1.0, self._window * self.config.decrease)
+        self._last_cut = now
+        self.cuts += 1
+        return True
+
+    def observe(self, error: BaseException | None, now: float) -> None:
+        """Feed one flex outcome: ``None`` for success, else the exception it ended with.
+
+        Errors that are not capacity signals (see :func:`is_capacity_signal`) leave the window
+        alone: a rate limit is handled by :class:`RateLimiter`, other failures by retries.
+        """
+        if error is None:
+            self.on_success(now)
+        elif is_capacity_signal(error):
+            self.on_capacity_error(now)
+
+
+# -- pacing ----------------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|us|µs|ns|m|s)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration as sent in ``x-ratelimit-reset-*`` headers.
+
+    Accepts ``"1s"``, ``"6m0s"``, ``"20ms"``, ``"1h2m3.5s"``, ``"250us"`` and a bare number of
+    seconds (``"0.5"``). Raises ValueError on anything else, so a header in a format we do not
+    know is noticed instead of read as 0 (which would disable pacing).
+    """
+    s = text.strip()
+    if not s:
+        raise ValueError("empty duration")
+    try:
+        value = float(s)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"bad duration {text!r}")
+        return value
+    pos = 0
+    total = 0.0
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+    for m in _DURATION_PART.finditer(s):
+        if m.start() != pos:
+            raise ValueError(f"bad duration {text!r}")
+        total += float(m.group(1)) * scale[m.group(2)]
+        pos = m.end()
+    if pos != len(s):
+        raise ValueError(f"bad duration {text!r}")
+    return total
+
+
+class TokenBucket:
+    """A token bucket on an explicit clock: ``capacity`` tokens, refilled at ``rate`` per second.
+
+    Starts full, as a fresh per-minute limit does. :meth:`try_take` either takes the tokens
+    (returns 0.0) or takes nothing and returns the seconds to wait until they would be there,
+    so a caller can sleep exactly that long. A request larger than the capacity could never
+    pass; it is allowed once the bucket is full (and leaves it empty) rather than blocking the
+    job forever, because the provider, not us, is the judge of an oversized request.
+    """
+
+    def __init__(self, rate: float, capacity: float, now: float) -> None:
+        if not (rate > 0 and math.isfinite(rate)):
+            raise ValueError(f"rate must be > 0, got {rate!r}")
+        if not (capacity > 0 and math.isfinite(capacity)):
+            raise ValueError(f"capacity must be > 0, got {capacity!r}")
+        self.rate = float(rate)
+        self.capacity = float(capacity)
+        self._level = float(capacity)
+        self._at = now
+        self._not_before = -math.inf
+
+    def _refill(self, now: float) -> None:
+        if now > self._at:
+            self._level = min(self.capacity, self._level + (now - self._at) * self.rate)
+            self._at = now
+
+    def level(self, now: float) -> float:
+        """Tokens available at ``now`` (may be negative after a refund shortfall)."""
+        self._refill(now)
+        return self._level
+
+    def try_take(self, n: float, now: float) -> float:
+        """Take ``n`` tokens and return 0.0, or take none and return the seconds to wait."""
+        if n < 0:
+            raise ValueError("cannot take a negative number of tokens")
+        self._refill(now)
+        if now < self._not_before:
+            return self._not_before - now
+        need = min(n, self.capacity)
+        if self._level >= need:
+            self._level -= n
+            return 0.0
+        return (need - self._level) / self.rate
+
+    def give_back(self, n: float, now: float) -> None:
+        """Return ``n`` tokens (negative ``n`` takes more), e.g. when the real usage is known."""
+        self._refill(now)
+        self._level = min(self.capacity, self._level + n)
+
+    def clamp(self, remaining: float, now: float) -> None:
+        """Never believe we have more than the server says remains."""
+        self._refill(now)
+        self._level = min(self._level, float(remaining))
+
+    def hold_until(self, t: float) -> None:
+        """Refuse every take before ``t`` (a server-imposed pause)."""
+        self._not_before = max(self._not_before, t)
+
+    def reconfigure(self, rate: float, capacity: float, now: float) -> None:
+        """Adopt a new limit (e.g. read from a header) keeping the current level."""
+        self._refill(now)
+        if rate > 0 and capacity > 0:
+            self.rate, self.capacity = float(rate), float(capacity)
+            self._level = min(self._level, self.capacity)
+
+
+class RateLimiter:
+    """Requests-per-window and tokens-per-window pacing for one lane (one model, one tier).
+
+    ``rpm`` / ``tpm`` come from flags; either may be None (unknown until a response's
+    ``x-ratelimit-limit-*`` header tells us, unlimited until then). Limits are per ``window``
+    seconds (60 for the per-minute limits providers publish). Standard and flex have separate
+    limits on some providers, so the runner keeps one instance per lane.
+
+    Use::
+
+        wait = limiter.try_acquire(estimated_tokens, now)   # 0.0 -> send now (charged)
+        ...                                                 # else sleep(wait) and try again
+        limiter.settle_tokens(estimated_tokens, actual_tokens, now)   # after the response
+        limiter.update_from_headers(response_headers, now)
+        limiter.on_rate_limited(err.retry_after, now)       # on RateLimited
+    """
+
+    def __init__(self, rpm: float | None = None, tpm: float | None = None, *, now: float = 0.0,
+                 window: float = 60.0, default_pause: float = 1.0) -> None:
+        if not window > 0:
+            raise ValueError("window must be > 0")
+        self.window = float(window)
+        self.default_pause = float(default_pause)
+        self.requests = self._bucket(rpm, now)
+        self.tokens = self._bucket(tpm, now)
+        self._not_before = -math.inf
+
+    def _bucket(self, limit: float | None, now: float) -> TokenBucket | None:
+        if limit is None:
+            return None
+        if not limit > 0:
+            raise ValueError(f"a rate limit must be > 0, got {limit!r}")
+        return TokenBucket(limit / self.window, limit, now)
+
+    def try_acquire(self, tokens: int, now: float) -> float:
+        """Charge one request of ``tokens`` tokens and return 0.0, or charge nothing and
+        return how many seconds to wait before trying again."""
+        if now < self._not_before:
+            return self._not_before - now
+        charged: list[tuple[TokenBucket, float]] = []
+        wait = 0.0
+        for bucket, n in ((self.requests, 1), (self.tokens, tokens)):
+            if bucket is None:
+                continue
+            w = bucket.try_take(n, now)
+            if w == 0.0:
+                charged.append((bucket, n))
+            wait = max(wait, w)
+        if wait > 0:
+            for bucket, n in charged:  # a refusal must cost nothing
+                bucket.give_back(n, now)
+        return wait
+
+    def settle_tokens(self, estimated: int, actual: int, now: float) -> None:
+        """Correct the token bucket once the real token count of a request is known."""
+        if self.tokens is not None:
+            self.tokens.give_back(estimated - actual, now)
+
+    def on_rate_limited(self, retry_after: float | None, now: float) -> None:
+        """A :class:`RateLimited` came back: send nothing on this lane until the server allows."""
+        pause = retry_after if retry_after is not None and retry_after > 0 else self.default_pause
+        self._not_before = max(self._not_before, now + pause)
+
+    def update_from_headers(self, headers: Mapping[str, str], now: float) -> None:
+        """Learn limits from OpenAI-style ``x-ratelimit-*`` headers (case-insensitive).
+
+        ``limit-{requests,tokens}`` set the bucket size (per ``window``); ``remaining-*`` caps
+        the level (the server counts requests we have not seen answered yet); when a remaining
+        count is 0, ``reset-*`` (a duration such as ``"6m0s"``) pauses the lane until then.
+        Malformed values are ignored: a header must never crash a job.
+        """
+        h = {k.lower(): v for k, v in headers.items()}
+        for kind in ("requests", "tokens"):
+            limit = _num(h.get(f"x-ratelimit-limit-{kind}"))
+            remaining = _num(h.get(f"x-ratelimit-remaining-{kind}"))
+            reset = h.get(f"x-ratelimit-reset-{kind}")
+            bucket = getattr(self, kind)
+            if limit is not None and limit > 0:
+                if bucket is None:
+                    bucket = TokenBucket(limit / self.window, limit, now)
+                    setattr(self, kind, bucket)
+                else:
+                    bucket.reconfigure(limit / self.window, limit, now)
+            if bucket is not None and remaining is not None:
+                bucket.clamp(remaining, now)
+                if remaining <= 0 and reset is not None:
+                    try:
+                        bucket.hold_until(now + parse_duration(reset))
+                    except ValueError:
+                        pass
+
+
+def _num(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) and v >= 0 else None
+
+
+__all__ = ["AimdConfig", "AimdController", "is_capacity_signal", "parse_duration", "TokenBucket",
+           "RateLimiter"]
