@@ -1,0 +1,131 @@
+"""Anthropic Messages: no flex tier.
+
+Anthropic sells no flex tier (its discount lane is Message Batches), so ``tier="flex"``
+raises :class:`TierNotSupported` before anything is sent; the policy may then go to
+standard with a warning (``Policy(allow_standard_for_no_flex=True)``). Standard sends no
+``service_tier`` (the account default); ``priority`` sends ``service_tier: "auto"``.
+The served tier is ``usage.service_tier`` (``standard`` | ``priority`` | ``batch``).
+
+Usage: Anthropic's ``input_tokens`` excludes cache reads and writes, so input =
+``input_tokens + cache_read_input_tokens + cache_creation_input_tokens`` and cached =
+``cache_read_input_tokens`` (cache *writes* are priced at the input rate; the catalog has
+no write premium). 529 ``overloaded_error`` -> :class:`Overloaded`.
+
+Calls use ``client.post("/v1/messages", cast_to=httpx2.Response)`` with ``max_retries=0``,
+which also skips the SDK's "streaming is required for long requests" guard (we always pass
+an explicit timeout).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+import anthropic as _anthropic
+import httpx2
+
+from .._types import AttemptOutcome, CallRequest
+from ..cost import Usage
+from ..policy.errors import ProviderError, Transient
+from .base import BaseAdapter, Transport, served_tier, split_system, text_of_content
+from .openai import _classify_stainless, _json, _limits
+
+__all__ = ["AnthropicAdapter", "usage_from_body", "classify_anthropic", "DEFAULT_MAX_TOKENS"]
+
+DEFAULT_MAX_TOKENS = 4096
+
+
+def usage_from_body(u: Mapping[str, Any] | None) -> Usage:
+    if not u:
+        return Usage()
+    read = int(u.get("cache_read_input_tokens") or 0)
+    write = int(u.get("cache_creation_input_tokens") or 0)
+    inp = int(u.get("input_tokens") or 0) + read + write
+    return Usage(inp, read, int(u.get("output_tokens") or 0), 0)
+
+
+def text_from_body(body: Mapping[str, Any]) -> str:
+    return "".join(b.get("text", "") for b in body.get("content") or [] if b.get("type") == "text")
+
+
+def classify_anthropic(exc: BaseException, tier: str) -> ProviderError | None:
+    return _classify_stainless(exc, tier, "anthropic", _anthropic)
+
+
+class AnthropicAdapter(BaseAdapter):
+    provider = "anthropic"
+
+    @classmethod
+    def make_transport(cls, *, base_url: str | None, api_key: str | None, client: Any,
+                       timeouts: Mapping[str, float], max_connections: int) -> Transport:
+        sync_c = async_c = None
+        if client is not None:
+            c = client.with_options(max_retries=0)
+            if isinstance(client, _anthropic.AsyncAnthropic):
+                async_c = c
+            else:
+                sync_c = c
+            base_url = base_url or str(client.base_url)
+            api_key = api_key or client.api_key
+        kw: dict[str, Any] = {"api_key": api_key, "base_url": base_url, "max_retries": 0}
+        lim = _limits(max_connections)
+
+        def make_sync() -> Any:
+            return sync_c or _anthropic.Anthropic(**kw, http_client=_anthropic.DefaultHttpxClient(limits=lim))
+
+        def make_async() -> Any:
+            return async_c or _anthropic.AsyncAnthropic(**kw,
+                                                        http_client=_anthropic.DefaultAsyncHttpxClient(limits=lim))
+
+        tr = Transport(make_sync, make_async)
+        tr.user_client = client  # type: ignore[attr-defined]
+        return tr
+
+    def build_body(self, req: CallRequest, tier: str) -> dict[str, Any]:
+        if req.native is not None:
+            body = dict(req.native)
+            body.setdefault("model", self.entry.model_id)
+        else:
+            system, rest = split_system(req.messages or [])
+            params = dict(req.params)
+            if "stop" in params:
+                stop = params.pop("stop")
+                params.setdefault("stop_sequences", [stop] if isinstance(stop, str) else stop)
+            if "max_completion_tokens" in params:
+                params.setdefault("max_tokens", params.pop("max_completion_tokens"))
+            params.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
+            msgs = [{"role": m.get("role", "user"), "content": m.get("content")
+                     if not isinstance(m.get("content"), list) else text_of_content(m.get("content"))}
+                    for m in rest]
+            body = {"model": self.entry.model_id, "messages": msgs, **params}
+            if system:
+                body.setdefault("system", system)
+        body.pop("stream", None)
+        if tier == "priority":
+            body["service_tier"] = "auto"
+        elif tier == "standard":
+            body.pop("service_tier", None) if body.get("service_tier") == "auto" else None
+        return body
+
+    def outcome(self, body: dict[str, Any], headers: Mapping[str, str], raw: Any = None) -> AttemptOutcome:
+        usage = body.get("usage") or {}
+        return AttemptOutcome(body=body, text=text_from_body(body), served_tier=served_tier(usage.get("service_tier")),
+                              usage=usage_from_body(usage), headers=dict(headers), raw=raw)
+
+    @staticmethod
+    def _opts(timeout: float | None) -> dict[str, Any]:
+        return {} if timeout is None else {"timeout": timeout}
+
+    def _send(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
+        resp = self.transport.sync().post("/v1/messages", body=self.build_body(req, tier), cast_to=httpx2.Response,
+                                          options=self._opts(timeout))
+        return self.outcome(_json(resp), resp.headers)
+
+    async def _asend(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
+        resp = await self.transport.aio().post("/v1/messages", body=self.build_body(req, tier),
+                                               cast_to=httpx2.Response, options=self._opts(timeout))
+        return self.outcome(_json(resp), resp.headers)
+
+    def classify(self, exc: BaseException, tier: str) -> ProviderError | None:
+        if isinstance(exc, json.JSONDecodeError):
+            return Transient("response was not JSON", tier=tier, provider=self.provider, possibly_billed=True)
+        return classify_anthropic(exc, tier)

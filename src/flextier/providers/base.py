@@ -1,0 +1,284 @@
+"""The adapter contract, shared helpers, and the registry :func:`get_adapter`.
+
+Why adapters: every provider puts the tier in a different place, reports the served
+tier in a different place, and fails in its own dialect. An adapter hides exactly that
+and nothing more: it makes ONE attempt through the official SDK (with the SDK's own
+retries switched off), classifies any failure into :mod:`flextier.policy.errors`, and
+reads the served tier and usage from the *response*. Retrying, backoff and fallback
+belong to :mod:`flextier.policy.fallback`, never to an adapter.
+
+Contract (the runner depends on it)::
+
+    adapter = get_adapter(entry, base_url=None, api_key=None, client=None, timeouts=None)
+    outcome = adapter.send(req, tier, timeout)          # sync, one attempt
+    outcome = await adapter.asend(req, tier, timeout)   # async, one attempt
+
+* ``tier`` is ``"flex"``, ``"standard"`` or ``"priority"``; ``timeout`` is seconds for this
+  attempt (None = the SDK's default).
+* Returns :class:`~flextier._types.AttemptOutcome`: ``body`` is the provider's JSON response as
+  a plain dict, ``served_tier`` the canonical tier the *response* reports (``"unknown"`` when
+  the response names a tier flextier does not know or names none; such calls are priced
+  ``None``), ``usage`` normalised (input includes cached, output includes reasoning).
+* Raises only :class:`~flextier.policy.errors.ProviderError` subclasses for provider/network
+  failures. Programming errors (bad arguments to the SDK) propagate unchanged.
+
+SDK clients are created once per (provider, base_url, key, timeouts) and reused; async
+clients are created once per event loop (an async connection pool cannot cross loops).
+Connection pools are sized for ``max_connections`` (default 256) concurrent calls.
+API keys are handed to the SDK and never logged, stored elsewhere, or put in a repr.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import threading
+import weakref
+from typing import Any, Callable, ClassVar, Mapping, Protocol, runtime_checkable
+
+from .._types import AttemptOutcome, CallRequest
+from ..catalog import ModelEntry
+from ..policy.backoff import retry_after_from_headers
+from ..policy.errors import (BadRequest, FlexCapacityUnavailable, Overloaded, ProviderError, QuotaExhausted,
+                             RateLimited, TierNotSupported, Transient)
+from ..tiers import normalize_tier
+
+__all__ = ["Adapter", "BaseAdapter", "Transport", "get_adapter", "served_tier", "classify_http",
+           "DEFAULT_MAX_CONNECTIONS", "UNKNOWN_TIER", "text_of_content", "split_system"]
+
+DEFAULT_MAX_CONNECTIONS = 256
+UNKNOWN_TIER = "unknown"
+#: Seconds added to the read timeout of clients whose timeout is fixed at creation (botocore),
+#: so the per-call deadline, not the socket, decides.
+TIMEOUT_MARGIN = 30.0
+
+FLEX_CAPACITY_CODES = frozenset({"resource_unavailable", "flex_unavailable", "capacity_exceeded"})
+FLEX_PREEMPT_CODES = frozenset({"server_is_overloaded"})
+QUOTA_CODES = frozenset({"insufficient_quota", "enforced_spend_limit_reached", "billing_hard_limit_reached",
+                         "quota_exceeded"})
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """What the policy loop and the runner need from a provider."""
+
+    provider: str
+    entry: ModelEntry
+
+    def send(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome: ...
+
+    async def asend(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome: ...
+
+
+def served_tier(raw: Any) -> str:
+    """Canonical served tier from a provider's own spelling; ``"unknown"`` if absent/unrecognised."""
+    return normalize_tier(raw) or UNKNOWN_TIER
+
+
+def classify_http(*, status: int | None, code: str | None, err_type: str | None, message: str,
+                  tier: str, provider: str, retry_after: float | None = None) -> ProviderError:
+    """The OpenAI-style HTTP error dialect (OpenAI, Anthropic, Groq-like) -> taxonomy."""
+    kw = dict(status=status, code=code or err_type, retry_after=retry_after, tier=tier, provider=provider)
+    low = (message or "").lower()
+    if code in FLEX_CAPACITY_CODES or status == 498:
+        return FlexCapacityUnavailable(message, **kw)
+    if code in QUOTA_CODES or err_type in QUOTA_CODES or "credit balance is too low" in low:
+        return QuotaExhausted(message, **kw)
+    if tier == "flex" and code in FLEX_PREEMPT_CODES:
+        return FlexCapacityUnavailable(message, **kw)   # flex work evicted under standard load
+    if status == 529 or err_type == "overloaded_error":
+        return Overloaded(message, **kw)
+    if status == 429 or (status is None and err_type == "rate_limit_error"):
+        return RateLimited(message, **kw)
+    if status is not None and (status >= 500 or status in (408, 409)):
+        return Transient(message, **kw)
+    if status is None:
+        # an in-stream error without HTTP status (e.g. an SSE "error" event)
+        if err_type in ("server_error", "api_error", "internal_error") or code in ("server_error", "internal_error"):
+            return Transient(message, **kw)
+        return Transient(message, **kw) if not err_type else BadRequest(message, **kw)
+    if tier == "flex" and status == 400 and ("service_tier" in low or "service tier" in low or "flex" in low):
+        return TierNotSupported(message, **kw)
+    return BadRequest(message, **kw)
+
+
+def error_fields(body: Any) -> tuple[str | None, str | None, str]:
+    """(code, type, message) from an OpenAI/Anthropic error body (outer or inner object)."""
+    if isinstance(body, Mapping):
+        inner = body.get("error") if isinstance(body.get("error"), Mapping) else body
+        code = inner.get("code")
+        if code is None and isinstance(inner.get("details"), Mapping):
+            code = inner["details"].get("error_code")
+        return (None if code is None else str(code), inner.get("type") if isinstance(inner.get("type"), str) else None,
+                str(inner.get("message") or ""))
+    return None, None, "" if body is None else str(body)[:500]
+
+
+def text_of_content(content: Any) -> str:
+    """Text of an OpenAI-style message content: a string or a list of ``{"type":"text","text":...}``."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") if isinstance(p, Mapping) else str(p) for p in content)
+    return str(content)
+
+
+def split_system(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+    """System/developer messages joined into one instruction, and the rest."""
+    system = [text_of_content(m.get("content")) for m in messages if m.get("role") in ("system", "developer")]
+    rest = [m for m in messages if m.get("role") not in ("system", "developer")]
+    return ("\n\n".join(system) if system else None), rest
+
+
+class Transport:
+    """The SDK clients of one provider endpoint: one sync client, one async client per loop."""
+
+    def __init__(self, make_sync: Callable[[], Any], make_async: Callable[[], Any]) -> None:
+        self._make_sync = make_sync
+        self._make_async = make_async
+        self._sync: Any = None
+        self._lock = threading.Lock()
+        self._async: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
+
+    def sync(self) -> Any:
+        if self._sync is None:
+            with self._lock:
+                if self._sync is None:
+                    self._sync = self._make_sync()
+        return self._sync
+
+    def aio(self) -> Any:
+        loop = asyncio.get_running_loop()
+        c = self._async.get(loop)
+        if c is None:
+            c = self._async[loop] = self._make_async()
+        return c
+
+
+class BaseAdapter:
+    """Shared plumbing: tier check, error translation around the provider-specific calls."""
+
+    provider: ClassVar[str] = ""
+    tiers: ClassVar[tuple[str, ...]] = ("flex", "standard", "priority")
+
+    def __init__(self, entry: ModelEntry, transport: Any) -> None:
+        self.entry = entry
+        self.transport = transport
+
+    def __repr__(self) -> str:  # never shows keys
+        return f"<{type(self).__name__} {self.entry.name}>"
+
+    # -- provider hooks ---------------------------------------------------------------
+    @classmethod
+    def make_transport(cls, *, base_url: str | None, api_key: str | None, client: Any,
+                       timeouts: Mapping[str, float], max_connections: int) -> Any:
+        raise NotImplementedError
+
+    def _send(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
+        raise NotImplementedError
+
+    async def _asend(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
+        raise NotImplementedError
+
+    def classify(self, exc: BaseException, tier: str) -> ProviderError | None:
+        """Translate an SDK/network exception; None = not a provider failure (re-raise as is)."""
+        raise NotImplementedError
+
+    # -- public -----------------------------------------------------------------------
+    def check_tier(self, tier: str) -> None:
+        if tier not in self.tiers:
+            raise TierNotSupported(f"{self.provider} has no {tier!r} tier", tier=tier, provider=self.provider)
+        if tier == "flex" and not self.entry.supports_flex:
+            raise TierNotSupported(
+                f"{self.entry.name} has no flex tier; use standard, or the batch lane for the discount",
+                tier=tier, provider=self.provider, code="flex_not_supported")
+
+    def send(self, req: CallRequest, tier: str, timeout: float | None = None) -> AttemptOutcome:
+        """ONE attempt at ``tier``; no retries. Raises taxonomy errors."""
+        self.check_tier(tier)
+        try:
+            return self._send(req, tier, timeout)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            err = self.classify(exc, tier)
+            if err is None:
+                raise
+            raise err from exc
+
+    async def asend(self, req: CallRequest, tier: str, timeout: float | None = None) -> AttemptOutcome:
+        """Async twin of :meth:`send`."""
+        self.check_tier(tier)
+        try:
+            return await self._asend(req, tier, timeout)
+        except ProviderError:
+            raise
+        except asyncio.TimeoutError as exc:  # raised by asyncio.wait_for in thread-backed adapters
+            from ..policy.errors import Timeout
+            raise Timeout("the call ran past its timeout", tier=tier, provider=self.provider,
+                          possibly_billed=True) from exc
+        except Exception as exc:
+            err = self.classify(exc, tier)
+            if err is None:
+                raise
+            raise err from exc
+
+
+def retry_after_of(headers: Any) -> float | None:
+    try:
+        return retry_after_from_headers(headers)
+    except Exception:  # noqa: BLE001 - a malformed header must not mask the real error
+        return None
+
+
+# -- registry ---------------------------------------------------------------------------
+
+_ADAPTERS = {
+    "openai": "flextier.providers.openai:OpenAIAdapter",
+    "gemini": "flextier.providers.gemini:GeminiAdapter",
+    "bedrock": "flextier.providers.bedrock:BedrockAdapter",
+    "anthropic": "flextier.providers.anthropic:AnthropicAdapter",
+}
+_transports: dict[tuple, Any] = {}
+_transports_lock = threading.Lock()
+
+
+def adapter_class(provider: str) -> type[BaseAdapter]:
+    try:
+        mod, _, cls = _ADAPTERS[provider].partition(":")
+    except KeyError:
+        raise ValueError(f"no adapter for provider {provider!r} (known: {', '.join(_ADAPTERS)})") from None
+    return getattr(importlib.import_module(mod), cls)
+
+
+def get_adapter(entry: ModelEntry, *, base_url: str | None = None, api_key: str | None = None,
+                client: Any = None, timeouts: Mapping[str, float] | None = None,
+                max_connections: int = DEFAULT_MAX_CONNECTIONS) -> BaseAdapter:
+    """The adapter for ``entry.provider``, sharing SDK clients with earlier calls that used the
+    same endpoint, key, client and timeouts.
+
+    ``client`` is an SDK client to use instead of creating one (its retries are switched off
+    where the SDK allows; see each provider module). ``timeouts`` maps tier -> seconds and
+    sets client-level timeouts where the SDK cannot take one per call (botocore).
+    """
+    cls = adapter_class(entry.provider)
+    tmo = dict(timeouts or {})
+    key_hash = hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else None
+    ck = (entry.provider, base_url, key_hash, id(client) if client is not None else None,
+          tuple(sorted(tmo.items())), max_connections)
+    with _transports_lock:
+        tr = _transports.get(ck)
+        if tr is None:
+            tr = cls.make_transport(base_url=base_url, api_key=api_key, client=client, timeouts=tmo,
+                                    max_connections=max_connections)
+            # Hold the user's client so its id() cannot be reused while cached.
+            _transports[ck] = tr
+    return cls(entry, tr)
+
+
+def clear_adapter_cache() -> None:
+    """Forget cached SDK clients (tests; after rotating keys)."""
+    with _transports_lock:
+        _transports.clear()

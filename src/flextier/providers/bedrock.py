@@ -1,0 +1,263 @@
+"""AWS Bedrock Converse (boto3): ``serviceTier`` is an *object* in the body.
+
+Wire: ``converse(..., serviceTier={"type": "flex"})`` (botocore 1.43's service model has
+the member on Converse and ConverseStream); standard sends no tier. The served tier is
+the response's ``serviceTier.type`` (``"default"`` -> ``"standard"``), else the
+``x-amzn-bedrock-service-tier`` header. AWS documents no flex-specific error: a shed flex
+request gets ``ThrottlingException`` (429) or ``ServiceUnavailableException`` (503), which
+on a flex request mean :class:`FlexCapacityUnavailable` (on standard: rate limit / 5xx).
+
+Retries and timeouts: botocore's default ("legacy", 5 attempts, 60 s read timeout)
+would re-send a slow flex call up to 4 times. Clients flextier creates use
+``Config(retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=<tier timeout> + 30)``
+(not ``{"max_attempts": 1}``: botocore counts that as one *retry*, i.e. two attempts)
+and ``max_pool_connections`` sized for concurrency, one client per tier because botocore
+fixes the read timeout per client. botocore cannot change retries on an existing client,
+so a boto3 client handed to :func:`flextier.wrap` / ``get_adapter(client=...)`` is
+*re-created* from its region, endpoint, config and credentials object (refreshable
+credentials keep refreshing); if that fails its retry handler is unregistered instead,
+with a warning.
+
+boto3 is synchronous: ``asend`` runs the call on a dedicated thread pool sized to the
+concurrency and bounds it with ``asyncio.wait_for`` (a call abandoned on timeout keeps its
+thread until botocore's read timeout; it is reported as possibly billed).
+
+Usage: Bedrock's ``inputTokens`` excludes cache reads/writes, so input = ``inputTokens +
+cacheReadInputTokens + cacheWriteInputTokens``, cached = ``cacheReadInputTokens``.
+``api_key`` is not used: authenticate with the usual AWS credential chain (or
+``AWS_BEARER_TOKEN_BEDROCK``).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Callable, Mapping
+
+import boto3
+import urllib3
+import botocore.session
+from botocore.config import Config
+from botocore.exceptions import (ClientError, ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError,
+                                 HTTPClientError, ReadTimeoutError)
+
+from .._types import AttemptOutcome, CallRequest
+from ..cost import Usage
+from ..policy.errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
+                             TierNotSupported, Timeout, Transient)
+from .base import TIMEOUT_MARGIN, BaseAdapter, retry_after_of, served_tier, split_system, text_of_content
+
+__all__ = ["BedrockAdapter", "WIRE_TIER", "usage_from_body", "classify_bedrock", "clone_without_retries",
+           "TIER_HEADER"]
+
+WIRE_TIER = {"flex": {"type": "flex"}, "standard": None, "priority": {"type": "priority"}}
+TIER_HEADER = "x-amzn-bedrock-service-tier"
+DEFAULT_READ_TIMEOUT = {"flex": 900.0}  # standard: botocore's own default (60 s)
+_INFERENCE = {"max_tokens": "maxTokens", "max_completion_tokens": "maxTokens", "temperature": "temperature",
+              "top_p": "topP", "stop": "stopSequences"}
+
+
+def usage_from_body(u: Mapping[str, Any] | None) -> Usage:
+    if not u:
+        return Usage()
+    read = int(u.get("cacheReadInputTokens") or 0)
+    write = int(u.get("cacheWriteInputTokens") or 0)
+    return Usage(int(u.get("inputTokens") or 0) + read + write, read, int(u.get("outputTokens") or 0), 0)
+
+
+def served_from(body: Mapping[str, Any], headers: Mapping[str, Any] | None) -> str:
+    raw = body.get("serviceTier")
+    if raw is None and headers:
+        raw = next((v for k, v in headers.items() if k.lower() == TIER_HEADER), None)
+    return served_tier(raw)
+
+
+def text_from_body(body: Mapping[str, Any]) -> str:
+    content = ((body.get("output") or {}).get("message") or {}).get("content") or []
+    return "".join(b.get("text", "") for b in content if isinstance(b, dict))
+
+
+def classify_bedrock(exc: BaseException, tier: str) -> ProviderError | None:
+    p = "bedrock"
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error") or {}
+        meta = exc.response.get("ResponseMetadata") or {}
+        raw_code = str(err.get("Code") or "")
+        code = raw_code[:1].upper() + raw_code[1:]          # stream errors are camelCase
+        status = meta.get("HTTPStatusCode")
+        msg = str(err.get("Message") or exc)
+        kw = dict(status=status, code=code or None, retry_after=retry_after_of(meta.get("HTTPHeaders")),
+                  tier=tier, provider=p)
+        if code in ("ThrottlingException", "ServiceUnavailableException"):
+            if tier == "flex":
+                return FlexCapacityUnavailable(msg, **kw)
+            return RateLimited(msg, **kw) if code == "ThrottlingException" else Transient(msg, **kw)
+        if code == "ServiceQuotaExceededException":
+            return QuotaExhausted(msg, **kw)
+        if code in ("ModelNotReadyException", "InternalServerException", "ModelErrorException",
+                    "ModelStreamErrorException", "ModelTimeoutException"):
+            return Transient(msg, **kw)
+        low = msg.lower()
+        if code == "ValidationException" and tier != "standard" and (
+                "service tier" in low or "servicetier" in low or "service_tier" in low or "flex" in low):
+            return TierNotSupported(msg, **kw)
+        if isinstance(status, int) and status >= 500:
+            return Transient(msg, **kw)
+        if status == 429:
+            return RateLimited(msg, **kw)
+        return BadRequest(msg, **kw)
+    if isinstance(exc, ReadTimeoutError):
+        return Timeout("the call ran past its timeout", tier=tier, provider=p, possibly_billed=True)
+    if isinstance(exc, (ConnectTimeoutError, EndpointConnectionError)):
+        return Transient(f"connection error: {type(exc).__name__}", tier=tier, provider=p)
+    if isinstance(exc, (ConnectionClosedError, HTTPClientError, urllib3.exceptions.HTTPError)):
+        return Transient(f"connection error: {type(exc).__name__}", tier=tier, provider=p, possibly_billed=True)
+    if isinstance(exc, FutureTimeout):
+        return Timeout("the call ran past its timeout", tier=tier, provider=p, possibly_billed=True)
+    return None
+
+
+def _no_retry_config(read_timeout: float | None, max_connections: int, base: Config | None = None) -> Config:
+    # botocore's retries["max_attempts"] counts *retries* (it becomes total_max_attempts =
+    # max_attempts + 1, botocore/args.py), so {"max_attempts": 1} would still retry once.
+    kw: dict[str, Any] = {"retries": {"total_max_attempts": 1, "mode": "standard"},
+                          "max_pool_connections": max_connections}
+    if read_timeout is not None:
+        kw["read_timeout"] = read_timeout
+    cfg = Config(**kw)
+    return base.merge(cfg) if base is not None else cfg
+
+
+def clone_without_retries(client: Any, *, read_timeout: float | None, max_connections: int,
+                          session: Any = None) -> Any:
+    """A new bedrock-runtime client like ``client`` but with botocore retries off."""
+    cfg = _no_retry_config(read_timeout, max_connections, client.meta.config)
+    try:
+        session = session or botocore.session.Session()
+        creds = client._get_credentials()  # noqa: SLF001 - keeps refreshable credentials refreshing
+        if creds is not None:
+            session._credentials = creds  # noqa: SLF001
+        return session.create_client("bedrock-runtime", region_name=client.meta.region_name,
+                                     endpoint_url=client.meta.endpoint_url, config=cfg)
+    except Exception as exc:  # noqa: BLE001 - fall back to disabling the handler in place
+        warnings.warn(f"could not re-create the boto3 client ({type(exc).__name__}); unregistering its retry "
+                      f"handler in place instead (read timeout unchanged)", RuntimeWarning, stacklevel=3)
+        name = client.meta.service_model.service_id.hyphenize()
+        client.meta.events.unregister(f"needs-retry.{name}", unique_id=f"retry-config-{name}")
+        return client
+
+
+class BedrockTransport:
+    """One boto3 client per tier (read timeout differs) and one thread pool for ``asend``."""
+
+    def __init__(self, factory: Callable[[float | None], Any], timeouts: Mapping[str, float],
+                 max_connections: int, user_client: Any = None) -> None:
+        self._factory = factory
+        self._timeouts = {**DEFAULT_READ_TIMEOUT, **dict(timeouts)}
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self.max_connections = max_connections
+        self.user_client = user_client
+
+    def client(self, tier: str) -> Any:
+        c = self._clients.get(tier)
+        if c is None:
+            with self._lock:
+                c = self._clients.get(tier)
+                if c is None:
+                    t = self._timeouts.get(tier)
+                    c = self._clients[tier] = self._factory(None if t is None else t + TIMEOUT_MARGIN)
+        return c
+
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=self.max_connections,
+                                                    thread_name_prefix="flextier-bedrock")
+        return self._pool
+
+    async def run(self, fn: Callable[[], Any], timeout: float | None) -> Any:
+        fut = asyncio.get_running_loop().run_in_executor(self.pool(), fn)
+        return await (asyncio.wait_for(fut, timeout) if timeout is not None else fut)
+
+
+class BedrockAdapter(BaseAdapter):
+    provider = "bedrock"
+
+    @classmethod
+    def make_transport(cls, *, base_url: str | None, api_key: str | None, client: Any,
+                       timeouts: Mapping[str, float], max_connections: int) -> BedrockTransport:
+        if client is not None:
+            session = botocore.session.Session()   # one session per transport: models load once
+
+            def factory(rt: float | None) -> Any:
+                return clone_without_retries(client, read_timeout=rt, max_connections=max_connections,
+                                             session=session)
+        else:
+            region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+            session = boto3.session.Session()   # one session: service models load once
+
+            def factory(rt: float | None) -> Any:
+                return session.client(
+                    "bedrock-runtime", region_name=region, endpoint_url=base_url,
+                    config=_no_retry_config(rt, max_connections))
+        return BedrockTransport(factory, timeouts, max_connections, client)
+
+    def build(self, req: CallRequest, tier: str) -> dict[str, Any]:
+        if req.native is not None:
+            kw = dict(req.native)
+            kw.setdefault("modelId", self.entry.model_id)
+        else:
+            system, rest = split_system(req.messages or [])
+            msgs = []
+            for m in rest:
+                c = m.get("content")
+                blocks = c if isinstance(c, list) and all(isinstance(b, dict) and "type" not in b for b in c) \
+                    else [{"text": text_of_content(c)}]
+                msgs.append({"role": "assistant" if m.get("role") == "assistant" else "user", "content": blocks})
+            kw = {"modelId": self.entry.model_id, "messages": msgs}
+            if system:
+                kw["system"] = [{"text": system}]
+            inf: dict[str, Any] = {}
+            extra: dict[str, Any] = {}
+            for k, v in req.params.items():
+                if k in _INFERENCE:
+                    inf[_INFERENCE[k]] = [v] if k == "stop" and isinstance(v, str) else v
+                else:
+                    extra[k] = v
+            if inf:
+                kw["inferenceConfig"] = inf
+            if extra:
+                kw["additionalModelRequestFields"] = extra
+        kw.pop("serviceTier", None)
+        wire = WIRE_TIER[tier]
+        if wire:
+            kw["serviceTier"] = dict(wire)
+        return kw
+
+    def outcome(self, resp: dict[str, Any]) -> AttemptOutcome:
+        headers = (resp.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+        body = {k: v for k, v in resp.items() if k != "ResponseMetadata"}
+        return AttemptOutcome(body=body, text=text_from_body(body), served_tier=served_from(body, headers),
+                              usage=usage_from_body(body.get("usage")), headers=dict(headers), raw=None)
+
+    def _send(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
+        kw = self.build(req, tier)
+        client = self.transport.client(tier)
+        if timeout is None:
+            return self.outcome(client.converse(**kw))
+        # botocore fixes the read timeout per client; bound the whole call on the pool instead
+        return self.outcome(self.transport.pool().submit(lambda: client.converse(**kw)).result(timeout))
+
+    async def _asend(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
+        kw = self.build(req, tier)
+        client = self.transport.client(tier)
+        return self.outcome(await self.transport.run(lambda: client.converse(**kw), timeout))
+
+    def classify(self, exc: BaseException, tier: str) -> ProviderError | None:
+        return classify_bedrock(exc, tier)

@@ -1,0 +1,269 @@
+"""Gemini API (google-genai): ``serviceTier`` at the request root.
+
+Wire: the SDK sends ``GenerateContentConfig(service_tier="flex")`` as a top-level
+``"serviceTier": "flex"`` (sibling of ``contents``, not inside ``generationConfig``).
+Standard sends no tier. The served tier is the ``x-gemini-service-tier`` response header,
+else ``usageMetadata.serviceTier``. Flex shed is 503 ``UNAVAILABLE`` or 429
+``RESOURCE_EXHAUSTED`` (which may carry ``google.rpc.RetryInfo.retryDelay``); Gemini never
+upgrades a flex request to standard by itself.
+
+Timeouts: ``HttpOptions.timeout`` is in **milliseconds** and is set per request; the SDK
+then also sends ``X-Server-Timeout`` so the server stops queueing when we stop waiting.
+google-genai does not retry unless ``retry_options`` is set; clients flextier creates never
+set it. Usage: ``promptTokenCount`` includes cached tokens; output = ``candidatesTokenCount
++ thoughtsTokenCount`` (thinking is billed as output); ``toolUsePromptTokenCount`` is
+added to input.
+
+The adapter asks the SDK for the raw HTTP response (``should_return_http_response``), so
+``AttemptOutcome.body`` is the exact wire JSON and no typed object is built per call.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+import httpx
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as gtypes
+
+from .._types import AttemptOutcome, CallRequest
+from ..cost import Usage
+from ..policy.backoff import retry_delay_from_google_details
+from ..policy.errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
+                             TierNotSupported, Timeout, Transient)
+from .base import BaseAdapter, Transport, retry_after_of, served_tier, split_system, text_of_content
+
+try:  # google-genai may run on httpx or on its fork httpx2; classify both
+    import httpx2 as _httpx2
+    _TIMEOUTS: tuple = (httpx.TimeoutException, _httpx2.TimeoutException)
+    _CONNECT_TIMEOUTS: tuple = (httpx.ConnectTimeout, httpx.PoolTimeout, _httpx2.ConnectTimeout, _httpx2.PoolTimeout)
+    _TRANSPORT: tuple = (httpx.TransportError, _httpx2.TransportError)
+    _SENT: tuple = (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError,
+                    _httpx2.ReadError, _httpx2.RemoteProtocolError, _httpx2.WriteError)
+except ImportError:  # pragma: no cover
+    _TIMEOUTS = (httpx.TimeoutException,)
+    _CONNECT_TIMEOUTS = (httpx.ConnectTimeout, httpx.PoolTimeout)
+    _TRANSPORT = (httpx.TransportError,)
+    _SENT = (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError)
+
+__all__ = ["GeminiAdapter", "WIRE_TIER", "usage_from_body", "usage_from_sdk", "classify_gemini", "TIER_HEADER"]
+
+WIRE_TIER = {"flex": "flex", "standard": None, "priority": "priority"}
+TIER_HEADER = "x-gemini-service-tier"
+_PARAM_MAP = {"max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens",
+              "stop": "stop_sequences"}
+_NATIVE_CONFIG_KEYS = ("systemInstruction", "system_instruction", "tools", "toolConfig", "tool_config",
+                       "safetySettings", "safety_settings", "cachedContent", "cached_content", "labels")
+
+
+def _header(headers: Mapping[str, Any] | None, name: str) -> Any:
+    if not headers:
+        return None
+    if not isinstance(headers, dict):
+        return headers.get(name)
+    for k, v in headers.items():
+        if k.lower() == name:
+            return v
+    return None
+
+
+def usage_from_body(u: Mapping[str, Any] | None) -> Usage:
+    """``usageMetadata`` (camelCase wire JSON) -> :class:`Usage`."""
+    if not u:
+        return Usage()
+    inp = int(u.get("promptTokenCount") or 0) + int(u.get("toolUsePromptTokenCount") or 0)
+    cached = int(u.get("cachedContentTokenCount") or 0)
+    thoughts = int(u.get("thoughtsTokenCount") or 0)
+    out = int(u.get("candidatesTokenCount") or 0) + thoughts
+    return Usage(inp, min(cached, inp), out, thoughts)
+
+
+def usage_from_sdk(u: Any) -> Usage:
+    """``GenerateContentResponseUsageMetadata`` (SDK object) -> :class:`Usage`."""
+    if u is None:
+        return Usage()
+    inp = (u.prompt_token_count or 0) + (u.tool_use_prompt_token_count or 0)
+    cached = u.cached_content_token_count or 0
+    thoughts = u.thoughts_token_count or 0
+    out = (u.candidates_token_count or 0) + thoughts
+    return Usage(inp, min(cached, inp), out, thoughts)
+
+
+def served_from(headers: Mapping[str, Any] | None, usage_tier: Any) -> str:
+    raw = _header(headers, TIER_HEADER)
+    if raw is None:
+        raw = getattr(usage_tier, "value", usage_tier)
+    return served_tier(raw)
+
+
+def text_from_body(body: Mapping[str, Any]) -> str:
+    cands = body.get("candidates") or []
+    if not cands:
+        return ""
+    parts = ((cands[0].get("content") or {}).get("parts")) or []
+    return "".join(p.get("text", "") for p in parts if isinstance(p, dict) and not p.get("thought"))
+
+
+def classify_gemini(exc: BaseException, tier: str) -> ProviderError | None:
+    p = "gemini"
+    if isinstance(exc, genai_errors.APIError):
+        code = exc.code if isinstance(exc.code, int) else None
+        status = str(exc.status or "").upper()
+        msg = str(exc.message or "")
+        headers = getattr(getattr(exc, "response", None), "headers", None)
+        retry_after = retry_delay_from_google_details(exc.details)
+        if retry_after is None:
+            retry_after = retry_after_of(headers)
+        kw = dict(status=code, code=status or None, retry_after=retry_after, tier=tier, provider=p)
+        low = msg.lower()
+        if code == 429 or status == "RESOURCE_EXHAUSTED":
+            quota_ids = _quota_ids(exc.details)
+            if any("perday" in q for q in quota_ids):
+                return QuotaExhausted(msg, **kw)       # a daily quota: nothing to wait for today
+            if quota_ids:
+                return RateLimited(msg, **kw)          # a per-minute quota: an ordinary rate limit
+            return FlexCapacityUnavailable(msg, **kw) if tier == "flex" else RateLimited(msg, **kw)
+        if code == 504 or status == "DEADLINE_EXCEEDED":
+            # the server gave up at our X-Server-Timeout: it stopped before doing the work
+            return Timeout(msg or "deadline exceeded", **kw)
+        if code == 503 or status == "UNAVAILABLE":
+            return FlexCapacityUnavailable(msg, **kw) if tier == "flex" else Transient(msg, **kw)
+        if code is not None and (code >= 500 or code == 408):
+            return Transient(msg, **kw)
+        if tier == "flex" and code == 400 and ("service_tier" in low or "servicetier" in low or "flex" in low
+                                               or "service tier" in low):
+            return TierNotSupported(msg, **kw)
+        return BadRequest(msg, **kw)
+    if isinstance(exc, _TIMEOUTS):
+        if isinstance(exc, _CONNECT_TIMEOUTS):
+            return Transient("connect timeout", tier=tier, provider=p)
+        return Timeout("the call ran past its timeout", tier=tier, provider=p, possibly_billed=True)
+    if isinstance(exc, _TRANSPORT):
+        return Transient(f"connection error: {type(exc).__name__}", tier=tier, provider=p,
+                         possibly_billed=isinstance(exc, _SENT))
+    if isinstance(exc, json.JSONDecodeError):
+        return Transient("response was not JSON", tier=tier, provider=p, possibly_billed=True)
+    return None
+
+
+def _quota_ids(details: Any) -> list[str]:
+    """Lower-cased ``quotaId`` values of ``google.rpc.QuotaFailure`` entries in an error body."""
+    if isinstance(details, Mapping) and isinstance(details.get("error"), Mapping):
+        details = details["error"]
+    items = details.get("details") if isinstance(details, Mapping) else None
+    out: list[str] = []
+    for d in items if isinstance(items, list) else []:
+        if isinstance(d, Mapping) and str(d.get("@type", "")).endswith("google.rpc.QuotaFailure"):
+            for v in d.get("violations") or []:
+                if isinstance(v, Mapping):
+                    out.append(str(v.get("quotaId") or v.get("quota_id") or v.get("quotaMetric") or "").lower())
+    return out
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, list) and all(isinstance(c, dict) and "type" not in c for c in content):
+        return content  # already Gemini parts
+    return [{"text": text_of_content(content)}]
+
+
+def contents_from_messages(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+    system, rest = split_system(messages)
+    contents = [{"role": "model" if m.get("role") in ("assistant", "model") else "user",
+                 "parts": _parts(m.get("content"))} for m in rest]
+    return system, contents
+
+
+class GeminiAdapter(BaseAdapter):
+    provider = "gemini"
+
+    @classmethod
+    def make_transport(cls, *, base_url: str | None, api_key: str | None, client: Any,
+                       timeouts: Mapping[str, float], max_connections: int) -> Transport:
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        if client is not None:
+            if isinstance(client, genai.client.AsyncClient):
+                def no_sync() -> Any:
+                    raise TypeError("this adapter wraps an async google-genai client; use asend()")
+                tr = Transport(no_sync, lambda: client)
+            else:
+                tr = Transport(lambda: client, lambda: client.aio)
+            tr.user_client = client  # type: ignore[attr-defined]
+            return tr
+
+        def make(sync: bool) -> Any:
+            opts = gtypes.HttpOptions(
+                base_url=base_url,
+                httpx_client=httpx.Client(limits=limits, timeout=None) if sync else None,
+                httpx_async_client=None if sync else httpx.AsyncClient(limits=limits, timeout=None))
+            kw: dict[str, Any] = {"http_options": opts}
+            if api_key:
+                kw["api_key"] = api_key
+            return genai.Client(**kw)
+
+        return Transport(lambda: make(True), lambda: make(False).aio)
+
+    # -- wire ---------------------------------------------------------------------------
+    def build(self, req: CallRequest, tier: str, timeout: float | None) -> tuple[str, Any, dict[str, Any]]:
+        cfg: dict[str, Any] = {}
+        if req.native is not None:
+            n = dict(req.native)
+            contents = n.pop("contents", [])
+            gen = n.pop("generationConfig", n.pop("generation_config", None)) or {}
+            cfg.update(gen)
+            for k in _NATIVE_CONFIG_KEYS:
+                if k in n:
+                    cfg[k] = n.pop(k)
+            n.pop("serviceTier", None)
+            n.pop("service_tier", None)
+            model = str(n.pop("model", self.entry.model_id)).removeprefix("models/")
+        else:
+            system, contents = contents_from_messages(req.messages or [])
+            if system:
+                cfg["system_instruction"] = system
+            for k, v in req.params.items():
+                k = _PARAM_MAP.get(k, k)
+                if k == "stop_sequences" and isinstance(v, str):
+                    v = [v]
+                cfg[k] = v
+            model = self.entry.model_id
+        wire = WIRE_TIER[tier]
+        if wire:
+            cfg["service_tier"] = wire
+        http: dict[str, Any] = {}
+        if timeout is not None:
+            http["timeout"] = max(1, int(timeout * 1000))
+        if http:
+            cfg["http_options"] = http
+        cfg["should_return_http_response"] = True
+        try:
+            config = gtypes.GenerateContentConfig.model_validate(cfg)
+        except Exception as exc:  # pydantic.ValidationError: a wrong parameter name or value
+            raise BadRequest(f"invalid Gemini parameters: {exc}".splitlines()[0], tier=tier,
+                             provider=self.provider) from exc
+        return model, contents, config
+
+    def outcome(self, resp: Any) -> AttemptOutcome:
+        http = resp.sdk_http_response
+        body_raw = http.body if http is not None else None
+        body = json.loads(body_raw) if body_raw else {}
+        if not isinstance(body, dict):
+            raise json.JSONDecodeError("not an object", str(body_raw)[:100], 0)
+        headers = dict(http.headers or {}) if http is not None else {}
+        usage = body.get("usageMetadata") or {}
+        return AttemptOutcome(body=body, text=text_from_body(body),
+                              served_tier=served_from(headers, usage.get("serviceTier")),
+                              usage=usage_from_body(usage), headers=headers, raw=None)
+
+    def _send(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
+        model, contents, config = self.build(req, tier, timeout)
+        return self.outcome(self.transport.sync().models.generate_content(model=model, contents=contents,
+                                                                           config=config))
+
+    async def _asend(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
+        model, contents, config = self.build(req, tier, timeout)
+        return self.outcome(await self.transport.aio().models.generate_content(model=model, contents=contents,
+                                                                                config=config))
+
+    def classify(self, exc: BaseException, tier: str) -> ProviderError | None:
+        return classify_gemini(exc, tier)

@@ -1,0 +1,195 @@
+"""OpenAI (Chat Completions and Responses): ``service_tier`` in the JSON body.
+
+Wire: ``"service_tier": "flex"`` for flex, ``"default"`` for standard, ``"priority"``.
+The served tier is the response's ``service_tier`` (``"default"`` -> ``"standard"``).
+Flex shed is HTTP 429 with ``error.code`` ``resource_unavailable`` (older) or
+``flex_unavailable`` (newer); plain rate limits are 429 ``rate_limit_exceeded``.
+
+Calls go through the SDK's generic ``client.post(path, body=..., cast_to=httpx2.Response)``
+so that any request body (including native batch-line bodies with fields the typed
+``create()`` signature does not know) is sent as-is, the SDK still does auth, headers and
+error mapping, and we read the exact JSON back without building typed objects on the hot
+path. SDK retries are off (``max_retries=0``); the connection pool is sized for the run's
+concurrency.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+import httpx2
+import openai as _openai
+
+from .._types import AttemptOutcome, CallRequest
+from ..cost import Usage
+from ..policy.errors import ProviderError, Timeout, Transient
+from .base import (BaseAdapter, Transport, classify_http, error_fields, retry_after_of, served_tier)
+
+__all__ = ["OpenAIAdapter", "WIRE_TIER", "usage_from_body", "text_from_body", "classify_openai"]
+
+WIRE_TIER = {"flex": "flex", "standard": "default", "priority": "priority"}
+PATHS = {"chat": "/chat/completions", "responses": "/responses"}
+
+
+def _limits(n: int) -> httpx2.Limits:
+    return httpx2.Limits(max_connections=n, max_keepalive_connections=n)
+
+
+def usage_from_body(u: Mapping[str, Any] | None) -> Usage:
+    """Chat (``prompt_tokens``...) or Responses (``input_tokens``...) usage -> :class:`Usage`."""
+    if not u:
+        return Usage()
+    if "prompt_tokens" in u or "completion_tokens" in u:
+        inp, out = u.get("prompt_tokens") or 0, u.get("completion_tokens") or 0
+        cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        reasoning = (u.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+    else:
+        inp, out = u.get("input_tokens") or 0, u.get("output_tokens") or 0
+        cached = (u.get("input_tokens_details") or {}).get("cached_tokens") or 0
+        reasoning = (u.get("output_tokens_details") or {}).get("reasoning_tokens") or 0
+    return Usage(int(inp), min(int(cached), int(inp)), int(out), min(int(reasoning), int(out)))
+
+
+def text_from_body(body: Mapping[str, Any]) -> str:
+    if "choices" in body:
+        choices = body.get("choices") or []
+        if choices:
+            msg = choices[0].get("message") or {}
+            return msg.get("content") or ""
+        return ""
+    parts: list[str] = []
+    for item in body.get("output") or []:
+        if item.get("type") == "message":
+            for c in item.get("content") or []:
+                if c.get("type") == "output_text":
+                    parts.append(c.get("text") or "")
+    return "".join(parts)
+
+
+def classify_openai(exc: BaseException, tier: str, provider: str = "openai") -> ProviderError | None:
+    """OpenAI/Anthropic-SDK-shaped exceptions -> taxonomy (the two SDKs share a generator)."""
+    return _classify_stainless(exc, tier, provider, _openai)
+
+
+def _classify_stainless(exc: BaseException, tier: str, provider: str, sdk: Any) -> ProviderError | None:
+    if isinstance(exc, sdk.APITimeoutError):
+        cause = exc.__cause__
+        if isinstance(cause, (httpx2.ConnectTimeout, httpx2.PoolTimeout)):
+            return Transient("connect timeout", tier=tier, provider=provider)
+        return Timeout("the call ran past its timeout", tier=tier, provider=provider, possibly_billed=True)
+    if isinstance(exc, sdk.APIConnectionError):
+        cause = exc.__cause__
+        sent = isinstance(cause, (httpx2.ReadError, httpx2.RemoteProtocolError, httpx2.WriteError))
+        return Transient(f"connection error: {type(cause).__name__ if cause else 'unknown'}",
+                         tier=tier, provider=provider, possibly_billed=sent)
+    if isinstance(exc, sdk.APIStatusError):
+        code, err_type, msg = error_fields(exc.body)
+        status = exc.status_code
+        if status == 200:  # an in-stream "error" event (Anthropic raises it with the stream's 200)
+            status = None
+        return classify_http(status=status, code=code, err_type=err_type, message=msg or str(exc.message),
+                             tier=tier, provider=provider, retry_after=retry_after_of(exc.response.headers))
+    if isinstance(exc, sdk.APIError):  # in-stream error without a status
+        code, err_type, msg = error_fields(exc.body)
+        return classify_http(status=None, code=code, err_type=err_type, message=msg or str(exc.message),
+                             tier=tier, provider=provider)
+    return None
+
+
+def error_from_event(data: Mapping[str, Any], tier: str) -> ProviderError | None:
+    """A Responses ``response.failed`` / ``error`` event, or a failed non-streamed response."""
+    typ = data.get("type")
+    err: Any = None
+    if typ == "error":
+        err = data
+    elif typ == "response.failed":
+        err = (data.get("response") or {}).get("error")
+    elif data.get("object") == "response" and data.get("status") == "failed":
+        err = data.get("error")
+    if not err:
+        return None
+    code, err_type, msg = error_fields(err)
+    return classify_http(status=None, code=code, err_type=err_type or "server_error", message=msg,
+                         tier=tier, provider="openai")
+
+
+class OpenAIAdapter(BaseAdapter):
+    provider = "openai"
+
+    @classmethod
+    def make_transport(cls, *, base_url: str | None, api_key: str | None, client: Any,
+                       timeouts: Mapping[str, float], max_connections: int) -> Transport:
+        sync_c = async_c = None
+        if client is not None:
+            c = client.with_options(max_retries=0)
+            if isinstance(client, _openai.AsyncOpenAI):
+                async_c = c
+            else:
+                sync_c = c
+            base_url = base_url or str(client.base_url)
+            api_key = api_key or client.api_key
+        kw: dict[str, Any] = {"api_key": api_key, "base_url": base_url, "max_retries": 0}
+        lim = _limits(max_connections)
+
+        def make_sync() -> Any:
+            return sync_c or _openai.OpenAI(**kw, http_client=_openai.DefaultHttpxClient(limits=lim))
+
+        def make_async() -> Any:
+            return async_c or _openai.AsyncOpenAI(**kw, http_client=_openai.DefaultAsyncHttpxClient(limits=lim))
+
+        tr = Transport(make_sync, make_async)
+        tr.user_client = client  # type: ignore[attr-defined]
+        return tr
+
+    # -- wire ---------------------------------------------------------------------------
+    def build_body(self, req: CallRequest, tier: str) -> tuple[str, dict[str, Any]]:
+        endpoint = req.endpoint if req.endpoint in PATHS else "chat"
+        if req.native is not None:
+            body = dict(req.native)
+            body.setdefault("model", self.entry.model_id)
+        elif endpoint == "responses":
+            params = dict(req.params)
+            if "max_tokens" in params:
+                params.setdefault("max_output_tokens", params.pop("max_tokens"))
+            body = {"model": self.entry.model_id, "input": req.messages or [], **params}
+        else:
+            params = dict(req.params)
+            if "max_tokens" in params:  # reasoning models reject max_tokens
+                params.setdefault("max_completion_tokens", params.pop("max_tokens"))
+            body = {"model": self.entry.model_id, "messages": req.messages or [], **params}
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+        body["service_tier"] = WIRE_TIER[tier]
+        return PATHS[endpoint], body
+
+    def outcome(self, body: dict[str, Any], headers: Mapping[str, str], tier: str, raw: Any = None) -> AttemptOutcome:
+        err = error_from_event(body, tier)
+        if err is not None:
+            raise err
+        return AttemptOutcome(body=body, text=text_from_body(body), served_tier=served_tier(body.get("service_tier")),
+                              usage=usage_from_body(body.get("usage")), headers=dict(headers), raw=raw)
+
+    def _opts(self, timeout: float | None) -> dict[str, Any]:
+        return {} if timeout is None else {"timeout": timeout}
+
+    def _send(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
+        path, body = self.build_body(req, tier)
+        resp = self.transport.sync().post(path, body=body, cast_to=httpx2.Response, options=self._opts(timeout))
+        return self.outcome(_json(resp), resp.headers, tier)
+
+    async def _asend(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
+        path, body = self.build_body(req, tier)
+        resp = await self.transport.aio().post(path, body=body, cast_to=httpx2.Response, options=self._opts(timeout))
+        return self.outcome(_json(resp), resp.headers, tier)
+
+    def classify(self, exc: BaseException, tier: str) -> ProviderError | None:
+        if isinstance(exc, json.JSONDecodeError):
+            return Transient("response was not JSON", tier=tier, provider=self.provider, possibly_billed=True)
+        return classify_openai(exc, tier)
+
+
+def _json(resp: httpx2.Response) -> dict[str, Any]:
+    data = json.loads(resp.content)
+    if not isinstance(data, dict):
+        raise json.JSONDecodeError("not an object", resp.text[:100], 0)
+    return data
