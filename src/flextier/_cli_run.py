@@ -1,0 +1,509 @@
+"""CLI commands of the runner: ``run``, ``resume``, ``status`` and ``report``.
+
+A thin layer: flags are checked and turned into :class:`~flextier.jobs.runner.RunOptions`,
+the store is opened (or resumed) by :func:`flextier.jobs.api.open_job`, and the engine
+does the rest. Every bad flag or input raises :class:`UserInputError` naming the flag, so
+``flextier`` prints one line and exits 2 before anything is sent.
+
+Exit codes: 0 every item done; 1 finished but some items failed; 2 bad input (nothing
+sent); 3 paused, resumable (spending cap reached, quota exhausted); 130 interrupted.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+import typer
+
+from .policy.errors import UserInputError
+
+EXIT_FAILED_ITEMS = 1
+EXIT_PAUSED = 3
+
+API_KEY_ENV = {"openai": ("OPENAI_API_KEY",), "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+               "anthropic": ("ANTHROPIC_API_KEY",), "bedrock": ()}
+EMULATED_START = "2026-11-24T14:00"
+
+
+@dataclass
+class RunArgs:
+    """Flags of ``run`` / ``resume`` after Typer, before validation."""
+
+    file: Optional[str] = None
+    model: Optional[str] = None
+    deadline: Optional[str] = None
+    tier: Optional[str] = None
+    out: Optional[str] = None
+    job: Optional[str] = None
+    store: Optional[str] = None
+    concurrency: Optional[int] = None
+    standard_concurrency: Optional[int] = None
+    rpm: Optional[float] = None
+    tpm: Optional[float] = None
+    max_cost: Optional[str] = None
+    ordered: Optional[bool] = None
+    skip_invalid: bool = False
+    prompt_template: Optional[str] = None
+    emulate: Optional[str] = None
+    time_scale: Optional[float] = None
+    base_url: Optional[str] = None
+    prices: Optional[str] = None
+    max_tokens: Optional[int] = None
+    temperature: Optional[float] = None
+    quiet: bool = False
+    retry_failed: bool = False
+    html: Optional[str] = None
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+
+def _err(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def find_store(job: str, store: Optional[str] = None) -> Path:
+    """The store of ``job``: ``--store``, a path to a ``.db`` file, or ``./.flextier/<job>.db``."""
+    from .jobs.store import default_store_path
+
+    if store:
+        p = Path(store)
+    elif job.endswith(".db") or os.sep in job:
+        p = Path(job)
+    else:
+        p = default_store_path(job)
+    if not p.exists():
+        raise UserInputError(f"no job store at {p} (start the job with `flextier run FILE`)", field="JOB")
+    return p
+
+
+def _is_loopback(url: str) -> bool:
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _remote_emulator_clock(base_url: str) -> Any:
+    """When ``--base-url`` is a flextier emulator on this machine, run on its (scaled) clock.
+
+    The emulator publishes ``GET /_emulator/clock``; a local :class:`ScaledClock` started at
+    the same instant and scale keeps deadlines and backoff in emulated time. Anything else
+    (a real provider, a proxy) answers differently and the wall clock is used.
+    """
+    if not _is_loopback(base_url):
+        return None
+    import httpx
+
+    parts = urlsplit(base_url)
+    root = f"{parts.scheme}://{parts.netloc}"
+    try:
+        r = httpx.get(root + "/_emulator/clock", timeout=2.0)
+        data = r.json()
+        now, scale = float(data["now"]), float(data["time_scale"])
+    except Exception:
+        return None
+    from .emulator.clock import ScaledClock
+
+    return ScaledClock(scale, now)
+
+
+def _api_key(provider: str, emulate: bool, base_url: Optional[str]) -> Optional[str]:
+    """The key to hand the SDK, checked up front so a missing key is one clear line, not a traceback."""
+    if emulate:
+        if provider == "bedrock":
+            os.environ.setdefault("AWS_ACCESS_KEY_ID", "emulator")
+            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "emulator")
+            os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        return "emulator"
+    names = API_KEY_ENV.get(provider, ())
+    for n in names:
+        if os.environ.get(n):
+            return os.environ[n]
+    if provider == "bedrock":
+        try:
+            import boto3
+
+            if boto3.session.Session().get_credentials() is not None:
+                return None
+        except Exception:
+            pass
+        if base_url:
+            return None
+        raise UserInputError("no AWS credentials found for Bedrock (set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+                             "AWS_SECRET_ACCESS_KEY), or rehearse the job with --emulate weekday --time-scale 600",
+                             field="--model")
+    if base_url:
+        return "flextier-no-key"
+    raise UserInputError(f"no {' or '.join(names)} in the environment: export it, point --base-url at a "
+                         f"compatible endpoint, or rehearse the job for free with --emulate weekday "
+                         f"--time-scale 600", field="--model")
+
+
+def _quiet_libraries() -> None:
+    for name in ("httpx", "httpx2", "openai", "anthropic", "google_genai", "botocore", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    level = os.environ.get("FLEXTIER_LOG", "WARNING").upper()
+    logging.basicConfig(level=getattr(logging, level, logging.WARNING), stream=sys.stderr,
+                        format="flextier: %(message)s")
+
+
+def _check_positive(name: str, v: Optional[float], *, integer: bool = False) -> None:
+    if v is None:
+        return
+    if v <= 0 or (integer and int(v) != v):
+        raise UserInputError("must be a positive " + ("integer" if integer else "number"), field=name)
+
+
+# --------------------------------------------------------------------------------------
+# run / resume
+# --------------------------------------------------------------------------------------
+
+def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
+    """Validate, open or resume the job, run it, print the summary. Returns the exit code."""
+    from .catalog import default_catalog, load_catalog, set_default_catalog
+    from .jobs.api import TIER_CHOICES, job_name_for, open_job, parse_deadline, parse_money
+    from .jobs.input import InvalidInput
+    from .jobs.store import JobStore, default_store_path, redact_url
+    from .policy.budget import require_known_prices
+
+    _quiet_libraries()
+    if a.prices:
+        set_default_catalog(load_catalog(a.prices))
+
+    stored: dict[str, Any] = {}
+    if resume_job is not None:
+        path = find_store(resume_job, a.store)
+        with JobStore(path, create=False) as s:
+            job = s.job()
+        if job is None:
+            raise UserInputError(f"{path} holds no job", field="JOB")
+        stored = job
+        cfg = job["config"]
+        a.file = a.file or job["input_path"]
+        a.model = a.model or job["model"]
+        a.tier = a.tier or job["tier_mode"]
+        a.out = a.out or job["output_path"]
+        a.job = job["name"]
+        a.store = str(path)
+        a.prompt_template = a.prompt_template or job["prompt_template"]
+        a.ordered = bool(job["ordered"]) if a.ordered is None else a.ordered
+        for k in ("concurrency", "standard_concurrency", "rpm", "tpm", "max_tokens", "temperature"):
+            if getattr(a, k) is None and cfg.get(k) is not None:
+                setattr(a, k, cfg[k])
+        if a.max_cost is None and cfg.get("max_cost"):
+            a.max_cost = cfg["max_cost"]
+        if a.emulate is None and a.base_url is None and cfg.get("emulate"):
+            a.emulate = cfg["emulate"]
+            a.time_scale = a.time_scale or cfg.get("time_scale")
+        if a.base_url is None and cfg.get("base_url") and not a.emulate:
+            a.base_url = cfg["base_url"]
+
+    if not a.file:
+        raise UserInputError("give the job file", field="FILE")
+    if not a.model:
+        raise UserInputError("is required (e.g. --model openai/gpt-5.4-mini)", field="--model")
+    entry = default_catalog().resolve(a.model, field="--model")
+    tier = (a.tier or "auto").lower()
+    if tier not in TIER_CHOICES:
+        raise UserInputError(f"must be one of {', '.join(TIER_CHOICES)}, got {a.tier!r}", field="--tier")
+    if tier == "batch":
+        raise UserInputError("the batch lane is not available yet; use --tier auto (flex, then standard only "
+                             "when the deadline needs it)", field="--tier")
+    if tier == "flex" and not entry.supports_flex:
+        raise UserInputError(f"{entry.name} has no flex tier; use --tier auto or --tier standard", field="--tier")
+    concurrency = int(a.concurrency if a.concurrency is not None else 256)
+    _check_positive("--concurrency", concurrency, integer=True)
+    _check_positive("--standard-concurrency", a.standard_concurrency, integer=True)
+    _check_positive("--rpm", a.rpm)
+    _check_positive("--tpm", a.tpm)
+    _check_positive("--max-tokens", a.max_tokens, integer=True)
+    _check_positive("--time-scale", a.time_scale)
+    if a.temperature is not None and not 0 <= a.temperature <= 2:
+        raise UserInputError("must be between 0 and 2", field="--temperature")
+    cap = parse_money(a.max_cost) if a.max_cost is not None else None
+    if cap is not None:
+        if not a.max_tokens:
+            raise UserInputError("a --max-cost job needs --max-tokens, so every request's cost has an upper bound",
+                                 field="--max-tokens")
+        require_known_prices(entry, ("flex", "standard") if tier in ("auto", "flex") else ("standard",))
+    emulate = a.emulate
+    if emulate:
+        from .emulator import PROFILES
+
+        if emulate not in PROFILES:
+            raise UserInputError(f"unknown profile {emulate!r} (choose from {', '.join(PROFILES)})",
+                                 field="--emulate")
+        if a.base_url:
+            raise UserInputError("give either --emulate or --base-url, not both", field="--base-url")
+    api_key = _api_key(entry.provider, bool(emulate), a.base_url)
+    name = a.job or job_name_for(a.file)
+    store_path = Path(a.store) if a.store else default_store_path(name)
+    out = a.out or f"{name}.results.jsonl"
+    params = {k: v for k, v in (("max_tokens", a.max_tokens), ("temperature", a.temperature)) if v is not None}
+
+    if not stored and store_path.exists():
+        with JobStore(store_path) as s:
+            stored = s.job() or {}
+        if stored.get("state") == "importing":
+            stored = {}
+
+    with contextlib.ExitStack() as stack:
+        emu = None
+        if emulate:
+            from .emulator import serve
+
+            start: Any = EMULATED_START
+            if stored.get("last_clock") and stored.get("clock_domain") == "emulated":
+                start = stored["last_clock"]  # continue the emulated day where the job stopped
+            emu = stack.enter_context(serve(profile=emulate, seed=a.seed, time_scale=a.time_scale or 1.0,
+                                            start=start))
+            clock: Any = emu.clock
+            base_urls = {"openai": emu.openai_base_url, "gemini": emu.gemini_base_url,
+                         "bedrock": emu.bedrock_endpoint_url, "anthropic": emu.anthropic_base_url}
+            base_url: Optional[str] = base_urls[entry.provider]
+            domain = "emulated"
+        else:
+            base_url = a.base_url
+            clock = _remote_emulator_clock(base_url) if base_url else None
+            domain = "emulated" if clock is not None else "wall"
+            if clock is None:
+                from .jobs.runner import WallClock
+
+                clock = WallClock()
+        now = clock.now()
+        if a.deadline is not None:
+            deadline = parse_deadline(a.deadline, now, utc=domain == "emulated")
+        elif stored and stored.get("deadline") is not None and stored.get("clock_domain") == domain:
+            deadline = stored["deadline"]
+        else:
+            deadline = None
+        config = {"concurrency": concurrency, "standard_concurrency": a.standard_concurrency, "rpm": a.rpm,
+                  "tpm": a.tpm, "max_cost": None if cap is None else str(cap), "emulate": emulate,
+                  "time_scale": a.time_scale, "base_url": redact_url(a.base_url), **params}
+        try:
+            opened = open_job(store_path, name=name, entry=entry, tier_mode=tier, deadline=deadline,
+                              deadline_spec=a.deadline, clock_domain=domain, now=now, input_path=a.file,
+                              prompt_template=a.prompt_template, skip_invalid=a.skip_invalid, output_path=out,
+                              ordered=bool(a.ordered), config=config)
+        except InvalidInput as exc:
+            for e in exc.errors:
+                _err(f"flextier: invalid: {e.one_line()}")
+            if exc.count > len(exc.errors):
+                _err(f"flextier: ... and {exc.count - len(exc.errors)} more")
+            raise
+        st = stack.enter_context(opened.store)
+        if opened.resumed:
+            deadline = (st.job() or {}).get("deadline")
+            if deadline is not None and deadline <= now:
+                raise UserInputError("the job's deadline has passed; give a new one with --deadline",
+                                     field="--deadline")
+        if a.retry_failed and st.reset_failed():
+            st.reset_output()  # the old error lines go: the output is rewritten from the store
+        if not a.quiet:
+            verb = "resuming" if opened.resumed else "starting"
+            extra = f", {opened.skipped_invalid} invalid lines skipped" if opened.skipped_invalid else ""
+            where = f" against the emulator ({emulate}, x{clock.time_scale:g} time)" if emu else ""
+            _err(f"flextier: {verb} job {name!r}: {st.counts()['total']} items, model {entry.name}, tier {tier}"
+                 f"{extra}{where}; store {st.path}, results {out}")
+            if emu and (a.time_scale or 1.0) == 1.0 and deadline:
+                _err("flextier: tip: --time-scale 600 plays ten emulated minutes per second")
+        code = _run(st, entry, api_key, base_url, clock, deadline, tier, concurrency, a, cap, params, out,
+                    utc=domain == "emulated")
+        if not a.quiet:
+            from .jobs.report import build_report, format_report, write_html
+
+            r = build_report(st)
+            typer.echo(format_report(r))
+            if emu is not None:
+                from .cost import fmt_usd
+
+                billed = sum((Decimal(x["cost"]) for x in emu.ledger() if x.get("cost")), Decimal(0))
+                typer.echo(f"emulator ledger: billed {fmt_usd(billed)} for {len(emu.ledger())} requests "
+                           f"(client ledger {fmt_usd(r['spent'])})")
+            if a.html:
+                typer.echo(f"report: {write_html(r, a.html)}")
+        return code
+
+
+def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], clock: Any, deadline: Optional[float],
+         tier: str, concurrency: int, a: RunArgs, cap: Optional[Decimal], params: dict[str, Any], out: str,
+         *, utc: bool) -> int:
+    from .jobs.progress import Progress
+    from .jobs.runner import JobPaused, OutputSink, Runner, RunOptions
+    from .providers import get_adapter
+
+    std_c = a.standard_concurrency or concurrency
+    adapter = get_adapter(entry, base_url=base_url, api_key=api_key, max_connections=concurrency + std_c)
+    opts = RunOptions(model=entry, tier_mode=tier, deadline=deadline, concurrency=concurrency,
+                      standard_concurrency=a.standard_concurrency, rpm=a.rpm, tpm=a.tpm, max_cost=cap,
+                      ordered=bool(a.ordered), params=params, seed=a.seed, **a.extra)
+    sink = OutputSink(out)
+    runner = Runner(st, adapter, opts, clock=clock, output=sink)
+    runner.prepare()
+    if runner.stats.recovered and not a.quiet:
+        _err(f"flextier: {runner.stats.recovered} items were in flight when the job stopped; they are sent "
+             f"again and marked 'possibly billed'")
+    progress = Progress(runner.snapshot, quiet=a.quiet, utc=utc, title=f"flextier run {st.job()['name']}")
+
+    async def main() -> int:
+        st.update_job(state="running", started_at=clock.now(), message=None)
+        progress.start()
+        try:
+            await runner.run()
+        except JobPaused as exc:
+            runner.stats.paused = str(exc)
+            st.update_job(state="paused", message=str(exc))
+            await progress.stop()
+            _err(f"flextier: paused: {exc}")
+            return EXIT_PAUSED
+        except asyncio.CancelledError:
+            st.update_job(state="stopped", message="interrupted")
+            raise
+        await progress.stop()
+        st.update_job(state="done", finished_at=clock.now(), message=None)
+        return EXIT_FAILED_ITEMS if runner.stats.failed else 0
+
+    try:
+        return asyncio.run(main())
+    finally:
+        sink.close()
+
+
+_COMMON = {
+    "deadline": "A duration (3h, 90m), a clock time (15:30, its next occurrence) or a date-time "
+                "(2026-11-28T06:00). Without one, flex only and never standard.",
+    "tier": "flex | standard | auto (the planner decides) | batch",
+    "emulate": "Run against the built-in emulator with this profile (calm, weekday, peak, outage, chaos); "
+               "no keys needed.",
+}
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def run(
+        file: str = typer.Argument(..., help="Job file: JSONL (OpenAI batch lines or {id, prompt}), CSV or Parquet."),
+        model: str = typer.Option(..., "--model", "-m", help="provider/model-id or alias"),
+        deadline: Optional[str] = typer.Option(None, "--deadline", help=_COMMON["deadline"]),
+        tier: str = typer.Option("auto", "--tier", help=_COMMON["tier"]),
+        out: Optional[str] = typer.Option(None, "--out", "-o", help="Results JSONL (default <job>.results.jsonl)."),
+        job: Optional[str] = typer.Option(None, "--job", help="Job name (default: the file's stem)."),
+        store: Optional[str] = typer.Option(None, "--store", help="Store path (default ./.flextier/<job>.db)."),
+        concurrency: int = typer.Option(256, "--concurrency", help="Most flex requests in flight."),
+        standard_concurrency: Optional[int] = typer.Option(None, "--standard-concurrency",
+                                                           help="Most standard requests in flight."),
+        rpm: Optional[float] = typer.Option(None, "--rpm", help="Requests per minute limit."),
+        tpm: Optional[float] = typer.Option(None, "--tpm", help="Tokens per minute limit."),
+        max_cost: Optional[str] = typer.Option(None, "--max-cost", help="Spending cap in USD (needs --max-tokens)."),
+        ordered: bool = typer.Option(False, "--ordered", help="Write results in input order."),
+        skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Run without the invalid lines."),
+        prompt_template: Optional[str] = typer.Option(None, "--prompt-template",
+                                                      help="For CSV/Parquet: a prompt with {column} placeholders."),
+        emulate: Optional[str] = typer.Option(None, "--emulate", help=_COMMON["emulate"]),
+        time_scale: Optional[float] = typer.Option(None, "--time-scale",
+                                                   help="With --emulate: emulated seconds per wall second."),
+        base_url: Optional[str] = typer.Option(None, "--base-url", help="A compatible endpoint for the provider."),
+        prices: Optional[str] = typer.Option(None, "--prices", help="Extra price file (JSON or TOML)."),
+        max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Output token limit per request."),
+        temperature: Optional[float] = typer.Option(None, "--temperature"),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, no summary."),
+        retry_failed: bool = typer.Option(False, "--retry-failed", help="On resume, send failed items again."),
+        html: Optional[str] = typer.Option(None, "--html", help="Also write the HTML report here."),
+        seed: int = typer.Option(0, "--seed", help="Seed for jitter and the emulator."),
+    ) -> None:
+        """Run a bulk job on flex, paying for standard only when the deadline needs it. Resumable."""
+        code = execute(RunArgs(file=file, model=model, deadline=deadline, tier=tier, out=out, job=job, store=store,
+                               concurrency=concurrency, standard_concurrency=standard_concurrency, rpm=rpm, tpm=tpm,
+                               max_cost=max_cost, ordered=ordered, skip_invalid=skip_invalid,
+                               prompt_template=prompt_template, emulate=emulate, time_scale=time_scale,
+                               base_url=base_url, prices=prices, max_tokens=max_tokens, temperature=temperature,
+                               quiet=quiet, retry_failed=retry_failed, html=html, seed=seed))
+        raise typer.Exit(code)
+
+    @app.command()
+    def resume(
+        job: str = typer.Argument(..., help="Job name (./.flextier/<job>.db) or store path."),
+        store: Optional[str] = typer.Option(None, "--store"),
+        deadline: Optional[str] = typer.Option(None, "--deadline", help="A new deadline."),
+        max_cost: Optional[str] = typer.Option(None, "--max-cost", help="A new (higher) spending cap in USD."),
+        concurrency: Optional[int] = typer.Option(None, "--concurrency"),
+        emulate: Optional[str] = typer.Option(None, "--emulate", help=_COMMON["emulate"]),
+        time_scale: Optional[float] = typer.Option(None, "--time-scale"),
+        base_url: Optional[str] = typer.Option(None, "--base-url"),
+        quiet: bool = typer.Option(False, "--quiet", "-q"),
+        retry_failed: bool = typer.Option(False, "--retry-failed", help="Send failed items again."),
+        html: Optional[str] = typer.Option(None, "--html"),
+    ) -> None:
+        """Continue a stopped or crashed job; done items are never sent again."""
+        code = execute(RunArgs(deadline=deadline, max_cost=max_cost, concurrency=concurrency, emulate=emulate,
+                               time_scale=time_scale, base_url=base_url, quiet=quiet, retry_failed=retry_failed,
+                               html=html, store=store), resume_job=job)
+        raise typer.Exit(code)
+
+    @app.command()
+    def status(
+        job: str = typer.Argument(..., help="Job name or store path."),
+        store: Optional[str] = typer.Option(None, "--store"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Progress of a running or stopped job, read from its store."""
+        from .cost import fmt_usd
+        from .jobs.store import JobStore
+
+        with JobStore(find_store(job, store), create=False) as st:
+            j = st.job() or {}
+            c = st.counts()
+            t = st.ledger_totals()
+            tiers = st.tier_counts()
+            pb, bound = st.possibly_billed()
+        if as_json:
+            typer.echo(json.dumps({"job": j.get("name"), "state": j.get("state"), "counts": c, "by_tier": tiers,
+                                   "spent": str(t["spent"]), "standard": str(t["standard"]),
+                                   "possibly_billed": pb, "message": j.get("message")}, indent=2))
+            return
+        saved = "" if not t["standard"] else f" (saved {(t['standard'] - t['spent']) * 100 / t['standard']:.0f}%)"
+        typer.echo(f"job {j.get('name')} [{j.get('state')}] model {j.get('model')}: "
+                   f"{c['done']}/{c['total']} done, {c['failed']} failed, {c['inflight']} in flight, "
+                   f"{c['pending']} pending")
+        typer.echo("served: " + (", ".join(f"{k} {v}" for k, v in sorted(tiers.items())) or "-"))
+        typer.echo(f"spent {fmt_usd(t['spent'])} vs {fmt_usd(t['standard'])} at standard{saved}")
+        if pb:
+            typer.echo(f"possibly billed: {pb} sends (at most {fmt_usd(bound)})")
+        if j.get("message"):
+            typer.echo(f"message: {j['message']}")
+
+    @app.command()
+    def report(
+        job: str = typer.Argument(..., help="Job name or store path."),
+        store: Optional[str] = typer.Option(None, "--store"),
+        html: Optional[str] = typer.Option(None, "--html", help="Write a self-contained HTML report here."),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Summary of a job: tiers, cost against standard, % saved, latency, deadline."""
+        from .jobs.report import build_report, format_report, report_json, write_html
+        from .jobs.store import JobStore
+
+        with JobStore(find_store(job, store), create=False) as st:
+            r = build_report(st)
+        typer.echo(report_json(r) if as_json else format_report(r))
+        if html:
+            typer.echo(f"report: {write_html(r, html)}", err=as_json)

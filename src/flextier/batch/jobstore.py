@@ -1,0 +1,171 @@
+"""The batch lane's store on top of the job store (:class:`flextier.jobs.store.JobStore`).
+
+Why a separate adapter: the lane speaks in item ids and batch handles, the job store in
+sequence numbers, output lines and ledger rows. This maps one onto the other using only
+the job store's public batch methods (``create_batch``, ``update_batch``, ``open_batches``,
+``leave_batch``) and its batched writer (``finish``, ``add_attempt``, ``add_ledger``).
+
+Results are queued on the job store's writer and become durable at :meth:`commit`, which
+calls ``flush`` — pass the runner's own flush function when the lane runs inside the
+runner, so the runner writes the output lines of everything it commits (commit before
+report); standalone, the store's ``flush`` is used.
+
+Output lines have the runner's shape (OpenAI batch output + a ``flextier`` object), with
+``flextier.tier`` = ``"batch"`` and ``flextier.batch`` = the local batch id.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Iterator, Sequence
+
+from ..catalog import ModelEntry
+from ..cost import Cost
+from ..jobs.input import request_to_call
+from ..jobs.store import DONE, FAILED, FINAL_STATES, FinishedItem, JobStore
+from .base import TERMINAL, BatchHandle, BatchItem, ItemResult
+from .lane import OpenBatch
+
+__all__ = ["JobStoreLane"]
+
+_CHUNK = 500
+
+
+class JobStoreLane:
+    """:class:`~flextier.batch.lane.LaneStore` over a :class:`JobStore`. Use from the store's thread."""
+
+    def __init__(self, store: JobStore, entry: ModelEntry, *, job_params: dict[str, Any] | None = None,
+                 flush: Callable[[], Any] | None = None,
+                 prepare: Callable[[Any], None] | None = None) -> None:
+        self.store = store
+        self.entry = entry
+        self.job_params = job_params or {}
+        self._flush = flush or store.flush
+        self._prepare = prepare
+        self._queued: dict[str, str] = {}      # item id -> source, recorded since the last commit
+
+    # -- lookups -------------------------------------------------------------------------------
+    def _rows(self, item_ids: Sequence[str], cols: str) -> Iterator[tuple[Any, ...]]:
+        ids = list(item_ids)
+        for i in range(0, len(ids), _CHUNK):
+            part = ids[i:i + _CHUNK]
+            yield from self.store.db.execute(
+                f"SELECT {cols} FROM items WHERE custom_id IN ({','.join('?' * len(part))})", part)
+
+    def _seqs(self, item_ids: Sequence[str]) -> dict[str, int]:
+        return {cid: seq for cid, seq in self._rows(item_ids, "custom_id, seq")}
+
+    # -- batches -------------------------------------------------------------------------------
+    def batch_intent(self, local_id: str, provider: str, item_ids: Sequence[str], *, at: float) -> None:
+        seqs = self._seqs(item_ids)
+        self.store.create_batch(local_id, provider, [seqs[i] for i in item_ids if i in seqs], created_at=at,
+                                meta={})
+
+    def batch_submitted(self, local_id: str, handle: BatchHandle, *, at: float) -> None:
+        self.store.update_batch(local_id, remote_id=handle.remote_id, state="submitted", submitted_at=at,
+                                meta=handle.to_dict())
+
+    def batch_state(self, local_id: str, state: str, *, at: float, message: str | None = None) -> None:
+        fields: dict[str, Any] = {"state": state}
+        if state in TERMINAL:
+            fields["completed_at"] = at
+        self.store.update_batch(local_id, **fields)
+        if state in TERMINAL or message:
+            self.store.event(at, f"batch_{state}", {"batch": local_id, "message": message})
+
+    def open_batches(self) -> list[OpenBatch]:
+        out = []
+        for row in self.store.open_batches():
+            ids = [r[0] for r in self.store.db.execute(
+                "SELECT custom_id FROM items WHERE in_batch = ? ORDER BY seq", (row["id"],))]
+            meta = json.loads(row.get("meta") or "{}")
+            handle = BatchHandle.from_dict(meta, ids) if row.get("remote_id") and meta.get("remote_id") else None
+            out.append(OpenBatch(local_id=row["id"], item_ids=ids, handle=handle, state=row["state"]))
+        return out
+
+    def load_items(self, item_ids: Sequence[str]) -> list[BatchItem]:
+        out = []
+        for cid, text in self._rows(item_ids, "custom_id, request"):
+            req = request_to_call(text, self.entry, self.job_params)
+            if self._prepare is not None:
+                self._prepare(req)
+            out.append(BatchItem(cid, req))
+        return out
+
+    def release(self, item_ids: Sequence[str], *, at: float) -> None:
+        seqs = self._seqs(item_ids)
+        self.store.leave_batch(seqs.values())
+
+    def finished(self, item_ids: Sequence[str]) -> set[str]:
+        done = {cid for cid, state in self._rows(item_ids, "custom_id, state") if state in FINAL_STATES}
+        return done | (set(item_ids) & set(self._queued))
+
+    # -- results ---------------------------------------------------------------------------------
+    def record_result(self, result: ItemResult, *, cost: Cost, at: float, source: str) -> str:
+        row = next(self._rows([result.item_id], "seq, state, in_batch, tier, attempts, possibly_billed"), None)
+        if row is None:
+            return "taken"          # not an item of this job: never count it
+        seq, state, in_batch, tier, attempts, pb = row
+        # the runner's writer may hold a final result for this item that is not committed yet
+        queued_elsewhere = any(f.seq == seq for f in getattr(self.store, "_finished", ()))
+        if queued_elsewhere and result.item_id not in self._queued:
+            return "taken"
+        if result.item_id in self._queued or state in FINAL_STATES:
+            prev = self._queued.get(result.item_id)
+            if prev is None:
+                prev = in_batch if tier == "batch" else f"retry:{tier}"
+            return "replay" if prev == source else "taken"
+        lane_tier = "batch" if not source.startswith("retry:") else source.split(":", 1)[1]
+        attempts = int(attempts or 0) + 1
+        if result.ok:
+            body = result.body or {}
+            line = {"id": f"flextier_req_{seq}", "custom_id": result.item_id,
+                    "response": {"status_code": 200, "request_id": body.get("id"), "body": body}, "error": None,
+                    "flextier": {"tier": result.tier, "attempts": attempts, "cost": _s(cost.cost),
+                                 "standard_cost": _s(cost.standard_cost), "possibly_billed": bool(pb),
+                                 "batch": in_batch}}
+            u = result.usage
+            self.store.add_attempt(seq, lane_tier, "ok", None, 200, None, False, at)
+            self.store.add_ledger(at, seq, result.tier, cost.cost, cost.standard_cost,
+                                  u.input_tokens if u else 0, u.output_tokens if u else 0)
+            fin = FinishedItem(seq=seq, state=DONE, result=_dumps(line), tier=lane_tier, attempts=attempts,
+                               served_tier=result.tier, cost=cost.cost, standard_cost=cost.standard_cost,
+                               error_class=None, latency=None, finished_at=at, possibly_billed=int(pb or 0),
+                               text=result.text)
+        else:
+            err = dict(result.error or {})
+            status = err.get("status")
+            eline = {"code": str(err.get("code") or err.get("kind") or "batch_error"),
+                     "message": str(err.get("message") or "")[:500], "type": "BatchLineError"}
+            line = {"id": f"flextier_req_{seq}", "custom_id": result.item_id,
+                    "response": None if status is None else {"status_code": status, "request_id": None,
+                                                             "body": {"error": eline}},
+                    "error": eline,
+                    "flextier": {"tier": None, "attempts": attempts, "cost": "0", "standard_cost": None,
+                                 "possibly_billed": bool(pb), "batch": in_batch}}
+            self.store.add_attempt(seq, lane_tier, "BatchLineError", None, status, eline["code"], False, at)
+            fin = FinishedItem(seq=seq, state=FAILED, result=_dumps(line), tier=lane_tier, attempts=attempts,
+                               served_tier=None, cost=None, standard_cost=None, error_class="BatchLineError",
+                               latency=None, finished_at=at, possibly_billed=int(pb or 0))
+        self.store.finish(fin)
+        self._queued[result.item_id] = source
+        return "recorded"
+
+    def record_duplicate(self, result: ItemResult, *, cost: Cost, at: float) -> None:
+        seq = self._seqs([result.item_id]).get(result.item_id)
+        if seq is None:
+            return
+        u = result.usage
+        self.store.add_ledger(at, seq, result.tier, cost.cost, cost.standard_cost, u.input_tokens if u else 0,
+                              u.output_tokens if u else 0, kind="duplicate")
+
+    def commit(self) -> None:
+        self._flush()
+        self._queued.clear()
+
+
+def _s(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,969 @@
+"""The async engine of ``flextier run``: keep flex full, buy standard only to hold the deadline.
+
+One :class:`Runner` drives one job store. Its loop, all on one event loop:
+
+* **Claim** pending items from the store in small chunks (committed as ``inflight`` before
+  anything is sent, so a crash knows what may have been billed) into a local ready queue.
+  Memory is bounded by concurrency: the queue never holds more than about two lanes' worth.
+* **Dispatch** from the ready queue to two lanes, as the planner
+  (:class:`flextier.policy.planner.Planner`, a pure unit) decides at every tick:
+  the flex lane is kept full up to the AIMD window (:class:`AimdController`), backs off as a
+  whole on a shed (exponential full jitter, :class:`Backoff`) and takes no new work after the
+  safety net; the standard lane opens at the planner's rate, or for everything left.
+  Every send is paced by the :class:`RateLimiter` (flags and ``x-ratelimit-*`` headers) and
+  must fit the :class:`Budget` (spent + reserved never passes ``--max-cost``).
+* **Record** each attempt and each final result through the store's batched writer. A
+  periodic flush commits them; only then are result lines appended to the output file and
+  counted as done (commit before report).
+
+Time: everything reads the injected :class:`Clock` (``now()`` / ``asleep()`` / ``time_scale``),
+so with the emulator's scaled clock a 3-hour deadline plays out in seconds, and backoff,
+timeouts and the planner all live in emulated time.
+
+Retry rules, per error class (see :mod:`flextier.policy.errors`):
+flex shed -> lane backoff + AIMD cut, item back to the front of the queue (standard may take
+it); rate limit -> lane pause, not a capacity signal; transient / overloaded / timeout ->
+item retried with its own backoff, at most ``max_item_errors`` times; bad request -> item
+failed; quota exhausted -> the job stops (resumable); flex not supported -> flex lane closed.
+"""
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import logging
+import math
+import random
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from .._types import AttemptOutcome, CallRequest
+from ..catalog import ModelEntry
+from ..cost import price_usage
+from ..policy.backoff import Backoff
+from ..policy.budget import Budget, estimate_cost, prompt_tokens_upper_bound
+from ..policy.concurrency import AimdConfig, AimdController, RateLimiter
+from ..policy.errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
+                             TierNotSupported, Timeout, UserInputError)
+from ..policy.planner import (DEFAULT_D, SAFETY, Decision, InFlight, Observation, Planner, PlannerConfig,
+                              standard_capacity)
+from .input import request_to_call
+from .store import DONE, FAILED, ClaimedItem, FinishedItem, FlushResult, JobStore
+
+log = logging.getLogger("flextier.runner")
+
+
+# --------------------------------------------------------------------------------------
+# clock
+# --------------------------------------------------------------------------------------
+
+class Clock(Protocol):
+    """What the runner needs of time. The emulator's ``ScaledClock`` satisfies it."""
+
+    time_scale: float
+
+    def now(self) -> float: ...
+
+    async def asleep(self, seconds: float) -> None: ...
+
+
+class WallClock:
+    """Real time: epoch seconds, ordinary sleeps."""
+
+    time_scale = 1.0
+
+    def now(self) -> float:
+        return time.time()
+
+    async def asleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+# --------------------------------------------------------------------------------------
+# options, state
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class RunOptions:
+    """Everything about how a job runs (all times in the clock's seconds)."""
+
+    model: ModelEntry
+    tier_mode: str = "auto"
+    deadline: float | None = None
+    concurrency: int = 256
+    standard_concurrency: int | None = None
+    rpm: float | None = None
+    tpm: float | None = None
+    max_cost: Decimal | None = None
+    ordered: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+    flex_timeout: float = 900.0
+    standard_timeout: float = 600.0
+    max_item_errors: int = 5
+    quota_stop_after: int = 5             # consecutive quota refusals that pause the job
+    min_wall_timeout: float = 10.0        # real seconds; see _attempt
+    changeover_delay: float = DEFAULT_D
+    margin: float = 60.0
+    assumed_standard_latency: float = 20.0
+    flush_interval: float = 0.05          # wall seconds between store commits
+    flush_rows: int = 512                 # ... or as soon as this many rows wait
+    tick: float | None = None             # planner interval (clock seconds); default from time_scale
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=2.0, cap=120.0))
+    seed: int | None = None
+
+    @property
+    def std_concurrency(self) -> int:
+        return self.standard_concurrency or self.concurrency
+
+
+@dataclass(slots=True)
+class Work:
+    """An item in this process: claimed from the store, not yet final."""
+
+    seq: int
+    custom_id: str
+    request: str
+    line: int
+    attempts: int
+    possibly_billed: int
+    req: CallRequest | None = None
+    max_out: int | None = None
+    est_tokens: int = 0
+    est_cost: Decimal | None = None
+    errors: int = 0
+    last_error: ProviderError | None = None
+    not_before: float = 0.0
+    active: int = 0           # attempts in flight (2 while hedged)
+    final: bool = False
+    flex_started: float | None = None
+
+
+@dataclass
+class Stats:
+    """Live counters for progress and the summary. Done counts are durable (committed) ones."""
+
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    done_at_start: int = 0
+    by_tier: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)
+    spent: Decimal = Decimal(0)
+    standard_cost: Decimal = Decimal(0)
+    spent_by_tier: dict[str, Decimal] = field(default_factory=dict)
+    flex_inflight: int = 0
+    std_inflight: int = 0
+    flex_limit: int = 0
+    mode: str = ""
+    reason: str = ""
+    started: float = 0.0
+    now: float = 0.0
+    deadline: float | None = None
+    recovered: int = 0
+    possibly_billed: int = 0
+    paused: str | None = None
+    skipped_invalid: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed
+
+    @property
+    def saved_pct(self) -> float | None:
+        if not self.standard_cost:
+            return None
+        return float((self.standard_cost - self.spent) * 100 / self.standard_cost)
+
+    @property
+    def flex_share(self) -> float | None:
+        n = sum(self.by_tier.values())
+        return None if not n else self.by_tier.get("flex", 0) / n
+
+    def rate(self) -> float | None:
+        """Items per clock second since this run started."""
+        el = self.now - self.started
+        k = self.finished - self.done_at_start
+        return k / el if el > 0 and k > 0 else None
+
+    def eta(self) -> float | None:
+        r = self.rate()
+        left = self.total - self.finished
+        if left <= 0:
+            return self.now
+        return None if not r else self.now + left / r
+
+
+class JobPaused(Exception):
+    """The job stopped before finishing, resumably (budget cap, quota, interrupt)."""
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+# --------------------------------------------------------------------------------------
+# output file
+# --------------------------------------------------------------------------------------
+
+class OutputSink:
+    """The results JSONL file, appended as results are committed.
+
+    ``prepare`` makes the file agree with the store after a crash: it cuts whatever was
+    written after the last recorded offset (possibly a torn line); the runner then
+    re-appends every result the store has not recorded as written.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._f: Any = None
+        self.offset = 0
+
+    def prepare(self, recorded_offset: int) -> bool:
+        """Open for append at ``recorded_offset``. False when the file lost data (rewrite all)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        size = self.path.stat().st_size if self.path.exists() else 0
+        intact = size >= recorded_offset
+        self._f = open(self.path, "r+b" if self.path.exists() else "w+b")
+        self.offset = recorded_offset if intact else 0
+        self._f.truncate(self.offset)
+        self._f.seek(self.offset)
+        return intact
+
+    def write(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        data = ("\n".join(lines) + "\n").encode("utf-8")
+        self._f.write(data)
+        self._f.flush()
+        self.offset += len(data)
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+
+def _max_out(req: CallRequest, job_max: int | None) -> int | None:
+    src = req.native if req.native is not None else req.params
+    for k in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        v = src.get(k) if src else None
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+    return job_max
+
+
+def _inject_max(req: CallRequest, n: int) -> None:
+    """Give a native body the job's ``--max-tokens`` so its cost has a bound."""
+    if req.native is None:
+        req.params.setdefault("max_tokens", n)
+    elif req.endpoint == "responses":
+        req.native.setdefault("max_output_tokens", n)
+    else:
+        req.native.setdefault("max_completion_tokens", n)
+
+
+def _request_id(outcome: AttemptOutcome) -> str | None:
+    h = {k.lower(): v for k, v in (outcome.headers or {}).items()}
+    return h.get("x-request-id") or h.get("request-id") or h.get("x-amzn-requestid") or (
+        outcome.body.get("id") if isinstance(outcome.body, dict) else None)
+
+
+def _dec_str(v: Decimal | None) -> str | None:
+    return None if v is None else str(v)
+
+
+def error_line(err: BaseException) -> dict[str, Any]:
+    """The ``error`` object of a failed output line: code and a short message, no secrets."""
+    if isinstance(err, ProviderError):
+        code = err.code or type(err).__name__
+        msg = err.message or type(err).__name__
+    else:
+        code, msg = type(err).__name__, str(err)
+    return {"code": str(code), "message": str(msg)[:500], "type": type(err).__name__}
+
+
+class _RateBuckets:
+    """Completions per bucket over a window: a bounded stand-in for a list of timestamps.
+
+    Feeds the planner's ``flex_throughput`` without keeping one float per completion
+    (which at a million items would be the biggest thing in memory).
+    """
+
+    def __init__(self, bucket: float, n: int) -> None:
+        self.bucket, self.n = bucket, n
+        self.counts: deque[tuple[int, int]] = deque()
+
+    def add(self, t: float) -> None:
+        b = int(t // self.bucket)
+        if self.counts and self.counts[-1][0] == b:
+            self.counts[-1] = (b, self.counts[-1][1] + 1)
+        else:
+            self.counts.append((b, 1))
+            while len(self.counts) > self.n:
+                self.counts.popleft()
+
+    def rate(self, now: float, window: float) -> float:
+        lo = int((now - window) // self.bucket)
+        k = sum(c for b, c in self.counts if b > lo)
+        return k / window if window > 0 else 0.0
+
+
+# --------------------------------------------------------------------------------------
+# the runner
+# --------------------------------------------------------------------------------------
+
+ResultHook = Callable[[FinishedItem, dict[str, Any]], None]
+
+
+class Runner:
+    """Runs the pending items of one store to completion (or to a resumable pause)."""
+
+    def __init__(self, store: JobStore, adapter: Any, opts: RunOptions, *, clock: Clock | None = None,
+                 output: OutputSink | None = None, on_result: ResultHook | None = None,
+                 input_open: bool = False) -> None:
+        self.store = store
+        self.adapter = adapter
+        self.opts = opts
+        self.clock: Clock = clock or WallClock()
+        self.scale = float(getattr(self.clock, "time_scale", 1.0) or 1.0)
+        self.output = output
+        self.on_result = on_result
+        self.entry = opts.model
+        self.rng = random.Random(opts.seed)
+        self.opts.backoff.rng = self.rng
+        now = self.clock.now()
+        self.aimd = AimdController(AimdConfig(max_concurrency=max(1, opts.concurrency),
+                                              cooldown=max(1.0, 2 * opts.changeover_delay / 60)))
+        self.limiter = RateLimiter(opts.rpm, opts.tpm, now=now)
+        self.budget = Budget(max_cost=opts.max_cost)
+        self.stats = Stats()
+        self.flex_ok = self.entry.supports_flex and opts.tier_mode in ("auto", "flex")
+        # queues
+        self.ready: deque[Work] = deque()
+        self.delayed: list[tuple[float, int, Work]] = []
+        self._delay_n = 0
+        self.flex_active: dict[int, Work] = {}
+        self.std_active: dict[int, Work] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.task_of: dict[tuple[int, str], asyncio.Task[Any]] = {}
+        self.in_memory_final = 0       # items final in memory (committed or not): the planner's "done"
+        self.input_open = input_open   # more items may still be imported (async iterables)
+        self.store_drained = False
+        # flex lane backoff
+        self.flex_fail_streak = 0
+        self.flex_backoff_until = -math.inf
+        self.quota_streak = 0
+        # standard lane pacing
+        self.std_tokens = 0.0
+        self.std_tokens_at = now
+        self.std_latency: float | None = None
+        self.flex_latency: float | None = None
+        self.flex_rate = _RateBuckets(bucket=60.0, n=32)
+        # output bookkeeping
+        job = store.job() or {}
+        self.out_gen = job.get("out_gen", 0)
+        self.out_next_seq = job.get("out_next_seq", 0)
+        self._pending_out: dict[str, int] = {}
+        # control
+        self._wake = asyncio.Event()
+        self._flush_now = asyncio.Event()
+        self._stop: JobPaused | None = None
+        self._fatal: BaseException | None = None
+        self.decision: Decision | None = None
+        self.planner: Planner | None = None
+        self._last_tick = -math.inf
+        self._hedge_wanted: deque[int] = deque()
+        self._budget_blocked = False
+
+    # -- setup -----------------------------------------------------------------------
+    def _make_planner(self, now: float) -> Planner:
+        o = self.opts
+        done = self.in_memory_final
+        total = max(self.stats.total, done)
+        deadline = o.deadline if (o.deadline is not None and o.deadline > now) else None
+        tier_mode = o.tier_mode
+        if tier_mode == "flex" and not self.flex_ok:
+            tier_mode = "standard"  # unreachable: the CLI refuses --tier flex without flex
+        # The uniform line starts a little late (a changeover delay, at least 5 minutes, at
+        # most a tenth of the time left): no flex answer can arrive before a flex latency has
+        # passed, and judging the first minutes by results that cannot exist yet would buy
+        # standard for nothing. The safety net still guards the deadline meanwhile.
+        grace = max(o.changeover_delay, 300.0)
+        t0 = now if deadline is None else now + min(grace, 0.1 * (deadline - now))
+        cfg = PlannerConfig(
+            t0=t0, total=total, deadline=deadline, tier_mode=tier_mode,
+            standard_rate=standard_capacity(o.std_concurrency, o.assumed_standard_latency,
+                                            o.rpm),
+            d=o.changeover_delay, margin=o.margin, tail=o.assumed_standard_latency,
+            flex_timeout=o.flex_timeout, allow_batch=False, model_has_flex=self.flex_ok,
+            model_has_batch=False, done0=done)
+        return Planner(cfg)
+
+    def _load_totals(self) -> None:
+        """Seed counters from the store (a resumed job continues its money and counts)."""
+        c = self.store.counts()
+        self.stats.total = c["total"]
+        self.stats.done = c[DONE]
+        self.stats.failed = c[FAILED]
+        self.stats.done_at_start = c[DONE] + c[FAILED]
+        self.in_memory_final = c[DONE] + c[FAILED]
+        self.stats.by_tier = Counter(self.store.tier_counts())
+        t = self.store.ledger_totals()
+        self.stats.spent, self.stats.standard_cost = t["spent"], t["standard"]
+        self.stats.spent_by_tier = dict(t["by_tier"])
+        self.stats.errors = Counter(self.store.error_counts())
+        self.budget.spent = t["spent"]
+        job = self.store.job() or {}
+        self.stats.skipped_invalid = job.get("skipped_invalid", 0)
+
+    def _rebuild_output(self) -> None:
+        """Make the output file hold exactly the committed results (see store module doc)."""
+        if self.output is None:
+            return
+        job = self.store.job() or {}
+        intact = self.output.prepare(job.get("out_offset", 0))
+        if not intact:
+            self.out_gen, self.out_next_seq = 0, 0
+        if self.opts.ordered:
+            self._write_ordered()
+        else:
+            lines = [r for _, r in self.store.results_after_gen(self.out_gen)]
+            for i in range(0, len(lines), 1000):
+                self.output.write(lines[i:i + 1000])
+            self.out_gen = self.store._gen
+        self.store.flush(out_offset=self.output.offset, out_gen=self.out_gen, out_next_seq=self.out_next_seq)
+
+    def _write_ordered(self) -> None:
+        assert self.output is not None
+        while True:
+            rows = self.store.final_prefix(self.out_next_seq, 1000)
+            if not rows:
+                return
+            self.output.write([r for _, r in rows if r is not None])
+            self.out_next_seq = rows[-1][0] + 1
+
+    # -- flushing --------------------------------------------------------------------
+    def _flush(self, claim: int = 0) -> FlushResult:
+        """Commit queued writes (and claim items), then report what became durable."""
+        self.store.queue_job_update(last_clock=self.clock.now())
+        kw: dict[str, Any] = {}
+        if self.output is not None:
+            kw = dict(out_offset=self.output.offset, out_gen=self.out_gen, out_next_seq=self.out_next_seq)
+        fr = self.store.flush(claim=claim, **kw)
+        if fr.finished:
+            self._report(fr)
+        return fr
+
+    def _report(self, fr: FlushResult) -> None:
+        """After commit: output file, counters, callbacks. Never before."""
+        s = self.stats
+        lines = []
+        for f in fr.finished:
+            if f.state == DONE:
+                s.done += 1
+                s.by_tier[f.served_tier or "unknown"] += 1
+            else:
+                s.failed += 1
+            lines.append(f.result)
+        if self.output is not None:
+            if self.opts.ordered:
+                self._write_ordered()
+            else:
+                self.output.write(lines)
+                self.out_gen = fr.gen
+        if self.on_result is not None:
+            for f in fr.finished:
+                try:
+                    self.on_result(f, json.loads(f.result))
+                except Exception:  # a user callback must not kill the job
+                    log.exception("on_result callback failed")
+
+    async def _flusher(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._flush_now.wait(), timeout=self.opts.flush_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._flush_now.clear()
+            try:
+                self._flush()
+            except Exception as exc:  # disk full, locked store...
+                self._fatal = exc
+                self._wake.set()
+                return
+            self._wake.set()
+
+    # -- claiming --------------------------------------------------------------------
+    def _want(self) -> int:
+        """How many claimed-but-unsent items to hold: what the open lanes can take, plus a little.
+
+        Every claimed item counts as "possibly billed" if the process dies, so the
+        prefetch is kept to what can be sent soon rather than a big buffer.
+        """
+        d = self.decision
+        lanes = self.aimd.limit if self.flex_ok else 0
+        if d is None or d.standard_all or d.standard_rate > 0 or not self.flex_ok:
+            lanes += self.opts.std_concurrency
+        return min(lanes + 8, 4096)
+
+    def _refill(self) -> None:
+        have = len(self.ready) + len(self.delayed)
+        want = self._want() - len(self.flex_active) - len(self.std_active)
+        if self.store_drained or have >= max(1, want // 2):
+            return
+        fr = self._flush(claim=want - have)
+        for c in fr.claimed:
+            self.ready.append(self._work(c))
+        if not fr.claimed and not self.input_open:
+            self.store_drained = True
+
+    def _work(self, c: ClaimedItem) -> Work:
+        return Work(seq=c.seq, custom_id=c.custom_id, request=c.request, line=c.line,
+                    attempts=c.attempts, possibly_billed=c.possibly_billed)
+
+    def _prepare(self, w: Work) -> None:
+        """Parse the stored request once, when the item is first sent."""
+        if w.req is not None:
+            return
+        req = request_to_call(w.request, self.entry, self.opts.params)
+        job_max = self.opts.params.get("max_tokens")
+        w.max_out = _max_out(req, job_max)
+        if w.max_out is None and job_max:
+            w.max_out = job_max
+        if self.opts.max_cost is not None and w.max_out is not None:
+            _inject_max(req, w.max_out)
+        prompt_src: Any = req.native if req.native is not None else (req.messages or [])
+        prompt_ub = prompt_tokens_upper_bound(prompt_src)
+        w.est_tokens = prompt_ub // 3 + (w.max_out or 256)
+        # Reserve at the standard price even on flex: a flex request served at standard (the
+        # provider decides) must not be able to push spend past the cap.
+        w.est_cost = estimate_cost(self.entry, "standard", prompt_ub, w.max_out or 0) \
+            if self.opts.max_cost is not None else None
+        w.req = req
+
+    # -- the planner tick ------------------------------------------------------------
+    def _tick(self, now: float) -> None:
+        if self.planner is None:
+            self.planner = self._make_planner(now)
+        cap = standard_capacity(self.opts.std_concurrency, self.std_latency or self.opts.assumed_standard_latency,
+                                self.opts.rpm)
+        total = max(self.stats.total, self.planner.total)
+        flex_inflight = tuple(InFlight(str(w.seq), w.flex_started) for w in self.flex_active.values()
+                              if w.flex_started is not None) if self.planner.mode == SAFETY else ()
+        obs = Observation(
+            now=max(now, self.planner._last_now or now), done=min(self.in_memory_final, total),
+            pending=len(self.ready) + len(self.delayed),
+            in_flight_standard=len(self.std_active), flex_in_flight=flex_inflight, total=total,
+            standard_capacity=cap, standard_latency_p90=self.std_latency,
+            flex_latency_p90=self.flex_latency,
+            flex_throughput=self.flex_rate.rate(now, min(600.0, max(60.0, now - self.stats.started))))
+        try:
+            d = self.planner.decide(obs)
+        except ValueError as exc:  # pragma: no cover - defensive: a planner bug must not stop the job
+            log.warning("planner: %s", exc)
+            return
+        if self.decision is None or d.mode != self.decision.mode:
+            self.store.event(now, "mode", {"mode": d.mode, "reason": d.reason})
+            log.info("planner: %s (%s)", d.mode, d.reason)
+        self.decision = d
+        for h in d.hedge:
+            self._hedge_wanted.append(int(h))
+        if not (d.standard_all or d.standard_rate > 0):
+            self.std_tokens = 0.0
+        self._last_tick = now
+        self.stats.mode, self.stats.reason = d.mode, d.reason
+
+    # -- dispatch --------------------------------------------------------------------
+    def _wall(self, clock_seconds: float) -> float:
+        return max(0.0, clock_seconds) / self.scale
+
+    def _promote_delayed(self, now: float) -> None:
+        while self.delayed and self.delayed[0][0] <= now:
+            _, _, w = heapq.heappop(self.delayed)
+            self.ready.appendleft(w)
+
+    def _delay(self, w: Work, until: float) -> None:
+        self._delay_n += 1
+        heapq.heappush(self.delayed, (until, self._delay_n, w))
+
+    def _can_send(self, w: Work, now: float) -> float:
+        """0.0 when ``w`` may be sent now (limiter charged, budget reserved), else seconds to wait.
+
+        math.inf means "blocked by the budget cap" (no amount of waiting helps by itself).
+        """
+        self._prepare(w)
+        if self.opts.max_cost is not None:
+            if w.est_cost is None:  # the CLI checks prices up front; this guards the Python API
+                raise UserInputError(f"--max-cost needs known prices and a max_tokens bound for {self.entry.name}",
+                                     field="--max-cost")
+            if not self.budget.fits(w.est_cost):
+                return math.inf
+        wait = self.limiter.try_acquire(w.est_tokens, now)
+        if wait > 0:
+            return wait
+        return 0.0
+
+    def _start(self, w: Work, tier: str, now: float) -> None:
+        key = (w.seq, tier)
+        self.budget.reserve(key, w.est_cost if self.opts.max_cost is not None else None)
+        w.active += 1
+        w.attempts += 1
+        if tier == "flex":
+            self.flex_active[w.seq] = w
+            w.flex_started = now
+        else:
+            self.std_active[w.seq] = w
+        t = asyncio.get_running_loop().create_task(self._attempt(w, tier, now))
+        self.tasks.add(t)
+        self.task_of[key] = t
+        t.add_done_callback(self.tasks.discard)
+
+    def _dispatch(self, now: float) -> float:
+        """Start whatever may start now; return clock seconds until something could change."""
+        d = self.decision
+        wait = math.inf
+        if d is None:
+            return 0.0
+        self._budget_blocked = False
+        # hedges: duplicate late flex attempts on standard (safety net)
+        while self._hedge_wanted and len(self.std_active) < self.opts.std_concurrency:
+            seq = self._hedge_wanted.popleft()
+            w = self.flex_active.get(seq)
+            if w is None or w.final or seq in self.std_active:
+                continue
+            wt = self._can_send(w, now)
+            if wt > 0:
+                self._hedge_wanted.appendleft(seq)
+                wait = min(wait, wt)
+                self._budget_blocked = wt == math.inf
+                break
+            self._start(w, "standard", now)
+        # standard lane
+        if d.standard_all or d.standard_rate > 0:
+            if not d.standard_all:
+                self.std_tokens = min(max(1.0, d.standard_rate * 30.0),
+                                      self.std_tokens + d.standard_rate * max(0.0, now - self.std_tokens_at))
+            self.std_tokens_at = now
+            while self.ready and len(self.std_active) < self.opts.std_concurrency:
+                if not d.standard_all and self.std_tokens < 1.0:
+                    wait = min(wait, (1.0 - self.std_tokens) / d.standard_rate)
+                    break
+                w = self.ready[0]
+                if w.seq in self.std_active:  # hedged copy already on standard
+                    self.ready.popleft()
+                    continue
+                wt = self._can_send(w, now)
+                if wt > 0:
+                    wait = min(wait, wt)
+                    self._budget_blocked = wt == math.inf
+                    break
+                self.ready.popleft()
+                self._start(w, "standard", now)
+                if not d.standard_all:
+                    self.std_tokens -= 1.0
+        else:
+            self.std_tokens_at = now
+        # flex lane
+        if d.flex_open and self.flex_ok and not d.standard_all:
+            if now < self.flex_backoff_until:
+                wait = min(wait, self.flex_backoff_until - now)
+            else:
+                while self.ready and len(self.flex_active) < self.aimd.limit:
+                    w = self.ready[0]
+                    wt = self._can_send(w, now)
+                    if wt > 0:
+                        wait = min(wait, wt)
+                        self._budget_blocked = wt == math.inf
+                        break
+                    self.ready.popleft()
+                    self._start(w, "flex", now)
+        if self.delayed:
+            wait = min(wait, self.delayed[0][0] - now)
+        return wait
+
+    # -- one attempt -----------------------------------------------------------------
+    async def _attempt(self, w: Work, tier: str, started: float) -> None:
+        timeout = self.opts.flex_timeout if tier == "flex" else self.opts.standard_timeout
+        err: BaseException | None = None
+        outcome: AttemptOutcome | None = None
+        assert w.req is not None
+        try:
+            # At a high emulator time scale a 900 s flex timeout is a fraction of a real
+            # second; a real connection needs real time, so the wall timeout has a floor.
+            outcome = await self.adapter.asend(w.req, tier, max(self.opts.min_wall_timeout, self._wall(timeout)))
+        except asyncio.CancelledError:
+            self._on_cancelled(w, tier)
+            raise
+        except ProviderError as exc:
+            err = exc
+        except Exception as exc:  # an adapter bug or an unclassified failure: retry, then fail the item
+            log.debug("unexpected error from adapter", exc_info=True)
+            err = exc
+        finally:
+            self.task_of.pop((w.seq, tier), None)
+        now = self.clock.now()
+        latency = max(0.0, now - started)
+        w.active -= 1
+        (self.flex_active if tier == "flex" else self.std_active).pop(w.seq, None)
+        try:
+            if outcome is not None:
+                self._on_success(w, tier, outcome, latency, now)
+            else:
+                assert err is not None
+                self._on_error(w, tier, err, latency, now)
+        except Exception as exc:  # pragma: no cover - keep the loop alive, surface at the end
+            self._fatal = exc
+        self._wake.set()
+
+    def _on_cancelled(self, w: Work, tier: str) -> None:
+        """An attempt cancelled mid-flight (hedge loser, shutdown): it may have been billed.
+
+        A hedge loser was already counted by :meth:`_cancel_other_copy`; an item cut off by
+        a shutdown stays ``inflight`` in the store, so the next run's recover() counts it.
+        """
+        self.task_of.pop((w.seq, tier), None)
+        self.budget.settle((w.seq, tier), None)
+        w.active -= 1
+        if (self.flex_active if tier == "flex" else self.std_active).get(w.seq) is w:
+            (self.flex_active if tier == "flex" else self.std_active).pop(w.seq, None)
+        self.store.add_attempt(w.seq, tier, "Cancelled", None, None, None, True, self.clock.now())
+
+    def _on_success(self, w: Work, tier: str, oc: AttemptOutcome, latency: float, now: float) -> None:
+        served = oc.served_tier or "unknown"
+        try:
+            cost = price_usage(oc.usage, self.entry, served) if served != "unknown" else None
+        except Exception:  # an unknown tier string must not crash pricing
+            cost = None
+        c = cost.cost if cost is not None else None
+        sc = cost.standard_cost if cost is not None else price_usage(oc.usage, self.entry, "standard").standard_cost
+        self.budget.settle((w.seq, tier), c)
+        self.limiter.update_from_headers(oc.headers or {}, now)
+        self.limiter.settle_tokens(w.est_tokens, oc.usage.input_tokens + oc.usage.output_tokens, now)
+        self.store.add_attempt(w.seq, tier, "ok", latency, 200, None, False, now)
+        self.store.add_ledger(now, w.seq, served, c, sc, oc.usage.input_tokens, oc.usage.output_tokens)
+        self.quota_streak = 0
+        s = self.stats
+        if c is not None:
+            s.spent += c
+            s.spent_by_tier[served] = s.spent_by_tier.get(served, Decimal(0)) + c
+        if sc is not None:
+            s.standard_cost += sc
+        if tier == "flex":
+            self.aimd.on_success(now)
+            self.flex_fail_streak = 0
+            self.flex_rate.add(now)
+            self.flex_latency = latency if self.flex_latency is None else 0.9 * self.flex_latency + 0.1 * latency
+        else:
+            self.std_latency = latency if self.std_latency is None else 0.8 * self.std_latency + 0.2 * latency
+        if w.final:  # the other copy of a hedged item already won; this one was billed too
+            return
+        w.final = True
+        self.in_memory_final += 1
+        self._cancel_other_copy(w, tier, now)
+        line = {
+            "id": f"flextier_req_{w.seq}",
+            "custom_id": w.custom_id,
+            "response": {"status_code": 200, "request_id": _request_id(oc), "body": oc.body},
+            "error": None,
+            "flextier": {"tier": served, "attempts": w.attempts, "cost": _dec_str(c), "standard_cost": _dec_str(sc),
+                         "possibly_billed": w.possibly_billed > 0},
+        }
+        self.store.finish(FinishedItem(
+            seq=w.seq, state=DONE, result=json.dumps(line, ensure_ascii=False, separators=(",", ":")),
+            tier=tier, attempts=w.attempts, served_tier=served, cost=c, standard_cost=sc, error_class=None,
+            latency=latency, finished_at=now, possibly_billed=w.possibly_billed, text=oc.text))
+        self._after_final(w)
+
+    def _cancel_other_copy(self, w: Work, tier: str, now: float) -> None:
+        """The first copy of a hedged item won: stop the other, which may still be billed."""
+        other = "standard" if tier == "flex" else "flex"
+        t = self.task_of.pop((w.seq, other), None)
+        if t is not None and not t.done():
+            w.possibly_billed += 1
+            t.cancel()
+
+    def _after_final(self, w: Work) -> None:
+        if self.store.backlog >= self.opts.flush_rows:
+            self._flush_now.set()
+
+    def _on_error(self, w: Work, tier: str, err: BaseException, latency: float, now: float) -> None:
+        name = type(err).__name__
+        pe = err if isinstance(err, ProviderError) else None
+        billed = bool(pe and pe.possibly_billed)
+        self.budget.release((w.seq, tier)) if not billed else self.budget.settle((w.seq, tier), None)
+        if billed:
+            w.possibly_billed += 1
+        self.stats.errors[name] += 1
+        self.store.add_attempt(w.seq, tier, name, latency, pe.status if pe else None,
+                               (pe.code if pe else None), billed, now)
+        if w.final:
+            return
+        if w.active > 0:
+            return  # the hedged copy is still running; let it decide
+        if isinstance(err, FlexCapacityUnavailable) and tier == "flex":
+            self.aimd.on_capacity_error(now)
+            delay = self.opts.backoff.delay(self.flex_fail_streak, pe.retry_after if pe else None)
+            self.flex_fail_streak += 1
+            self.flex_backoff_until = max(self.flex_backoff_until, now + delay)
+            self.ready.appendleft(w)
+            return
+        if isinstance(err, RateLimited):
+            self.limiter.on_rate_limited(err.retry_after, now)
+            self.ready.appendleft(w)
+            return
+        if isinstance(err, TierNotSupported) and tier == "flex":
+            self.flex_ok = False
+            self.store.event(now, "flex_unsupported", {"message": str(err)[:200]})
+            if self.opts.tier_mode == "flex":
+                self._stop = JobPaused(f"{self.entry.name} has no flex tier here ({err}); run with --tier auto "
+                                       f"or --tier standard", kind="flex_unsupported")
+            self.planner = None  # rebuilt without flex at the next tick
+            self.ready.appendleft(w)
+            return
+        if isinstance(err, QuotaExhausted):
+            # One refusal can be a blip; a run of them with no success in between is a real
+            # quota stop, and retrying would only burn time: pause the job, resumably.
+            self.quota_streak += 1
+            if self.quota_streak >= self.opts.quota_stop_after:
+                self.ready.appendleft(w)
+                self._stop = JobPaused(f"the provider says the account is out of quota ({err}); the job is "
+                                       f"saved, resume it once the quota is raised", kind="quota")
+                return
+            self._delay(w, now + self.opts.backoff.delay(self.quota_streak))
+            return
+        w.errors += 1
+        w.last_error = pe
+        # An exception outside the taxonomy is an adapter or SDK refusing the request itself
+        # (deterministic): one retry in case it was not, then the item fails with the reason.
+        limit = self.opts.max_item_errors if pe is not None else min(2, self.opts.max_item_errors)
+        if isinstance(err, BadRequest) or (pe is not None and not pe.retryable) or w.errors >= limit:
+            self._fail(w, tier, err, now, latency)
+            return
+        delay = self.opts.backoff.delay(w.errors - 1, pe.retry_after if pe else None)
+        if isinstance(err, Timeout):
+            delay = 0.0
+        self._delay(w, now + delay)
+
+    def _fail(self, w: Work, tier: str, err: BaseException, now: float, latency: float) -> None:
+        w.final = True
+        self.in_memory_final += 1
+        pe = err if isinstance(err, ProviderError) else None
+        status = pe.status if pe and pe.status else None
+        line = {
+            "id": f"flextier_req_{w.seq}",
+            "custom_id": w.custom_id,
+            "response": None if status is None else {"status_code": status, "request_id": None,
+                                                     "body": {"error": error_line(err)}},
+            "error": error_line(err),
+            "flextier": {"tier": None, "attempts": w.attempts, "cost": "0", "standard_cost": None,
+                         "possibly_billed": w.possibly_billed > 0},
+        }
+        self.store.finish(FinishedItem(seq=w.seq, state=FAILED, result=json.dumps(line, ensure_ascii=False,
+                                                                                   separators=(",", ":")),
+                                       tier=tier, attempts=w.attempts, served_tier=None, cost=None,
+                                       standard_cost=None, error_class=type(err).__name__, latency=latency,
+                                       finished_at=now))
+        self._after_final(w)
+
+    # -- main loop -------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Recover from a crash and bring the output file in line with the store."""
+        n = self.store.recover()
+        self.stats.recovered = n
+        if n:
+            self.store.event(self.clock.now(), "recovered", {"items": n})
+        self._load_totals()
+        self.stats.possibly_billed = self.store.possibly_billed()[0]
+        self._rebuild_output()
+
+    def snapshot(self) -> Stats:
+        s = self.stats
+        s.now = self.clock.now()
+        s.flex_inflight = len(self.flex_active)
+        s.std_inflight = len(self.std_active)
+        s.flex_limit = self.aimd.limit if self.flex_ok else 0
+        s.deadline = self.opts.deadline
+        return s
+
+    def all_final(self) -> bool:
+        return (self.store_drained and not self.ready and not self.delayed and not self.flex_active
+                and not self.std_active and self.in_memory_final >= self.stats.total)
+
+    async def run(self) -> Stats:
+        """Run until every item is final. Raises :class:`JobPaused` on a resumable stop."""
+        now = self.clock.now()
+        self.stats.started = now
+        self.stats.deadline = self.opts.deadline
+        self.store.event(now, "run_start", {"total": self.stats.total, "done": self.in_memory_final})
+        if (self.store.job() or {}).get("deadline") != self.opts.deadline:
+            self.store.update_job(deadline=self.opts.deadline)  # the report judges by the deadline in force
+        flusher = asyncio.get_running_loop().create_task(self._flusher())
+        loop = asyncio.get_running_loop()
+        tick = self.opts.tick or min(30.0, max(1.0, 0.05 * self.scale))
+        try:
+            while True:
+                if self._fatal is not None:
+                    raise self._fatal
+                now = self.clock.now()
+                self._promote_delayed(now)
+                self._refill()
+                if self.all_final():
+                    break
+                if self._stop is not None and not self.flex_active and not self.std_active:
+                    raise self._stop
+                if now - self._last_tick >= tick or self.planner is None or self.decision is None:
+                    self._tick(now)
+                wait = self._dispatch(now) if self._stop is None else math.inf
+                if self._budget_blocked and not self.flex_active and not self.std_active:
+                    self._stop = JobPaused(
+                        f"spending cap reached: spent {self.budget.spent:.6f} of --max-cost {self.opts.max_cost}; "
+                        f"the next request could pass the cap. Raise it and resume "
+                        f"(flextier resume JOB --max-cost N)", kind="budget")
+                    continue
+                wait = min(wait, tick - (now - self._last_tick) if self._last_tick > -math.inf else tick)
+                wall = self._wall(max(wait, 0.0))
+                if wall > 0 or not self._wake.is_set():
+                    handle = loop.call_later(min(wall, 1.0), self._wake.set)
+                    await self._wake.wait()
+                    handle.cancel()
+                self._wake.clear()
+        finally:
+            await self._shutdown(flusher)
+        return self.snapshot()
+
+    async def _shutdown(self, flusher: asyncio.Task[Any]) -> None:
+        """Cancel attempts still running, put unsent items back, commit everything."""
+        for t in list(self.tasks):
+            t.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        flusher.cancel()
+        try:
+            await flusher
+        except (asyncio.CancelledError, Exception):
+            pass
+        unsent = [w for w in self.ready if not w.final] + [w for _, _, w in self.delayed if not w.final]
+        try:
+            self._flush()
+            self._flush()  # second pass records the output offset of the first
+            pb = [w.seq for w in unsent if w.possibly_billed > 0]
+            self.store.release([w.seq for w in unsent if w.possibly_billed == 0], possibly_billed=[])
+            if pb:
+                self.store.db.executemany(
+                    "UPDATE items SET state = 'pending', possibly_billed = ? WHERE seq = ? AND state = 'inflight'",
+                    [(w.possibly_billed, w.seq) for w in unsent if w.possibly_billed > 0])
+        except Exception:  # pragma: no cover
+            log.exception("could not commit the final state; a resume will recover it")
+        self.ready.clear()
+        self.delayed.clear()
+
+
+__all__ = ["Runner", "RunOptions", "Stats", "Work", "OutputSink", "Clock", "WallClock", "JobPaused", "error_line"]

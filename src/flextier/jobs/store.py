@@ -1,0 +1,670 @@
+"""One SQLite file per job: the items, their state machine, the attempts and the money.
+
+Why SQLite: it is embedded (no server), survives ``kill -9`` once a transaction has
+committed (WAL mode, ``synchronous=NORMAL``: a commit is in the OS page cache, which a
+killed process cannot lose), lets ``flextier status`` read while a job runs, and keeps
+memory flat: a million items live on disk, not in the runner.
+
+State machine of an item::
+
+    pending --claim--> inflight --ok--> done
+                          |  \\--give up--> failed
+                          \\--crash--> pending (possibly_billed += 1)   [recover()]
+    inflight with in_batch set = submitted in a provider batch (issue 7); a resume
+    reattaches to the batch instead of resending.
+
+Writes are batched for speed: the runner queues item results, attempts and ledger rows,
+and :meth:`JobStore.flush` applies them in one transaction. The rule that makes batching
+safe is *commit before report*: a result reaches the output file and the progress counts
+only after the transaction holding it has committed. Claims (pending -> inflight) commit
+before the request is sent, so an item sent before a crash is always known as in flight.
+
+The output file is derived from the store. Each flush that finalises items stamps them
+with a generation number; after the runner has appended their lines to the output it
+records the file offset and generation (``job.out_offset``/``out_gen``) in the next
+transaction. A resume truncates the file to the recorded offset and rewrites every
+finalised item with a newer generation, so each item appears in the output exactly once.
+
+Secrets: nothing in here ever receives an API key. :func:`redact_url` strips
+credentials from base URLs before they are stored.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+from ..policy.errors import UserInputError
+from .input import MAX_REPORTED_ERRORS, InvalidInput, InvalidLine, JobItem
+
+PENDING, INFLIGHT, DONE, FAILED = "pending", "inflight", "done", "failed"
+FINAL_STATES = (DONE, FAILED)
+
+# Numbered migrations, applied in order and recorded in schema_migrations (the pattern of
+# Simon Willison's llm): a store written by an older flextier is upgraded in place.
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "initial", """
+CREATE TABLE job (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    name TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    model TEXT NOT NULL,
+    tier_mode TEXT NOT NULL,
+    deadline REAL,                 -- absolute, in the job's clock domain (epoch seconds)
+    deadline_spec TEXT,
+    clock_domain TEXT NOT NULL DEFAULT 'wall',   -- 'wall' or 'emulated'
+    input_path TEXT,
+    input_hash TEXT,
+    input_format TEXT,
+    prompt_template TEXT,
+    output_path TEXT,
+    ordered INTEGER NOT NULL DEFAULT 0,
+    config TEXT NOT NULL DEFAULT '{}',           -- JSON; never holds API keys
+    state TEXT NOT NULL DEFAULT 'importing',     -- importing|ready|running|paused|stopped|done
+    total INTEGER NOT NULL DEFAULT 0,
+    skipped_invalid INTEGER NOT NULL DEFAULT 0,
+    t0 REAL,                       -- clock time the planner's uniform line starts from
+    started_at REAL,
+    finished_at REAL,
+    last_clock REAL,
+    out_offset INTEGER NOT NULL DEFAULT 0,
+    out_gen INTEGER NOT NULL DEFAULT 0,
+    out_next_seq INTEGER NOT NULL DEFAULT 0,
+    runs INTEGER NOT NULL DEFAULT 0,
+    message TEXT
+);
+CREATE TABLE batches (
+    id TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    remote_id TEXT,
+    state TEXT NOT NULL,           -- preparing|submitted|in_progress|completed|expired|cancelled|failed
+    endpoint TEXT,
+    created_at REAL NOT NULL,
+    submitted_at REAL,
+    completed_at REAL,
+    expires_at REAL,
+    item_count INTEGER NOT NULL DEFAULT 0,
+    input_ref TEXT,
+    output_ref TEXT,
+    error_ref TEXT,
+    meta TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE items (
+    seq INTEGER PRIMARY KEY,       -- input order
+    custom_id TEXT NOT NULL UNIQUE,
+    line INTEGER NOT NULL,
+    request TEXT NOT NULL,         -- the input line object (batch-file or simple shape)
+    state TEXT NOT NULL DEFAULT 'pending',
+    tier TEXT,                     -- tier of the latest attempt
+    attempts INTEGER NOT NULL DEFAULT 0,
+    in_batch TEXT REFERENCES batches(id),
+    result TEXT,                   -- the output line (OpenAI batch output shape + flextier)
+    served_tier TEXT,
+    cost TEXT,                     -- Decimal as text; NULL = unknown
+    standard_cost TEXT,
+    possibly_billed INTEGER NOT NULL DEFAULT 0,  -- sends whose outcome a crash/timeout hid
+    error_class TEXT,
+    latency REAL,
+    finished_at REAL,
+    out_gen INTEGER
+);
+CREATE INDEX items_pending ON items(seq) WHERE state = 'pending';
+CREATE INDEX items_batch ON items(in_batch) WHERE in_batch IS NOT NULL;
+CREATE TABLE attempts (
+    id INTEGER PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    tier TEXT NOT NULL,
+    outcome TEXT NOT NULL,         -- 'ok' or the error class name
+    latency REAL,
+    status INTEGER,
+    error_code TEXT,
+    possibly_billed INTEGER NOT NULL DEFAULT 0,
+    ts REAL NOT NULL
+);
+CREATE TABLE ledger (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    seq INTEGER NOT NULL,
+    tier TEXT NOT NULL,            -- tier the provider reported serving
+    cost TEXT,
+    standard_cost TEXT,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    kind TEXT NOT NULL DEFAULT 'billed'
+);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,            -- run_start|resume|recovered|pause|budget|safety_net|stop|done
+    detail TEXT
+);
+"""),
+]
+
+
+def redact_url(url: str | None) -> str | None:
+    """A base URL without user:password, query string or fragment (where keys sometimes hide)."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def default_store_path(job: str, base: str | os.PathLike[str] | None = None) -> Path:
+    """``./.flextier/<job>.db``."""
+    return Path(base or ".") / ".flextier" / f"{job}.db"
+
+
+@dataclass(slots=True)
+class ClaimedItem:
+    """An item taken for sending: everything the runner needs, nothing more."""
+
+    seq: int
+    custom_id: str
+    request: str
+    attempts: int
+    possibly_billed: int
+    line: int
+
+
+@dataclass(slots=True)
+class FinishedItem:
+    """A final outcome queued for the next flush."""
+
+    seq: int
+    state: str                # done | failed
+    result: str               # the output line JSON
+    tier: str | None
+    attempts: int
+    served_tier: str | None
+    cost: Decimal | None
+    standard_cost: Decimal | None
+    error_class: str | None
+    latency: float | None
+    finished_at: float
+    possibly_billed: int = 0
+    text: str | None = None   # not stored: handed to in-process result hooks (the Python API)
+
+
+@dataclass
+class ImportReport:
+    """What the first pass found."""
+
+    total: int = 0
+    invalid: int = 0
+    errors: list[InvalidLine] = field(default_factory=list)
+
+
+@dataclass
+class FlushResult:
+    """What one committed flush finalised and claimed."""
+
+    finished: list[FinishedItem]
+    claimed: list[ClaimedItem]
+    gen: int
+
+
+class JobStore:
+    """The SQLite store of one job. Use from one thread (the runner's event loop)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise UserInputError("no such job store", file=str(self.path))
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise UserInputError(f"cannot open job store: {exc}", file=str(self.path)) from None
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=10000")
+        self.db.execute("PRAGMA temp_store=FILE")
+        self.db.execute("PRAGMA cache_size=-16000")  # 16 MB page cache, whatever the job size
+        self._migrate()
+        self._finished: list[FinishedItem] = []
+        self._attempts: list[tuple[Any, ...]] = []
+        self._ledger: list[tuple[Any, ...]] = []
+        self._events: list[tuple[Any, ...]] = []
+        self._job_updates: dict[str, Any] = {}
+        self._gen = self._scalar("SELECT COALESCE(MAX(out_gen), 0) FROM items") or 0
+
+    # -- schema ----------------------------------------------------------------------
+    def _migrate(self) -> None:
+        self.db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                        "(id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        done = {r[0] for r in self.db.execute("SELECT id FROM schema_migrations")}
+        for mid, name, sql in MIGRATIONS:
+            if mid in done:
+                continue
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                code = "\n".join(ln.split("--", 1)[0] for ln in sql.splitlines())
+                for stmt in code.split(";"):
+                    if stmt.strip():
+                        self.db.execute(stmt)
+                self.db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                                (mid, name, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def migrations(self) -> list[tuple[int, str]]:
+        return [(r[0], r[1]) for r in self.db.execute("SELECT id, name FROM schema_migrations ORDER BY id")]
+
+    def close(self) -> None:
+        try:
+            self.db.close()
+        except sqlite3.Error:  # pragma: no cover
+            pass
+
+    def __enter__(self) -> "JobStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _scalar(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        row = self.db.execute(sql, args).fetchone()
+        return row[0] if row else None
+
+    # -- job -------------------------------------------------------------------------
+    def job(self) -> dict[str, Any] | None:
+        """The job row as a dict (``config`` decoded), or None for a fresh store."""
+        cur = self.db.execute("SELECT * FROM job WHERE id = 1")
+        row = cur.fetchone()
+        if row is None:
+            return None
+        d = dict(zip([c[0] for c in cur.description], row))
+        d["config"] = json.loads(d["config"] or "{}")
+        return d
+
+    def create_job(self, *, name: str, model: str, tier_mode: str, created_at: float,
+                   config: dict[str, Any], **fields: Any) -> None:
+        """Write the job row (fresh store). ``config`` must not contain secrets."""
+        _assert_no_secrets(config)
+        cols = {"id": 1, "name": name, "model": model, "tier_mode": tier_mode, "created_at": created_at,
+                "config": json.dumps(config, sort_keys=True), **fields}
+        self.db.execute(f"INSERT INTO job ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                        tuple(cols.values()))
+
+    def update_job(self, **fields: Any) -> None:
+        """Change job fields now (autocommit)."""
+        if "config" in fields:
+            _assert_no_secrets(fields["config"])
+            fields["config"] = json.dumps(fields["config"], sort_keys=True)
+        if fields:
+            self.db.execute(f"UPDATE job SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = 1",
+                            tuple(fields.values()))
+
+    def queue_job_update(self, **fields: Any) -> None:
+        """Change job fields in the next flush (e.g. ``last_clock``)."""
+        self._job_updates.update(fields)
+
+    def event(self, ts: float, kind: str, detail: Any = None) -> None:
+        """Queue an event row (run start, safety net, budget pause...) for the next flush."""
+        self._events.append((ts, kind, None if detail is None else json.dumps(detail, default=str)))
+
+    # -- import (the first pass) -----------------------------------------------------
+    def import_items(self, records: Iterable[JobItem | InvalidLine], *, file: str, skip_invalid: bool,
+                     chunk: int = 5000, commit_every: int = 50_000) -> ImportReport:
+        """Stream validated records into ``items``; detect duplicate ids with the UNIQUE index.
+
+        Raises :class:`InvalidInput` (and leaves no items behind) when any record is
+        invalid and ``skip_invalid`` is false. Memory is bounded by ``chunk``.
+        """
+        rep = ImportReport()
+        self.db.execute("DELETE FROM items")
+        seq = 0
+        buf: list[JobItem] = []
+        since_commit = 0
+        self.db.execute("BEGIN")
+
+        def note(bad: InvalidLine) -> None:
+            rep.invalid += 1
+            if len(rep.errors) < MAX_REPORTED_ERRORS:
+                rep.errors.append(bad)
+
+        def insert() -> None:
+            nonlocal seq, since_commit
+            rows = []
+            for it in buf:
+                rows.append((seq, it.custom_id, it.line, it.request))
+                seq += 1
+            cur = self.db.executemany(
+                "INSERT INTO items (seq, custom_id, line, request) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(custom_id) DO NOTHING", rows)
+            inserted = cur.rowcount
+            if inserted != len(rows):  # rare: find the duplicates
+                for it in buf:
+                    first = self._scalar("SELECT line FROM items WHERE custom_id = ?", (it.custom_id,))
+                    if first is not None and first != it.line:
+                        fld = "custom_id" if "custom_id" in json.loads(it.request) else "id"
+                        note(InvalidLine(it.line, fld, f"duplicate id {it.custom_id[:80]!r} (first on line {first})",
+                                         it.custom_id))
+            rep.total += inserted
+            since_commit += len(rows)
+            buf.clear()
+            if since_commit >= commit_every:
+                self.db.execute("COMMIT")
+                self.db.execute("BEGIN")
+                since_commit = 0
+
+        try:
+            for rec in records:
+                if isinstance(rec, InvalidLine):
+                    note(rec)
+                    continue
+                buf.append(rec)
+                if len(buf) >= chunk:
+                    insert()
+            if buf:
+                insert()
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        if rep.invalid and not skip_invalid:
+            self.db.execute("DELETE FROM items")
+            raise InvalidInput(file, [e.to_error(file) for e in rep.errors], rep.invalid)
+        self.update_job(total=rep.total, skipped_invalid=rep.invalid, state="ready")
+        return rep
+
+    def append_items(self, items: list[JobItem]) -> list[InvalidLine]:
+        """Add items to a running job (streamed Python input). Returns the duplicates refused."""
+        if not items:
+            return []
+        start = self._scalar("SELECT COALESCE(MAX(seq), -1) FROM items") + 1
+        dups: list[InvalidLine] = []
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for i, it in enumerate(items):
+                cur = self.db.execute("INSERT INTO items (seq, custom_id, line, request) VALUES (?, ?, ?, ?) "
+                                      "ON CONFLICT(custom_id) DO NOTHING", (start + i, it.custom_id, it.line, it.request))
+                if cur.rowcount == 0:
+                    first = self._scalar("SELECT line FROM items WHERE custom_id = ?", (it.custom_id,))
+                    dups.append(InvalidLine(it.line, "id", f"duplicate id {it.custom_id[:80]!r} (first at {first})",
+                                            it.custom_id))
+            self.db.execute("UPDATE job SET total = (SELECT COUNT(*) FROM items) WHERE id = 1")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return dups
+
+    # -- resume ------------------------------------------------------------------------
+    def recover(self) -> int:
+        """After a crash: items that were in flight go back to pending, flagged possibly billed.
+
+        Items inside a provider batch (``in_batch``) are left alone: the batch lane
+        reattaches to them. Returns how many items were recovered.
+        """
+        cur = self.db.execute(
+            "UPDATE items SET state = 'pending', possibly_billed = possibly_billed + 1 "
+            "WHERE state = 'inflight' AND in_batch IS NULL")
+        return cur.rowcount
+
+    def release(self, seqs: Iterable[int], *, possibly_billed: Iterable[int] = ()) -> None:
+        """A graceful stop: unsent items go back to pending; interrupted sends are flagged."""
+        self.db.execute("BEGIN")
+        self.db.executemany("UPDATE items SET state = 'pending' WHERE seq = ? AND state = 'inflight'",
+                            [(s,) for s in seqs])
+        self.db.executemany("UPDATE items SET state = 'pending', possibly_billed = possibly_billed + 1 "
+                            "WHERE seq = ? AND state = 'inflight'", [(s,) for s in possibly_billed])
+        self.db.execute("COMMIT")
+
+    def reset_failed(self) -> int:
+        """``--retry-failed``: failed items become pending again (their output lines are rewritten)."""
+        return self.db.execute("UPDATE items SET state = 'pending', result = NULL, out_gen = NULL "
+                               "WHERE state = 'failed'").rowcount
+
+    # -- the batched writer ------------------------------------------------------------
+    def add_attempt(self, seq: int, tier: str, outcome: str, latency: float | None, status: int | None,
+                    error_code: str | None, possibly_billed: bool, ts: float) -> None:
+        self._attempts.append((seq, tier, outcome, latency, status, error_code, int(possibly_billed), ts))
+
+    def add_ledger(self, ts: float, seq: int, tier: str, cost: Decimal | None, standard_cost: Decimal | None,
+                   input_tokens: int, output_tokens: int, kind: str = "billed") -> None:
+        self._ledger.append((ts, seq, tier, None if cost is None else str(cost),
+                             None if standard_cost is None else str(standard_cost),
+                             input_tokens, output_tokens, kind))
+
+    def finish(self, item: FinishedItem) -> None:
+        """Queue a final outcome. It is durable (and may be reported) after the next flush."""
+        self._finished.append(item)
+
+    @property
+    def backlog(self) -> int:
+        """Rows waiting for the next flush."""
+        return len(self._finished) + len(self._attempts) + len(self._ledger)
+
+    def flush(self, *, claim: int = 0, out_offset: int | None = None, out_gen: int | None = None,
+              out_next_seq: int | None = None) -> FlushResult:
+        """Apply everything queued in one transaction, optionally claiming up to ``claim`` items.
+
+        ``out_*`` record how far the output file has been written (see the module doc).
+        Only after this returns may the caller report the finished items anywhere.
+        """
+        finished, self._finished = self._finished, []
+        gen = self._gen + 1 if finished else self._gen
+        claimed: list[ClaimedItem] = []
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if finished:
+                db.executemany(
+                    "UPDATE items SET state = ?, result = ?, tier = ?, attempts = ?, served_tier = ?, cost = ?, "
+                    "standard_cost = ?, error_class = ?, latency = ?, finished_at = ?, out_gen = ?, "
+                    "possibly_billed = MAX(possibly_billed, ?) WHERE seq = ?",
+                    [(f.state, f.result, f.tier, f.attempts, f.served_tier,
+                      None if f.cost is None else str(f.cost),
+                      None if f.standard_cost is None else str(f.standard_cost),
+                      f.error_class, f.latency, f.finished_at, gen, f.possibly_billed, f.seq) for f in finished])
+            if self._attempts:
+                db.executemany("INSERT INTO attempts (seq, tier, outcome, latency, status, error_code, "
+                               "possibly_billed, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._attempts)
+                self._attempts = []
+            if self._ledger:
+                db.executemany("INSERT INTO ledger (ts, seq, tier, cost, standard_cost, input_tokens, "
+                               "output_tokens, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._ledger)
+                self._ledger = []
+            if self._events:
+                db.executemany("INSERT INTO events (ts, kind, detail) VALUES (?, ?, ?)", self._events)
+                self._events = []
+            upd = dict(self._job_updates)
+            self._job_updates = {}
+            if out_offset is not None:
+                upd["out_offset"] = out_offset
+            if out_gen is not None:
+                upd["out_gen"] = out_gen
+            if out_next_seq is not None:
+                upd["out_next_seq"] = out_next_seq
+            if upd:
+                db.execute(f"UPDATE job SET {', '.join(f'{k} = ?' for k in upd)} WHERE id = 1", tuple(upd.values()))
+            if claim > 0:
+                rows = db.execute(
+                    "UPDATE items SET state = 'inflight' WHERE seq IN "
+                    "(SELECT seq FROM items WHERE state = 'pending' ORDER BY seq LIMIT ?) "
+                    "RETURNING seq, custom_id, request, attempts, possibly_billed, line", (claim,)).fetchall()
+                rows.sort()
+                claimed = [ClaimedItem(*r) for r in rows]
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            # put the work back so a retry of flush() loses nothing
+            self._finished = finished + self._finished
+            raise
+        self._gen = gen
+        return FlushResult(finished, claimed, gen)
+
+    # -- output reconstruction -------------------------------------------------------
+    def results_after_gen(self, gen: int) -> Iterator[tuple[int, str]]:
+        """(seq, output line) of finalised items not yet known to be in the output (unordered mode)."""
+        yield from self.db.execute("SELECT seq, result FROM items WHERE out_gen > ? AND result IS NOT NULL "
+                                   "ORDER BY seq", (gen,))
+
+    def final_prefix(self, seq: int, limit: int = 1000) -> list[tuple[int, str]]:
+        """(seq, output line) of the finalised items from ``seq`` on, up to the first unfinished one.
+
+        Ordered mode writes these. States are read first, so a stuck head item costs one
+        cheap query rather than loading result bodies that cannot be written yet.
+        """
+        rows = self.db.execute("SELECT seq, state FROM items WHERE seq >= ? ORDER BY seq LIMIT ?",
+                               (seq, limit)).fetchall()
+        last = None
+        for s, state in rows:
+            if state not in FINAL_STATES:
+                break
+            last = s
+        if last is None:
+            return []
+        return self.db.execute("SELECT seq, result FROM items WHERE seq >= ? AND seq <= ? ORDER BY seq",
+                               (seq, last)).fetchall()
+
+    def reset_output(self) -> None:
+        """The output file is gone or changed: regenerate it from scratch on the next run."""
+        self.update_job(out_offset=0, out_gen=0, out_next_seq=0)
+
+    # -- reading -----------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """Items per state (pending, inflight, done, failed) plus ``total``."""
+        out = {PENDING: 0, INFLIGHT: 0, DONE: 0, FAILED: 0}
+        for state, n in self.db.execute("SELECT state, COUNT(*) FROM items GROUP BY state"):
+            out[state] = n
+        out["total"] = sum(out.values())
+        return out
+
+    def tier_counts(self) -> dict[str, int]:
+        """Done items per served tier."""
+        return {t or "unknown": n for t, n in
+                self.db.execute("SELECT served_tier, COUNT(*) FROM items WHERE state = 'done' GROUP BY served_tier")}
+
+    def possibly_billed(self) -> tuple[int, Decimal]:
+        """Items with a send whose billing is unknown, and an upper bound of that spend.
+
+        The bound prices each such send at the item's own standard cost when it finished
+        (or the mean standard cost per done item otherwise).
+        """
+        n = 0
+        bound = Decimal(0)
+        mean = self.mean_standard_cost()
+        for pb, sc in self.db.execute("SELECT possibly_billed, standard_cost FROM items WHERE possibly_billed > 0"):
+            n += pb
+            bound += (Decimal(sc) if sc else mean) * pb
+        return n, bound
+
+    def mean_standard_cost(self) -> Decimal:
+        tot, k = Decimal(0), 0
+        for (sc,) in self.db.execute("SELECT standard_cost FROM ledger WHERE standard_cost IS NOT NULL "
+                                     "ORDER BY id DESC LIMIT 1000"):
+            tot += Decimal(sc)
+            k += 1
+        return tot / k if k else Decimal(0)
+
+    def ledger_totals(self) -> dict[str, Any]:
+        """Spend by served tier, total spend, and the standard-price cost of the same work."""
+        by_tier: dict[str, Decimal] = {}
+        spent = std = Decimal(0)
+        unknown = 0
+        for tier, cost, sc in self.db.execute("SELECT tier, cost, standard_cost FROM ledger WHERE kind = 'billed'"):
+            if cost is None:
+                unknown += 1
+            else:
+                c = Decimal(cost)
+                spent += c
+                by_tier[tier] = by_tier.get(tier, Decimal(0)) + c
+            if sc is not None:
+                std += Decimal(sc)
+        return {"spent": spent, "standard": std, "by_tier": by_tier, "unknown_cost_rows": unknown}
+
+    def error_counts(self) -> dict[str, int]:
+        return {o: n for o, n in self.db.execute("SELECT outcome, COUNT(*) FROM attempts WHERE outcome != 'ok' "
+                                                 "GROUP BY outcome")}
+
+    def iter_ledger(self) -> Iterator[tuple[float, int, str, str | None, str | None]]:
+        yield from self.db.execute("SELECT ts, seq, tier, cost, standard_cost FROM ledger ORDER BY ts, id")
+
+    def iter_attempts(self) -> Iterator[tuple[int, str, str, float | None, float]]:
+        yield from self.db.execute("SELECT seq, tier, outcome, latency, ts FROM attempts ORDER BY ts, id")
+
+    def iter_items(self, state: str | None = None) -> Iterator[sqlite3.Row]:
+        """Full item rows as sqlite3.Row (for tests and tools)."""
+        cur = self.db.cursor()
+        cur.row_factory = sqlite3.Row
+        if state:
+            yield from cur.execute("SELECT * FROM items WHERE state = ? ORDER BY seq", (state,))
+        else:
+            yield from cur.execute("SELECT * FROM items ORDER BY seq")
+
+    def events(self) -> list[tuple[float, str, Any]]:
+        return [(ts, k, json.loads(d) if d else None)
+                for ts, k, d in self.db.execute("SELECT ts, kind, detail FROM events ORDER BY id")]
+
+    # -- batch lane (issue 7) --------------------------------------------------------
+    def create_batch(self, batch_id: str, provider: str, seqs: list[int], *, created_at: float,
+                     endpoint: str | None = None, meta: dict[str, Any] | None = None) -> None:
+        """Record a provider batch and move its items to inflight-in-batch, atomically."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("INSERT INTO batches (id, provider, state, endpoint, created_at, item_count, meta) "
+                            "VALUES (?, ?, 'preparing', ?, ?, ?, ?)",
+                            (batch_id, provider, endpoint, created_at, len(seqs), json.dumps(meta or {})))
+            self.db.executemany("UPDATE items SET state = 'inflight', in_batch = ?, tier = 'batch' WHERE seq = ?",
+                                [(batch_id, s) for s in seqs])
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def update_batch(self, batch_id: str, **fields: Any) -> None:
+        if "meta" in fields:
+            fields["meta"] = json.dumps(fields["meta"])
+        self.db.execute(f"UPDATE batches SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
+                        (*fields.values(), batch_id))
+
+    def open_batches(self) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT * FROM batches WHERE state NOT IN ('completed', 'expired', 'cancelled', "
+                              "'failed') ORDER BY created_at")
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def batch_items(self, batch_id: str) -> list[ClaimedItem]:
+        return [ClaimedItem(*r) for r in self.db.execute(
+            "SELECT seq, custom_id, request, attempts, possibly_billed, line FROM items "
+            "WHERE in_batch = ? AND state = 'inflight' ORDER BY seq", (batch_id,))]
+
+    def leave_batch(self, seqs: Iterable[int]) -> None:
+        """Items abandoned from a batch (straggler rescue) go back to the online lanes."""
+        self.db.executemany("UPDATE items SET in_batch = NULL, state = 'pending' WHERE seq = ? AND "
+                            "state = 'inflight'", [(s,) for s in seqs])
+
+
+_SECRET_KEYS = ("api_key", "apikey", "secret", "token", "password", "authorization")
+
+
+def _assert_no_secrets(config: dict[str, Any]) -> None:
+    """Refuse to persist anything that looks like a credential (a guard against future slips)."""
+    for k in config:
+        kl = k.lower()
+        if any(s in kl for s in _SECRET_KEYS) and not kl.endswith("tokens"):
+            raise ValueError(f"refusing to store config key {k!r} in the job store")
+
+
+__all__ = ["JobStore", "ClaimedItem", "FinishedItem", "ImportReport", "FlushResult", "redact_url",
+           "default_store_path", "PENDING", "INFLIGHT", "DONE", "FAILED", "FINAL_STATES", "MIGRATIONS"]

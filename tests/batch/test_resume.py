@@ -1,0 +1,105 @@
+"""Resume after ``kill -9`` in the middle of polling: a subprocess drives the lane against the
+emulator (running in this test process), is killed with SIGKILL once its batch is submitted,
+and a second run reattaches to the open batch: no resubmission, nothing lost or duplicated."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from decimal import Decimal
+
+from flextier.batch.jobstore import JobStoreLane
+from flextier.batch.lane import BatchLane
+from flextier.emulator.batch_core import batch_engine
+from flextier.jobs.store import JobStore
+
+from .conftest import TIME_SCALE, entry, ledger_cost
+
+WORKER = textwrap.dedent("""
+    import asyncio, sys, time
+    from flextier.batch import get_backend
+    from flextier.batch.jobstore import JobStoreLane
+    from flextier.batch.lane import BatchLane
+    from flextier.catalog import default_catalog
+    from flextier.jobs.store import JobStore
+
+    store_path, base_url, scale = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    e = default_catalog().resolve("openai/gpt-5.4-mini")
+    store = JobStore(store_path, create=False)
+    ls = JobStoreLane(store, e)
+    items = ls.load_items([r["custom_id"] for r in store.iter_items("pending")])
+    lane = BatchLane(get_backend(e, base_url=base_url, api_key="k"), ls, clock=time.time,
+                     sleep=lambda s: asyncio.sleep(s / scale), poll_interval=30.0)
+    asyncio.run(lane.run(items))
+    print("FINISHED", flush=True)
+""")
+
+
+def _remote_id(path) -> str | None:
+    with sqlite3.connect(str(path)) as db:
+        row = db.execute("SELECT remote_id FROM batches").fetchone()
+    return row[0] if row else None
+
+
+async def test_resume_after_kill9_reattaches_without_resubmitting(emulator, backend_for, job_store, tmp_path):
+    emu = emulator(parallelism=0.0002)            # ~1.7 s of wall time for the batch
+    e = entry("openai")
+    store = job_store(e, 30)
+    path = store.path
+    store.close()
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    proc = subprocess.Popen([sys.executable, str(script), str(path), emu.openai_base_url, str(TIME_SCALE)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+    try:
+        end = time.monotonic() + 40
+        while _remote_id(path) is None:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < end, "the worker never submitted its batch"
+            time.sleep(0.05)
+        time.sleep(0.3)                               # let it poll a few times
+        assert proc.poll() is None, "the batch finished before the kill: slow it down"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    emu_batches = [j for j in batch_engine(emu.engine).jobs.values() if j.provider == "openai"]
+    assert len(emu_batches) == 1 and not emu_batches[0].terminal
+
+    store = JobStore(path, create=False)
+    store.recover()                                  # what a resumed run does first
+    assert store.counts()["inflight"] == 30 and not list(store.iter_items("pending"))
+    ls = JobStoreLane(store, e)
+    lane = BatchLane(backend_for(emu, "openai"), ls, clock=emu.clock.now, sleep=emu.clock.asleep,
+                     poll_interval=30.0)
+    rep = await lane.run([])
+    assert (rep.reattached, rep.submitted, rep.resubmitted, rep.done) == (1, 0, 0, 30)
+    assert len([j for j in batch_engine(emu.engine).jobs.values() if j.provider == "openai"]) == 1
+    assert store.counts()["done"] == 30
+    assert store.db.execute("SELECT COUNT(*), COUNT(DISTINCT seq) FROM ledger").fetchone() == (30, 30)
+    spent = sum(Decimal(c) for (c,) in store.db.execute("SELECT cost FROM ledger"))
+    assert spent == Decimal(str(ledger_cost(emu.ledger()))).quantize(spent)
+    # a second resume finds nothing to do and sends nothing
+    again = await BatchLane(backend_for(emu, "openai"), ls, clock=emu.clock.now, sleep=emu.clock.asleep).run([])
+    assert (again.reattached, again.submitted, again.done) == (0, 0, 0)
+
+
+async def test_crash_between_record_and_submit_is_recovered(emu, backend_for, job_store):
+    """The batch row exists but its provider id was never saved: the lane finds it by its
+    local id (OpenAI metadata) instead of submitting it again."""
+    e = entry("openai")
+    store = job_store(e, 4)
+    ls = JobStoreLane(store, e)
+    be = backend_for(emu, "openai")
+    items = ls.load_items([r["custom_id"] for r in store.iter_items("pending")])
+    ls.batch_intent("fxcrash-00001-abcd", "openai", [i.item_id for i in items], at=emu.clock.now())
+    be.submit(items, "fxcrash-00001-abcd")           # ... and the process died before batch_submitted()
+    rep = await BatchLane(be, ls, clock=emu.clock.now, sleep=emu.clock.asleep, poll_interval=30.0).run([])
+    assert (rep.recovered, rep.resubmitted, rep.submitted, rep.done) == (1, 0, 0, 4)
+    assert len([j for j in batch_engine(emu.engine).jobs.values() if j.provider == "openai"]) == 1
