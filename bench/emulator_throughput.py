@@ -4,8 +4,17 @@ Shows the emulator is not the bottleneck of later benchmarks: N concurrent
 clients (default 256) post chat completions over real HTTP on loopback until R
 requests (default 4000) are done. The server runs in a child process (as
 ``flextier emulate`` would; sharing one interpreter's GIL with 256 clients would
-measure the GIL, not the emulator); clients are raw ``httpx.AsyncClient``
-(default) or ``openai.AsyncOpenAI``.
+measure the GIL, not the emulator); clients are raw HTTP/1.1 over asyncio streams
+(default, the cheapest client: most of the CPU goes to the server), ``httpx.AsyncClient``
+or ``openai.AsyncOpenAI`` (the SDK costs far more CPU per request than the server, so
+on a small machine that figure is the client's rate, not the emulator's).
+
+Read the figure with the machine in mind: server and load generator share the CPU.
+The result therefore also reports the server's CPU per request (from /proc, Linux),
+whose inverse is the rate one core of server could sustain, the client's CPU per
+request, and the load average before the run. All ``concurrency`` connections are
+opened and used once before the clock starts, so the figure is the steady state
+(the runner benchmarks keep their connections open the same way).
 
     python bench/emulator_throughput.py [--concurrency 256] [--requests 4000] [--client raw|httpx|openai] [--json]
 """
@@ -14,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -73,11 +83,21 @@ async def _drive(url: str, concurrency: int, total: int, client: str, tier: str)
                 errors += 1
             latencies.append(time.perf_counter() - t)
 
-    # warm up connections
-    await asyncio.gather(*(one(-1 - i) for i in range(min(concurrency, 64))))
+    # open every connection before the clock starts (steady state, not connection set-up)
+    await asyncio.gather(*(one(-1 - i) for i in range(concurrency)))
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return time.perf_counter() - t0, latencies, errors
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process (Linux /proc), else None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _server(conn, knobs: dict) -> None:
@@ -100,7 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     proc.start()
     try:
         url = parent.recv()
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        # CPU is read around the whole drive, warm-up included: per request = CPU / (requests + warm-up)
+        srv_cpu = [_cpu_seconds(proc.pid)]
+        cli_cpu = [time.process_time()]
         elapsed, lat, errors = asyncio.run(_drive(url, a.concurrency, a.requests, a.client, a.tier))
+        srv_cpu.append(_cpu_seconds(proc.pid))
+        cli_cpu.append(time.process_time())
         ledger_rows = httpx.get(url + "/_emulator/stats", timeout=60).json()["requests"]
     finally:
         parent.send("stop")
@@ -109,13 +135,24 @@ def main(argv: list[str] | None = None) -> int:
     res = {"requests": a.requests, "concurrency": a.concurrency, "client": a.client, "tier": a.tier,
            "seconds": round(elapsed, 3), "requests_per_s": round(a.requests / elapsed, 1),
            "p50_ms": round(statistics.median(lat) * 1000, 1), "p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 1),
-           "errors": errors, "ledger_rows": ledger_rows}
+           "errors": errors, "ledger_rows": ledger_rows,
+           "load_avg_1m": None if load is None else round(load, 2), "cpus": os.cpu_count()}
+    warm = a.concurrency            # warm-up requests (one per connection), inside the CPU window
+    if srv_cpu[0] is not None and srv_cpu[1] is not None:
+        per = (srv_cpu[1] - srv_cpu[0]) / (a.requests + warm)
+        res["server_cpu_us_per_req"] = round(per * 1e6)
+        res["server_one_core_req_per_s"] = round(1 / per) if per > 0 else None
+    res["client_cpu_us_per_req"] = round((cli_cpu[1] - cli_cpu[0]) / (a.requests + warm) * 1e6)
     if a.json:
         print(json.dumps(res))
     else:
         print(f"emulator throughput: {res['requests_per_s']} req/s  ({a.requests} non-streaming {a.tier} requests, "
               f"{a.concurrency} concurrent {a.client} clients, calm, zero added latency; "
               f"p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms, errors {errors})")
+        cpu = (f"server CPU {res['server_cpu_us_per_req']} us/req (one core: ~{res['server_one_core_req_per_s']} req/s), "
+               if "server_cpu_us_per_req" in res else "")
+        print(f"  {cpu}client CPU {res['client_cpu_us_per_req']} us/req; {res['cpus']} CPUs shared by server and "
+              f"clients; load average before the run {res['load_avg_1m']}")
     return 1 if errors else 0
 
 

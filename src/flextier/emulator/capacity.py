@@ -86,6 +86,7 @@ class StandardLoad:
         self.origin = math.floor(origin / MINUTE) * MINUTE
         self._rng = random.Random(f"burst:{seed}")
         self._lnx: list[float] = []      # zero-mean AR(1) with stationary sd burst_sigma
+        self._memo: tuple[float, Knobs, float] | None = None
 
     def _x(self, k: int) -> float:
         sig, a = self.knobs.burst_sigma, self.knobs.burst_ar
@@ -110,7 +111,13 @@ class StandardLoad:
 
     def rho(self, t: float) -> float:
         """Standard utilisation (fraction of K) during the minute containing ``t``."""
-        return base_rho(t, self.knobs) * self.burst(t)
+        # admission asks for the same instant several times; remember the last answer
+        memo = self._memo
+        if memo is not None and memo[0] == t and memo[1] is self.knobs:
+            return memo[2]
+        r = base_rho(t, self.knobs) * self.burst(t)
+        self._memo = (t, self.knobs, r)
+        return r
 
     def next_change(self, t: float) -> float:
         """Start of the next minute: rho_s is piecewise constant per minute."""

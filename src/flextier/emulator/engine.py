@@ -252,9 +252,9 @@ class Engine:
     def record_error(self, req: GenRequest | None, err: EmuError, status: int, *, provider: str,
                      model_wire: str, entry: ModelEntry | None, tier: str | None, request_id: str,
                      item: str | None, wait_s: float = 0.0) -> None:
-        self.ledger.record(ts=self.clock.now(), provider=provider, model=entry, model_wire=model_wire,
-                           requested_tier=tier, served_tier=None, outcome=err.outcome, status=status,
-                           usage=None, request_id=request_id, item=item, queue_wait_s=wait_s, billed=False)
+        self.ledger.add(ts=self.clock.now(), provider=provider, model=entry, model_wire=model_wire,
+                        requested_tier=tier, served_tier=None, outcome=err.outcome, status=status,
+                        usage=None, request_id=request_id, item=item, queue_wait_s=wait_s, billed=False)
 
 
 class Session:
@@ -275,7 +275,8 @@ class Session:
         self.rate_headers: dict[str, str] = {}
         self.fault_reset = False
         self.fault_truncate = False
-        self.completed: dict[str, Any] | None = None
+        self.completed: bool | None = None     # True once the ledger row is written
+        self._row: int | None = None
         self.request_id = rid
 
     @property
@@ -347,20 +348,28 @@ class Session:
             self.engine.scheduler.pool(self.req.entry).cancel(self.rid)
 
     def complete(self, outcome: str, status: int, *, billed: bool = True,
-                 request_id: str | None = None) -> dict[str, Any]:
-        """Release the slot and write the ledger row (once)."""
-        if self.completed is not None:
-            return self.completed
-        self.release()
-        now = self.clock.now()
-        req = self.req
-        self.completed = self.engine.ledger.record(
-            ts=now, provider=req.provider, model=req.entry, model_wire=req.model_wire, requested_tier=req.tier,
-            served_tier=req.served_tier, outcome=outcome, status=status,
-            usage=self.plan.usage() if self.plan else None, request_id=request_id or self.request_id,
-            item=req.item, queue_wait_s=self.queue_wait_s, latency_s=now - self.t0, billed=billed)
-        return self.completed
+                 request_id: str | None = None) -> None:
+        """Release the slot and write the ledger row (once; the row is :attr:`row`)."""
+        if self.completed is None:
+            self.release()
+            now = self.clock.now()
+            req = self.req
+            self._row = self.engine.ledger.add(
+                ts=now, provider=req.provider, model=req.entry, model_wire=req.model_wire, requested_tier=req.tier,
+                served_tier=req.served_tier, outcome=outcome, status=status,
+                usage=self.plan.usage() if self.plan else None, request_id=request_id or self.request_id,
+                item=req.item, queue_wait_s=self.queue_wait_s, latency_s=now - self.t0, billed=billed)
+            self.completed = True
 
-    def fail(self, err: EmuError, status: int) -> dict[str, Any]:
+    @property
+    def row(self) -> dict[str, Any]:
+        """This session's ledger row (built on demand; ``{}`` before :meth:`complete`)."""
+        if self._row is None:
+            return {}
+        led = self.engine.ledger
+        with led._lock:
+            return led._build(self._row)
+
+    def fail(self, err: EmuError, status: int) -> None:
         """End with an error after admission (e.g. preempted): nothing billed."""
-        return self.complete(err.outcome, status, billed=False)
+        self.complete(err.outcome, status, billed=False)

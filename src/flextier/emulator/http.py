@@ -11,7 +11,7 @@ import asyncio
 import json
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -25,19 +25,89 @@ class BadJSON(ValueError):
     pass
 
 
+# one encoder, reused; bodies are trees built per request, so the cycle check is skipped
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
+_loads = json.loads
+
+
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _ENCODE(obj).encode("utf-8")
+
+
+_NAMES: dict[str, bytes] = {}     # header name -> lower-cased latin-1 bytes (names repeat on every response)
+
+
+class JSONBody(Response):
+    """A ``Response`` holding already-encoded JSON, with its raw headers built directly.
+
+    Same wire output as ``Response(body, status, headers, media_type="application/json")``
+    (user headers lower-cased in order, then content-length, then content-type), without
+    the generic rendering and header bookkeeping on every request.
+    """
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, status_code: int = 200, headers: Mapping[str, str] | None = None) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        if headers:
+            names = _NAMES
+            raw = []
+            for k, v in headers.items():
+                n = names.get(k)
+                if n is None:
+                    n = k.lower().encode("latin-1")
+                    if len(names) < 512:
+                        names[k] = n
+                raw.append((n, v.encode("latin-1")))
+            keys = [h[0] for h in raw]
+            if b"content-length" not in keys and not (status_code < 200 or status_code in (204, 304)):
+                raw.append((b"content-length", b"%d" % len(body)))
+            if b"content-type" not in keys:
+                raw.append((b"content-type", b"application/json"))
+        elif status_code < 200 or status_code in (204, 304):
+            raw = [(b"content-type", b"application/json")]
+        else:
+            raw = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
+        self.raw_headers = raw
 
 
 def json_response(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(dumps(obj), status_code=status, headers=dict(headers or {}),
-                    media_type="application/json")
+    return JSONBody(_ENCODE(obj).encode("utf-8"), status, headers)
+
+
+async def _body(request: Request) -> bytes:
+    """The request body; like ``await request.body()`` (cached on the request), minus the generator."""
+    try:
+        return request._body          # type: ignore[attr-defined]
+    except AttributeError:
+        pass
+    if request._stream_consumed:      # type: ignore[attr-defined]
+        return await request.body()   # raises "Stream consumed", as Starlette would
+    receive = request.receive
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        elif kind == "http.disconnect":
+            request._is_disconnected = True  # type: ignore[attr-defined]
+            raise ClientDisconnect()
+    request._stream_consumed = True   # type: ignore[attr-defined]
+    body = request._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # type: ignore[attr-defined]
+    return body
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    body = await request.body()
+    body = await _body(request)
     try:
-        data = json.loads(body or b"{}")
+        data = _loads(body or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadJSON(f"could not parse the JSON body of your request: {exc}") from None
     if not isinstance(data, dict):
@@ -45,14 +115,28 @@ async def read_json(request: Request) -> dict[str, Any]:
     return data
 
 
+_ITEM_HEADER_RANK = {name.encode("latin-1"): i for i, name in enumerate(_ITEM_HEADERS)}
+
+
 def client_item(request: Request) -> str | None:
-    """A client-supplied correlation id, recorded in the ledger row."""
-    h = request.headers
-    for name in _ITEM_HEADERS:
-        v = h.get(name)
-        if v:
-            return v
-    return None
+    """A client-supplied correlation id, recorded in the ledger row.
+
+    The first non-empty of the headers in ``_ITEM_HEADERS`` order (first occurrence of
+    each), read in one pass over the raw headers.
+    """
+    best: tuple[int, bytes] | None = None
+    rank = _ITEM_HEADER_RANK
+    seen = 0
+    for key, value in request.scope["headers"]:
+        r = rank.get(key)             # servers lower-case header names (Starlette's Headers assume it too)
+        if r is None:
+            continue
+        if seen & (1 << r):
+            continue                  # Headers.get returns the first occurrence only
+        seen |= 1 << r
+        if value and (best is None or r < best[0]):
+            best = (r, value)
+    return best[1].decode("latin-1") if best is not None else None
 
 
 class DisconnectWatch:

@@ -21,17 +21,44 @@ ZERO_USAGE = Usage()
 
 
 class Ledger:
-    """Thread-safe append-only list of billing rows."""
+    """Thread-safe append-only list of billing rows.
+
+    Recording is on every request's hot path, so :meth:`add` only appends the raw
+    facts as a tuple; pricing and the row dict are built the first time a row is read
+    (:meth:`rows`, :meth:`stats`) and then kept. :meth:`record` (same arguments) also
+    returns the row dict at once, for callers that want it.
+    """
 
     def __init__(self) -> None:
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[Any] = []     # dict (built) or tuple (raw facts, see add)
         self._lock = threading.Lock()
+
+    def add(self, *, ts: float, provider: str, model: ModelEntry | None, model_wire: str,
+            requested_tier: str | None, served_tier: str | None, outcome: str, status: int,
+            usage: Usage | None, request_id: str, item: str | None = None,
+            queue_wait_s: float = 0.0, latency_s: float = 0.0, billed: bool) -> int:
+        """Append a row (built lazily); returns its index."""
+        raw = (ts, provider, model, model_wire, requested_tier, served_tier, outcome, status, usage,
+               request_id, item, queue_wait_s, latency_s, billed)
+        with self._lock:
+            self._rows.append(raw)
+            return len(self._rows) - 1
 
     def record(self, *, ts: float, provider: str, model: ModelEntry | None, model_wire: str,
                requested_tier: str | None, served_tier: str | None, outcome: str, status: int,
                usage: Usage | None, request_id: str, item: str | None = None,
                queue_wait_s: float = 0.0, latency_s: float = 0.0, billed: bool) -> dict[str, Any]:
-        """Append a row. ``billed=False`` (or no usage) bills zero tokens and cost "0"."""
+        """Append a row and return it. ``billed=False`` (or no usage) bills zero tokens and cost "0"."""
+        i = self.add(ts=ts, provider=provider, model=model, model_wire=model_wire, requested_tier=requested_tier,
+                     served_tier=served_tier, outcome=outcome, status=status, usage=usage, request_id=request_id,
+                     item=item, queue_wait_s=queue_wait_s, latency_s=latency_s, billed=billed)
+        with self._lock:
+            return self._build(i)
+
+    @staticmethod
+    def _make(index: int, raw: tuple) -> dict[str, Any]:
+        (ts, provider, model, model_wire, requested_tier, served_tier, outcome, status, usage,
+         request_id, item, queue_wait_s, latency_s, billed) = raw
         u = usage if (billed and usage is not None) else ZERO_USAGE
         cost: str | None
         if not billed or usage is None or model is None:
@@ -39,8 +66,8 @@ class Ledger:
         else:
             c = price_usage(u, model, served_tier or "standard").cost
             cost = None if c is None else str(c)
-        row = {
-            "id": "",
+        return {
+            "id": f"led_{index + 1:07d}",
             "ts": round(ts, 3),
             "provider": provider,
             "model": model.name if model is not None else f"{provider}/{model_wire}",
@@ -58,14 +85,18 @@ class Ledger:
             "queue_wait_s": round(queue_wait_s, 3),
             "latency_s": round(latency_s, 3),
         }
-        with self._lock:
-            row["id"] = f"led_{len(self._rows) + 1:07d}"
-            self._rows.append(row)
+
+    def _build(self, i: int) -> dict[str, Any]:
+        """Row ``i`` as a dict, built once (call with the lock held)."""
+        row = self._rows[i]
+        if type(row) is tuple:
+            row = self._rows[i] = self._make(i, row)
         return row
 
     def rows(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [dict(r) for r in self._rows]
+            build = self._build
+            return [dict(build(i)) for i in range(len(self._rows))]
 
     def __len__(self) -> int:
         with self._lock:

@@ -12,6 +12,8 @@ import hashlib
 import random
 import re
 
+_blake2b = hashlib.blake2b
+
 __all__ = ["tokenize", "count_tokens", "generate_words", "request_rng"]
 
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
@@ -37,11 +39,10 @@ def count_tokens(text: str) -> int:
 
 def request_rng(*parts: object) -> random.Random:
     """An RNG seeded from a stable digest of ``parts`` (seed, provider, model, prompt...)."""
-    h = hashlib.blake2b(digest_size=16)
-    for p in parts:
-        h.update(repr(p).encode("utf-8", "surrogatepass"))
-        h.update(b"\x1f")
-    return random.Random(int.from_bytes(h.digest(), "big"))
+    # one update of repr(p1) + US + repr(p2) + US ...: the same bytes (so the same seed) as
+    # updating part by part, in one call
+    data = "".join([repr(p) + "\x1f" for p in parts]).encode("utf-8", "surrogatepass")
+    return random.Random(int.from_bytes(_blake2b(data, digest_size=16).digest(), "big"))
 
 
 _VOCAB128 = (_VOCAB * 2)[:128]    # a power of two: one random byte picks one word without bias

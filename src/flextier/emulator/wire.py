@@ -82,15 +82,15 @@ class WireAPI:
             call = build(await read_json(request), request)
         except BadJSON as exc:
             resp = self.bad_request(str(exc))
-            engine.ledger.record(ts=engine.clock.now(), provider=self.provider, model=None, model_wire="",
-                                 requested_tier=None, served_tier=None, outcome="error",
-                                 status=resp.status_code, usage=None, request_id="", item=item, billed=False)
+            engine.ledger.add(ts=engine.clock.now(), provider=self.provider, model=None, model_wire="",
+                              requested_tier=None, served_tier=None, outcome="error",
+                              status=resp.status_code, usage=None, request_id="", item=item, billed=False)
             return resp
         except WireError as exc:
-            engine.ledger.record(ts=engine.clock.now(), provider=self.provider, model=exc.entry,
-                                 model_wire=exc.model_wire, requested_tier=exc.tier, served_tier=None,
-                                 outcome=exc.outcome, status=exc.response.status_code, usage=None,
-                                 request_id="", item=item, billed=False)
+            engine.ledger.add(ts=engine.clock.now(), provider=self.provider, model=exc.entry,
+                              model_wire=exc.model_wire, requested_tier=exc.tier, served_tier=None,
+                              outcome=exc.outcome, status=exc.response.status_code, usage=None,
+                              request_id="", item=item, billed=False)
             return exc.response
         req = call.req
         req.item = item
