@@ -59,7 +59,7 @@ async def run_bedrock(base: str, lines: list[dict], out, model: str, conc: int) 
 
     client = boto3.client("bedrock-runtime", endpoint_url=base, region_name="us-east-1", aws_access_key_id="x",
                           aws_secret_access_key="x",
-                          config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=900,
+                          config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=900,
                                         max_pool_connections=conc))
     loop = asyncio.get_running_loop()
     pool = ThreadPoolExecutor(conc)

@@ -64,6 +64,8 @@ class RunArgs:
     retry_failed: bool = False
     html: Optional[str] = None
     seed: int = 0
+    batch_s3_uri: Optional[str] = None
+    batch_role_arn: Optional[str] = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -207,7 +209,8 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
         a.store = str(path)
         a.prompt_template = a.prompt_template or job["prompt_template"]
         a.ordered = bool(job["ordered"]) if a.ordered is None else a.ordered
-        for k in ("concurrency", "standard_concurrency", "rpm", "tpm", "max_tokens", "temperature"):
+        for k in ("concurrency", "standard_concurrency", "rpm", "tpm", "max_tokens", "temperature",
+                  "batch_s3_uri", "batch_role_arn"):
             if getattr(a, k) is None and cfg.get(k) is not None:
                 setattr(a, k, cfg[k])
         if a.max_cost is None and cfg.get("max_cost"):
@@ -227,8 +230,14 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
     if tier not in TIER_CHOICES:
         raise UserInputError(f"must be one of {', '.join(TIER_CHOICES)}, got {a.tier!r}", field="--tier")
     if tier == "batch":
-        raise UserInputError("the batch lane is not available yet; use --tier auto (flex, then standard only "
-                             "when the deadline needs it)", field="--tier")
+        if not entry.supports_batch:
+            raise UserInputError(f"{entry.name} has no batch tier; use --tier auto, flex or standard", field="--tier")
+        if a.max_cost is not None:
+            raise UserInputError("a batch cannot be held to a spending cap item by item; drop --max-cost or use "
+                                 "--tier auto", field="--tier")
+        if entry.provider == "bedrock" and not (a.batch_s3_uri and a.batch_role_arn):
+            raise UserInputError("Bedrock batch jobs read and write S3: give --batch-s3-uri s3://BUCKET/PREFIX and "
+                                 "--batch-role-arn ARN", field="--tier")
     if tier == "flex" and not entry.supports_flex:
         raise UserInputError(f"{entry.name} has no flex tier; use --tier auto or --tier standard", field="--tier")
     concurrency = int(a.concurrency if a.concurrency is not None else 256)
@@ -300,6 +309,8 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
         config = {"concurrency": concurrency, "standard_concurrency": a.standard_concurrency, "rpm": a.rpm,
                   "tpm": a.tpm, "max_cost": None if cap is None else str(cap), "emulate": emulate,
                   "time_scale": a.time_scale, "base_url": redact_url(a.base_url), **params}
+        if a.batch_s3_uri or a.batch_role_arn:
+            config.update(batch_s3_uri=a.batch_s3_uri, batch_role_arn=a.batch_role_arn)
         try:
             opened = open_job(store_path, name=name, entry=entry, tier_mode=tier, deadline=deadline,
                               deadline_spec=a.deadline, clock_domain=domain, now=now, input_path=a.file,
@@ -339,7 +350,8 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
 
                 billed = sum((Decimal(x["cost"]) for x in emu.ledger() if x.get("cost")), Decimal(0))
                 typer.echo(f"emulator ledger: billed {fmt_usd(billed)} for {len(emu.ledger())} requests "
-                           f"(client ledger {fmt_usd(r['spent'])})")
+                           f"(client ledger {fmt_usd(r['billed_total'])}"
+                           + (f" incl. {r['duplicates']['n']} duplicates" if r["duplicates"]["n"] else "") + ")")
             if a.html:
                 typer.echo(f"report: {write_html(r, a.html)}")
         return code
@@ -354,11 +366,17 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
 
     std_c = a.standard_concurrency or concurrency
     adapter = get_adapter(entry, base_url=base_url, api_key=api_key, max_connections=concurrency + std_c)
+    batch_backend = None
+    if cap is None and (tier in ("auto", "batch") or st.open_batches()):
+        from .jobs.batching import make_batch_backend
+
+        batch_backend = make_batch_backend(entry, base_url=base_url, api_key=api_key, s3_uri=a.batch_s3_uri,
+                                           role_arn=a.batch_role_arn, required=tier == "batch")
     opts = RunOptions(model=entry, tier_mode=tier, deadline=deadline, concurrency=concurrency,
                       standard_concurrency=a.standard_concurrency, rpm=a.rpm, tpm=a.tpm, max_cost=cap,
                       ordered=bool(a.ordered), params=params, seed=a.seed, **a.extra)
     sink = OutputSink(out)
-    runner = Runner(st, adapter, opts, clock=clock, output=sink)
+    runner = Runner(st, adapter, opts, clock=clock, output=sink, batch_backend=batch_backend)
     runner.prepare()
     if runner.stats.recovered and not a.quiet:
         _err(f"flextier: {runner.stats.recovered} items were in flight when the job stopped; they are sent "
@@ -392,7 +410,10 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
 _COMMON = {
     "deadline": "A duration (3h, 90m), a clock time (15:30, its next occurrence) or a date-time "
                 "(2026-11-28T06:00). Without one, flex only and never standard.",
-    "tier": "flex | standard | auto (the planner decides) | batch",
+    "tier": "flex | standard | auto (the planner decides: flex, standard, or batch when the deadline allows) | "
+            "batch (provider batch APIs, half price, up to 24 h)",
+    "batch_s3_uri": "Bedrock batch lane: S3 location for batch input and output (s3://BUCKET/PREFIX).",
+    "batch_role_arn": "Bedrock batch lane: IAM role ARN that Bedrock assumes to read and write that location.",
     "emulate": "Run against the built-in emulator with this profile (calm, weekday, peak, outage, chaos); "
                "no keys needed.",
 }
@@ -429,6 +450,8 @@ def register(app: typer.Typer) -> None:
         retry_failed: bool = typer.Option(False, "--retry-failed", help="On resume, send failed items again."),
         html: Optional[str] = typer.Option(None, "--html", help="Also write the HTML report here."),
         seed: int = typer.Option(0, "--seed", help="Seed for jitter and the emulator."),
+        batch_s3_uri: Optional[str] = typer.Option(None, "--batch-s3-uri", help=_COMMON["batch_s3_uri"]),
+        batch_role_arn: Optional[str] = typer.Option(None, "--batch-role-arn", help=_COMMON["batch_role_arn"]),
     ) -> None:
         """Run a bulk job on flex, paying for standard only when the deadline needs it. Resumable."""
         code = execute(RunArgs(file=file, model=model, deadline=deadline, tier=tier, out=out, job=job, store=store,
@@ -436,7 +459,8 @@ def register(app: typer.Typer) -> None:
                                max_cost=max_cost, ordered=ordered, skip_invalid=skip_invalid,
                                prompt_template=prompt_template, emulate=emulate, time_scale=time_scale,
                                base_url=base_url, prices=prices, max_tokens=max_tokens, temperature=temperature,
-                               quiet=quiet, retry_failed=retry_failed, html=html, seed=seed))
+                               quiet=quiet, retry_failed=retry_failed, html=html, seed=seed,
+                               batch_s3_uri=batch_s3_uri, batch_role_arn=batch_role_arn))
         raise typer.Exit(code)
 
     @app.command()

@@ -106,7 +106,7 @@ class JobStoreLane:
             return "taken"          # not an item of this job: never count it
         seq, state, in_batch, tier, attempts, pb = row
         # the runner's writer may hold a final result for this item that is not committed yet
-        queued_elsewhere = any(f.seq == seq for f in getattr(self.store, "_finished", ()))
+        queued_elsewhere = state not in FINAL_STATES and self.store.is_final(seq)
         if queued_elsewhere and result.item_id not in self._queued:
             return "taken"
         if result.item_id in self._queued or state in FINAL_STATES:

@@ -34,7 +34,7 @@ def bedrock_client(emu: Emulator, **config: Any) -> Any:
     from botocore.config import Config
     return boto3.client("bedrock-runtime", endpoint_url=emu.bedrock_endpoint_url, region_name="us-east-1",
                         aws_access_key_id="x", aws_secret_access_key="x",
-                        config=Config(retries={"max_attempts": 1, "mode": "standard"}, **config))
+                        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, **config))
 
 
 def anthropic_client(emu: Emulator, **kw: Any) -> Any:

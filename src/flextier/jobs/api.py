@@ -213,7 +213,8 @@ async def astream_job(items: Iterable[Any] | AsyncIterable[Any], *, model: str |
                       store: str | os.PathLike[str] | None = None, job: str | None = None,
                       base_url: str | None = None, api_key: str | None = None, adapter: Any = None,
                       clock: Clock | None = None, skip_invalid: bool = False,
-                      out: str | os.PathLike[str] | None = None, **runner_opts: Any) -> AsyncIterator[JobResult]:
+                      out: str | os.PathLike[str] | None = None, batch_backend: Any = None,
+                      **runner_opts: Any) -> AsyncIterator[JobResult]:
     """Run a job and yield each result as soon as it is durable (completion order).
 
     A sync iterable is validated whole before anything is sent (raising
@@ -222,8 +223,6 @@ async def astream_job(items: Iterable[Any] | AsyncIterable[Any], *, model: str |
     """
     if tier not in TIER_CHOICES:
         raise UserInputError(f"tier must be one of {', '.join(TIER_CHOICES)}", field="tier")
-    if tier == "batch":
-        raise UserInputError("the batch lane is not available yet; use tier='auto' or 'flex'", field="tier")
     entry = _resolve_model(model)
     clk: Clock = clock or WallClock()
     now = clk.now()
@@ -254,6 +253,7 @@ async def astream_job(items: Iterable[Any] | AsyncIterable[Any], *, model: str |
                               "base_url": redact_url(base_url), **params},
                       items=[] if is_async else validated(items))  # type: ignore[arg-type]
     st = opened.store
+    adapter_given = adapter
     if adapter is None:
         from ..providers import get_adapter
         adapter = get_adapter(entry, base_url=base_url, api_key=api_key,
@@ -261,9 +261,21 @@ async def astream_job(items: Iterable[Any] | AsyncIterable[Any], *, model: str |
     opts = RunOptions(model=entry, tier_mode=tier, deadline=dl, concurrency=concurrency,
                       standard_concurrency=standard_concurrency, rpm=rpm, tpm=tpm, max_cost=cap,
                       params=params, **runner_opts)
+    # The batch lane (issue 7) needs the provider's batch API: on by default against a real
+    # endpoint (no custom adapter) for a whole input; a streamed input goes online.
+    if batch_backend is None and adapter_given is None and not is_async and cap is None \
+            and (tier in ("auto", "batch") or st.open_batches()):
+        from .batching import make_batch_backend
+
+        try:
+            batch_backend = make_batch_backend(entry, base_url=base_url, api_key=api_key, required=tier == "batch")
+        except BaseException:
+            st.close()
+            raise
     queue: asyncio.Queue[JobResult | None] = asyncio.Queue()
     runner = Runner(st, adapter, opts, clock=clk, output=OutputSink(out) if out else None,
-                    on_result=lambda f, line: queue.put_nowait(_result(f, line)), input_open=is_async)
+                    on_result=lambda f, line: queue.put_nowait(_result(f, line)), input_open=is_async,
+                    batch_backend=batch_backend)
     runner.prepare()
 
     async def feed() -> None:

@@ -24,6 +24,7 @@ from .store import JobStore
 TIER_COLORS = {"flex": "#2a9d8f", "standard": "#e76f51", "batch": "#457b9d", "priority": "#8e44ad",
                "unknown": "#999999"}
 MAX_POINTS = 200
+LANES = ("flex", "standard", "batch")
 LATENCY_SAMPLE = 20000
 
 
@@ -79,6 +80,13 @@ def build_report(store: JobStore) -> dict[str, Any]:
         if i % every == 0 or i == n_ledger - 1:
             cum.append((ts, float(c), float(s)))
     events = [{"ts": ts, "kind": k, "detail": d} for ts, k, d in store.events()[-50:]]
+    # cost per lane (the served tier of each billed result) and what it saved against standard
+    items_by_tier = store.tier_counts()
+    lanes: dict[str, dict[str, Any]] = {}
+    for t in sorted(set(LANES) | set(totals["by_tier"]) | set(items_by_tier)):
+        sp = totals["by_tier"].get(t, Decimal(0))
+        st = totals["standard_by_tier"].get(t, Decimal(0))
+        lanes[t] = {"items": items_by_tier.get(t, 0), "spent": sp, "standard": st, "saved": st - sp}
     return {
         "job": {k: job.get(k) for k in ("name", "model", "tier_mode", "deadline", "deadline_spec", "clock_domain",
                                         "created_at", "state", "input_path", "output_path", "runs", "message")},
@@ -88,6 +96,9 @@ def build_report(store: JobStore) -> dict[str, Any]:
         "spent": spent, "standard": std, "saved": std - spent,
         "saved_pct": None if not std else float((std - spent) * 100 / std),
         "spent_by_tier": totals["by_tier"],
+        "lanes": lanes,
+        "duplicates": {"n": totals["duplicates"], "cost": totals["duplicate_cost"]},
+        "billed_total": totals["billed_total"],
         "unknown_cost_rows": totals["unknown_cost_rows"],
         "possibly_billed": {"sends": pb_n, "upper_bound": pb_bound},
         "errors": store.error_counts(),
@@ -121,6 +132,16 @@ def format_report(r: dict[str, Any]) -> str:
     lines.append(f"cost: {fmt_usd(r['spent'])} spent vs {fmt_usd(r['standard'])} at standard; saved {saved}")
     if r["spent_by_tier"]:
         lines.append("by tier: " + ", ".join(f"{t} {fmt_usd(v)}" for t, v in sorted(r["spent_by_tier"].items())))
+    lanes = r.get("lanes") or {}
+    if any(v["items"] or v["spent"] for v in lanes.values()):
+        lines.append("by lane: " + "; ".join(
+            f"{t} {v['items']} items {fmt_usd(v['spent'])} (standard {fmt_usd(v['standard'])}, saved "
+            f"{fmt_usd(v['saved'])})" for t, v in lanes.items()))
+    dup = r.get("duplicates") or {"n": 0}
+    if dup["n"]:
+        lines.append(f"duplicates: {dup['n']} answers were billed but lost to another copy of their item "
+                     f"(batch vs online after a rescue): {fmt_usd(dup['cost'])}, not in 'spent'; billed in all "
+                     f"{fmt_usd(r['billed_total'])}")
     if r["unknown_cost_rows"]:
         lines.append(f"note: {r['unknown_cost_rows']} results were served at a tier with no known price "
                      f"(cost unknown, not counted as $0)")

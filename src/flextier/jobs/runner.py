@@ -114,6 +114,13 @@ class RunOptions:
     tick: float | None = None             # planner interval (clock seconds); default from time_scale
     backoff: Backoff = field(default_factory=lambda: Backoff(base=2.0, cap=120.0))
     seed: int | None = None
+    # [policy hook] a planner class (PlannerConfig -> planner) used instead of Planner; only for
+    # bench/policy.py's baselines (flextier.policy.baselines), so all policies share this engine
+    policy: Callable[[PlannerConfig], Any] | None = None
+    # batch lane (issue 7); used only when the Runner gets a batch backend
+    batch_poll_interval: float = 60.0     # clock seconds between polls of open batches
+    batch_window: float = 24 * 3600.0     # the provider's completion window, as the planner assumes it
+    batch_min_runway: float = 4 * 3600.0  # model without flex: batch only with this much room (p90 turnaround)
 
     @property
     def std_concurrency(self) -> int:
@@ -328,7 +335,7 @@ class Runner:
 
     def __init__(self, store: JobStore, adapter: Any, opts: RunOptions, *, clock: Clock | None = None,
                  output: OutputSink | None = None, on_result: ResultHook | None = None,
-                 input_open: bool = False) -> None:
+                 input_open: bool = False, batch_backend: Any = None) -> None:
         self.store = store
         self.adapter = adapter
         self.opts = opts
@@ -345,7 +352,18 @@ class Runner:
         self.limiter = RateLimiter(opts.rpm, opts.tpm, now=now)
         self.budget = Budget(max_cost=opts.max_cost)
         self.stats = Stats()
-        self.flex_ok = self.entry.supports_flex and opts.tier_mode in ("auto", "flex")
+        self.flex_ok = self.entry.supports_flex and opts.tier_mode in ("auto", "flex", "batch")
+        # batch lane (issue 7): only with a backend, never under a spending cap (a batch cannot
+        # be reserved against --max-cost item by item)
+        self.batch: Any = None
+        if batch_backend is not None and self.entry.supports_batch and opts.max_cost is None:
+            from .batching import RunnerBatch
+
+            self.batch = RunnerBatch(self, batch_backend)
+        self.batch_ok = self.batch is not None and opts.tier_mode in ("auto", "batch")
+        if opts.tier_mode == "batch" and not self.batch_ok:
+            raise UserInputError(f"--tier batch needs a batch lane for {self.entry.name} (a batch backend, a model "
+                                 f"with a batch tier, and no --max-cost)", field="--tier")
         # queues
         self.ready: deque[Work] = deque()
         self.delayed: list[tuple[float, int, Work]] = []
@@ -403,9 +421,20 @@ class Runner:
             standard_rate=standard_capacity(o.std_concurrency, o.assumed_standard_latency,
                                             o.rpm),
             d=o.changeover_delay, margin=o.margin, tail=o.assumed_standard_latency,
-            flex_timeout=o.flex_timeout, allow_batch=False, model_has_flex=self.flex_ok,
-            model_has_batch=False, done0=done)
-        return Planner(cfg)
+            flex_timeout=o.flex_timeout, allow_batch=self.batch_ok, model_has_flex=self.flex_ok,
+            model_has_batch=self.entry.supports_batch, batch_window=o.batch_window,
+            batch_min_runway=o.batch_min_runway, done0=done)
+        return (o.policy or Planner)(cfg)  # [policy hook] see RunOptions.policy
+
+    def batch_failed(self, why: str) -> None:
+        """The batch lane broke (see :mod:`.batching`): continue online, or pause a --tier batch job."""
+        self.batch_ok = False
+        if self.opts.tier_mode == "batch":
+            self._stop = JobPaused(f"the batch lane failed ({why}); the job is saved: resume it, or run the rest "
+                                   f"with --tier auto", kind="batch")
+        else:
+            self.planner = None  # rebuilt without batch at the next tick
+        self._wake.set()
 
     def _load_totals(self) -> None:
         """Seed counters from the store (a resumed job continues its money and counts)."""
@@ -515,6 +544,8 @@ class Runner:
         return min(lanes + 8, 4096)
 
     def _refill(self) -> None:
+        if self.batch_ok and not self.batch.started and (self.decision is None or self.decision.use_batch):
+            return  # the planner may send the pending items to a batch: do not take them online first
         have = len(self.ready) + len(self.delayed)
         want = self._want() - len(self.flex_active) - len(self.std_active)
         if self.store_drained or have >= max(1, want // 2):
@@ -564,7 +595,9 @@ class Runner:
             in_flight_standard=len(self.std_active), flex_in_flight=flex_inflight, total=total,
             standard_capacity=cap, standard_latency_p90=self.std_latency,
             flex_latency_p90=self.flex_latency,
-            flex_throughput=self.flex_rate.rate(now, min(600.0, max(60.0, now - self.stats.started))))
+            flex_throughput=self.flex_rate.rate(now, min(600.0, max(60.0, now - self.stats.started))),
+            in_batch=self.batch.in_batch() if self.batch is not None else 0,
+            batch_submitted_at=self.batch.submitted_at() if self.batch is not None else None)
         try:
             d = self.planner.decide(obs)
         except ValueError as exc:  # pragma: no cover - defensive: a planner bug must not stop the job
@@ -580,6 +613,8 @@ class Runner:
             self.std_tokens = 0.0
         self._last_tick = now
         self.stats.mode, self.stats.reason = d.mode, d.reason
+        if d.use_batch and self.batch_ok and not self.batch.started:
+            self.batch.start()  # every pending item goes into provider batches (once per run)
 
     # -- dispatch --------------------------------------------------------------------
     def _wall(self, clock_seconds: float) -> float:
@@ -646,18 +681,22 @@ class Runner:
                 self._budget_blocked = wt == math.inf
                 break
             self._start(w, "standard", now)
+        # While the bulk sits in batches, items handed back (per-line retries, unfinished lines of
+        # an expired batch) are sent online one by one: flex, or standard for a model without flex.
+        std_all = d.standard_all or (d.use_batch and not self.flex_ok)
+        flex_open = d.flex_open or (d.use_batch and self.flex_ok)
         # standard lane
-        if d.standard_all or d.standard_rate > 0:
-            if not d.standard_all:
+        if std_all or d.standard_rate > 0:
+            if not std_all:
                 self.std_tokens = min(max(1.0, d.standard_rate * 30.0),
                                       self.std_tokens + d.standard_rate * max(0.0, now - self.std_tokens_at))
             self.std_tokens_at = now
             while self.ready and len(self.std_active) < self.opts.std_concurrency:
-                if not d.standard_all and self.std_tokens < 1.0:
+                if not std_all and self.std_tokens < 1.0:
                     wait = min(wait, (1.0 - self.std_tokens) / d.standard_rate)
                     break
                 w = self.ready[0]
-                if w.seq in self.std_active:  # hedged copy already on standard
+                if w.seq in self.std_active or self._final_elsewhere(w):  # hedged copy on standard / batch won
                     self.ready.popleft()
                     continue
                 wt = self._can_send(w, now)
@@ -667,17 +706,23 @@ class Runner:
                     break
                 self.ready.popleft()
                 self._start(w, "standard", now)
-                if not d.standard_all:
+                if not std_all:
                     self.std_tokens -= 1.0
         else:
             self.std_tokens_at = now
+        # [policy hook] a baseline policy may send the items at the head of the queue to standard
+        if getattr(self.planner, "divert_to_standard", None) is not None:
+            wait = min(wait, self._divert_to_standard(now))
         # flex lane
-        if d.flex_open and self.flex_ok and not d.standard_all:
+        if flex_open and self.flex_ok and not std_all:
             if now < self.flex_backoff_until:
                 wait = min(wait, self.flex_backoff_until - now)
             else:
                 while self.ready and len(self.flex_active) < self.aimd.limit:
                     w = self.ready[0]
+                    if self._final_elsewhere(w):  # a batch answered it first (straggler rescue)
+                        self.ready.popleft()
+                        continue
                     wt = self._can_send(w, now)
                     if wt > 0:
                         wait = min(wait, wt)
@@ -688,6 +733,23 @@ class Runner:
         if self.delayed:
             wait = min(wait, self.delayed[0][0] - now)
         return wait
+
+    def _divert_to_standard(self, now: float) -> float:
+        """[policy hook] Start on standard the head-of-queue items the policy diverts (e.g. after
+        3 failed flex tries, :class:`~flextier.policy.baselines.FlexRetriesPolicy`), within the
+        standard lane's limits. Returns clock seconds until one could start (inf: none waiting)."""
+        divert = self.planner.divert_to_standard  # type: ignore[union-attr]
+        while self.ready and len(self.std_active) < self.opts.std_concurrency:
+            w = self.ready[0]
+            if w.final or w.seq in self.std_active or not divert(w.attempts):
+                break
+            wt = self._can_send(w, now)
+            if wt > 0:
+                self._budget_blocked = wt == math.inf
+                return wt
+            self.ready.popleft()
+            self._start(w, "standard", now)
+        return math.inf
 
     # -- one attempt -----------------------------------------------------------------
     async def _attempt(self, w: Work, tier: str, started: float) -> None:
@@ -748,6 +810,14 @@ class Runner:
         self.limiter.update_from_headers(oc.headers or {}, now)
         self.limiter.settle_tokens(w.est_tokens, oc.usage.input_tokens + oc.usage.output_tokens, now)
         self.store.add_attempt(w.seq, tier, "ok", latency, 200, None, False, now)
+        if not w.final and self._final_elsewhere(w):
+            # First result wins: the batch copy of this rescued item finished first. This answer
+            # was billed, so it goes in the ledger as a duplicate; the item is not touched again.
+            self.store.add_ledger(now, w.seq, served, c, sc, oc.usage.input_tokens, oc.usage.output_tokens,
+                                  kind="duplicate")
+            w.final = True
+            self._cancel_other_copy(w, tier, now)
+            return
         self.store.add_ledger(now, w.seq, served, c, sc, oc.usage.input_tokens, oc.usage.output_tokens)
         self.quota_streak = 0
         s = self.stats
@@ -790,6 +860,15 @@ class Runner:
             w.possibly_billed += 1
             t.cancel()
 
+    def _final_elsewhere(self, w: Work) -> bool:
+        """True when another copy of ``w`` (its batch copy, after a straggler rescue) already finished it."""
+        if self.batch is None or not self.batch.seen or w.final:
+            return False
+        if self.batch.final_elsewhere(w.seq):
+            w.final = True
+            return True
+        return False
+
     def _after_final(self, w: Work) -> None:
         if self.store.backlog >= self.opts.flush_rows:
             self._flush_now.set()
@@ -805,6 +884,9 @@ class Runner:
         self.store.add_attempt(w.seq, tier, name, latency, pe.status if pe else None,
                                (pe.code if pe else None), billed, now)
         if w.final:
+            return
+        if self._final_elsewhere(w):  # a batch answered this rescued item meanwhile: nothing to retry
+            w.final = True
             return
         if w.active > 0:
             return  # the hedged copy is still running; let it decide
@@ -895,7 +977,8 @@ class Runner:
 
     def all_final(self) -> bool:
         return (self.store_drained and not self.ready and not self.delayed and not self.flex_active
-                and not self.std_active and self.in_memory_final >= self.stats.total)
+                and not self.std_active and self.in_memory_final >= self.stats.total
+                and not (self.batch is not None and self.batch.active))  # cancelled batches: account for them
 
     async def run(self) -> Stats:
         """Run until every item is final. Raises :class:`JobPaused` on a resumable stop."""
@@ -907,6 +990,10 @@ class Runner:
             self.store.update_job(deadline=self.opts.deadline)  # the report judges by the deadline in force
         flusher = asyncio.get_running_loop().create_task(self._flusher())
         loop = asyncio.get_running_loop()
+        if self.batch is not None:
+            self.batch.reattach()  # resume: poll the open batches again, never resubmit them
+        elif self.store.open_batches():
+            self._release_orphan_batches(now)
         tick = self.opts.tick or min(30.0, max(1.0, 0.05 * self.scale))
         try:
             while True:
@@ -939,8 +1026,20 @@ class Runner:
             await self._shutdown(flusher)
         return self.snapshot()
 
+    def _release_orphan_batches(self, now: float) -> None:
+        """Open batches but no batch lane in this run (no backend): their items go online."""
+        for ob in self.store.open_batches():
+            seqs = [s for (s,) in self.store.db.execute("SELECT seq FROM items WHERE in_batch = ?", (ob["id"],))]
+            self.store.leave_batch(seqs)
+            self.store.update_batch(ob["id"], state="failed")
+            self.store.event(now, "batch_orphaned", {"batch": ob["id"], "items": len(seqs)})
+            log.warning("batch %s is still open but this run has no batch lane: its %d items are sent online "
+                        "(the provider may still bill its answers)", ob["id"], len(seqs))
+
     async def _shutdown(self, flusher: asyncio.Task[Any]) -> None:
         """Cancel attempts still running, put unsent items back, commit everything."""
+        if self.batch is not None:
+            await self.batch.stop()  # open batches stay open: a resume reattaches to them
         for t in list(self.tasks):
             t.cancel()
         if self.tasks:

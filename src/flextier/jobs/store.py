@@ -45,6 +45,9 @@ from .input import MAX_REPORTED_ERRORS, InvalidInput, InvalidLine, JobItem
 
 PENDING, INFLIGHT, DONE, FAILED = "pending", "inflight", "done", "failed"
 FINAL_STATES = (DONE, FAILED)
+# in_batch of an item taken for the batch lane (claim_for_batch) but not yet in a provider batch:
+# the online claim loop cannot take it, and recover() puts it back to pending (it was never sent).
+BATCH_RESERVED = "~reserved"
 
 # Numbered migrations, applied in order and recorded in schema_migrations (the pattern of
 # Simon Willison's llm): a store written by an older flextier is upgraded in place.
@@ -417,6 +420,7 @@ class JobStore:
         cur = self.db.execute(
             "UPDATE items SET state = 'pending', possibly_billed = possibly_billed + 1 "
             "WHERE state = 'inflight' AND in_batch IS NULL")
+        self.unreserve()  # taken for a batch that was never created: never sent, not billed
         return cur.rowcount
 
     def release(self, seqs: Iterable[int], *, possibly_billed: Iterable[int] = ()) -> None:
@@ -447,6 +451,18 @@ class JobStore:
     def finish(self, item: FinishedItem) -> None:
         """Queue a final outcome. It is durable (and may be reported) after the next flush."""
         self._finished.append(item)
+
+    def is_final(self, seq: int) -> bool:
+        """True when item ``seq`` has a final result, committed or queued for the next flush.
+
+        First result wins: an item can be answered by a batch and by the online lanes (after a
+        straggler rescue); whoever records second must check this and write only a
+        ``duplicate`` ledger row, never a second result.
+        """
+        if any(f.seq == seq for f in self._finished):
+            return True
+        row = self.db.execute("SELECT state FROM items WHERE seq = ?", (seq,)).fetchone()
+        return row is not None and row[0] in FINAL_STATES
 
     @property
     def backlog(self) -> int:
@@ -582,6 +598,7 @@ class JobStore:
         by_tier: dict[str, Decimal] = {}
         spent = std = Decimal(0)
         unknown = 0
+        std_by_tier: dict[str, Decimal] = {}
         for tier, cost, sc in self.db.execute("SELECT tier, cost, standard_cost FROM ledger WHERE kind = 'billed'"):
             if cost is None:
                 unknown += 1
@@ -591,7 +608,16 @@ class JobStore:
                 by_tier[tier] = by_tier.get(tier, Decimal(0)) + c
             if sc is not None:
                 std += Decimal(sc)
-        return {"spent": spent, "standard": std, "by_tier": by_tier, "unknown_cost_rows": unknown}
+                std_by_tier[tier] = std_by_tier.get(tier, Decimal(0)) + Decimal(sc)
+        # "duplicate" rows: answers the provider billed that lost the first-result race (a batch
+        # copy and an online copy of a rescued item); not the item's result, still money spent
+        dup_n, dup_cost = 0, Decimal(0)
+        for (cost,) in self.db.execute("SELECT cost FROM ledger WHERE kind = 'duplicate'"):
+            dup_n += 1
+            dup_cost += Decimal(cost) if cost is not None else Decimal(0)
+        return {"spent": spent, "standard": std, "by_tier": by_tier, "standard_by_tier": std_by_tier,
+                "unknown_cost_rows": unknown, "duplicates": dup_n, "duplicate_cost": dup_cost,
+                "billed_total": spent + dup_cost}
 
     def error_counts(self) -> dict[str, int]:
         return {o: n for o, n in self.db.execute("SELECT outcome, COUNT(*) FROM attempts WHERE outcome != 'ok' "
@@ -654,6 +680,37 @@ class JobStore:
         self.db.executemany("UPDATE items SET in_batch = NULL, state = 'pending' WHERE seq = ? AND "
                             "state = 'inflight'", [(s,) for s in seqs])
 
+    def claim_for_batch(self) -> int:
+        """Take every pending item for the batch lane (``in_batch = BATCH_RESERVED``), atomically.
+
+        The online claim loop (:meth:`flush` with ``claim``) only takes pending items, so these
+        cannot be sent twice; :meth:`JobStore.create_batch` then moves them into real batches.
+        Returns how many were taken; read them with :meth:`reserved_items`.
+        """
+        return self.db.execute("UPDATE items SET state = 'inflight', in_batch = ? WHERE state = 'pending'",
+                               (BATCH_RESERVED,)).rowcount
+
+    def reserved_items(self, after_seq: int = -1, limit: int = 1000) -> list[ClaimedItem]:
+        """Items taken by :meth:`claim_for_batch` and not yet in a batch, in input order."""
+        return [ClaimedItem(*r) for r in self.db.execute(
+            "SELECT seq, custom_id, request, attempts, possibly_billed, line FROM items "
+            "WHERE in_batch = ? AND state = 'inflight' AND seq > ? ORDER BY seq LIMIT ?",
+            (BATCH_RESERVED, after_seq, limit))]
+
+    def unreserve(self, seqs: Iterable[int] | None = None) -> int:
+        """Reserved items (all, or these) that never entered a batch go back to pending."""
+        if seqs is None:
+            return self.db.execute("UPDATE items SET state = 'pending', in_batch = NULL WHERE in_batch = ? "
+                                   "AND state = 'inflight'", (BATCH_RESERVED,)).rowcount
+        cur = self.db.executemany("UPDATE items SET state = 'pending', in_batch = NULL WHERE seq = ? AND "
+                                  "in_batch = ? AND state = 'inflight'", [(s, BATCH_RESERVED) for s in seqs])
+        return cur.rowcount
+
+    def open_batch_submitted_at(self) -> float | None:
+        """The earliest submission time among open batches (the planner's ``batch_submitted_at``)."""
+        return self._scalar("SELECT MIN(COALESCE(submitted_at, created_at)) FROM batches WHERE state NOT IN "
+                            "('completed', 'expired', 'cancelled', 'failed')")
+
 
 _SECRET_KEYS = ("api_key", "apikey", "secret", "token", "password", "authorization")
 
@@ -667,4 +724,5 @@ def _assert_no_secrets(config: dict[str, Any]) -> None:
 
 
 __all__ = ["JobStore", "ClaimedItem", "FinishedItem", "ImportReport", "FlushResult", "redact_url",
-           "default_store_path", "PENDING", "INFLIGHT", "DONE", "FAILED", "FINAL_STATES", "MIGRATIONS"]
+           "default_store_path", "PENDING", "INFLIGHT", "DONE", "FAILED", "FINAL_STATES", "MIGRATIONS",
+           "BATCH_RESERVED"]

@@ -44,7 +44,8 @@ from ..policy.errors import (BadRequest, FlexCapacityUnavailable, Overloaded, Pr
 from ..tiers import normalize_tier
 
 __all__ = ["Adapter", "BaseAdapter", "Transport", "get_adapter", "served_tier", "classify_http",
-           "DEFAULT_MAX_CONNECTIONS", "UNKNOWN_TIER", "text_of_content", "split_system"]
+           "DEFAULT_MAX_CONNECTIONS", "UNKNOWN_TIER", "text_of_content", "split_system", "ITEM_HEADER",
+           "item_header_value", "item_headers", "malformed_response", "check_usage"]
 
 DEFAULT_MAX_CONNECTIONS = 256
 UNKNOWN_TIER = "unknown"
@@ -112,6 +113,48 @@ def error_fields(body: Any) -> tuple[str | None, str | None, str]:
         return (None if code is None else str(code), inner.get("type") if isinstance(inner.get("type"), str) else None,
                 str(inner.get("message") or ""))
     return None, None, "" if body is None else str(body)[:500]
+
+
+#: Request header carrying the job item's id, so a provider-side ledger (the emulator's,
+#: a proxy's) can be reconciled item by item with the client's.
+ITEM_HEADER = "x-flextier-item"
+_ITEM_SAFE = "-_.~:@!$&'()*+,;=/"
+
+
+def item_header_value(custom_id: str | None) -> str | None:
+    """``custom_id`` made safe for an HTTP header (ASCII, no controls): percent-encoded where needed."""
+    if not custom_id:
+        return None
+    from urllib.parse import quote
+
+    return quote(str(custom_id), safe=_ITEM_SAFE)[:2048]
+
+
+def item_headers(req: CallRequest) -> dict[str, str]:
+    """``{ITEM_HEADER: <id>}`` for a request that carries a job item id, else ``{}``."""
+    v = item_header_value(getattr(req, "custom_id", None))
+    return {ITEM_HEADER: v} if v else {}
+
+
+def malformed_response(what: str, *, tier: str, provider: str) -> Transient:
+    """A 2xx response that is not a usable result (no content, no usage, not JSON...).
+
+    Retryable, and possibly billed: the provider may have done (and charged for) the work
+    even though what came back cannot be recorded as a result.
+    """
+    return Transient(f"malformed response: {what}", tier=tier, provider=provider, code="malformed_response",
+                     possibly_billed=True)
+
+
+def check_usage(u: Any, keys: tuple[str, ...], *, tier: str, provider: str) -> None:
+    """Raise :func:`malformed_response` unless ``u`` is a usage object with the given counts as ints >= 0."""
+    if not isinstance(u, Mapping) or not u:
+        raise malformed_response("no usage block", tier=tier, provider=provider)
+    if not any(k in u for k in keys):
+        raise malformed_response("usage has no token counts", tier=tier, provider=provider)
+    for k, v in u.items():
+        if k in keys and v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise malformed_response(f"usage.{k} is not a token count", tier=tier, provider=provider)
 
 
 def text_of_content(content: Any) -> str:

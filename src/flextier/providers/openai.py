@@ -23,7 +23,8 @@ import openai as _openai
 from .._types import AttemptOutcome, CallRequest
 from ..cost import Usage
 from ..policy.errors import ProviderError, Timeout, Transient
-from .base import (BaseAdapter, Transport, classify_http, error_fields, retry_after_of, served_tier)
+from .base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
+                   malformed_response, retry_after_of, served_tier)
 
 __all__ = ["OpenAIAdapter", "WIRE_TIER", "usage_from_body", "text_from_body", "classify_openai"]
 
@@ -113,6 +114,37 @@ def error_from_event(data: Mapping[str, Any], tier: str) -> ProviderError | None
                          tier=tier, provider="openai")
 
 
+_CHAT_USAGE = ("prompt_tokens", "completion_tokens", "total_tokens")
+_RESP_USAGE = ("input_tokens", "output_tokens", "total_tokens")
+
+
+def check_body(body: Mapping[str, Any], tier: str, provider: str = "openai") -> None:
+    """A 200 body must be a completed result: an error object, no choices/output or no usage raise.
+
+    An HTTP 200 whose body is ``{"error": {...}}`` (some proxies and gateways do this) is
+    classified like the same error with no status; anything else unusable is a retryable,
+    possibly billed :func:`malformed_response`.
+    """
+    if body.get("error") and not (body.get("object") == "response" and "output" in body):
+        code, err_type, msg = error_fields(body)
+        raise classify_http(status=None, code=code, err_type=err_type or "server_error",
+                            message=msg or "error body with HTTP 200", tier=tier, provider=provider)
+    if "choices" in body:
+        ch = body["choices"]
+        if not isinstance(ch, list) or not ch or not isinstance(ch[0], Mapping) \
+                or not isinstance(ch[0].get("message"), Mapping):
+            raise malformed_response("no choices[0].message", tier=tier, provider=provider)
+        check_usage(body.get("usage"), _CHAT_USAGE, tier=tier, provider=provider)
+    elif isinstance(body.get("output"), list):
+        if not all(isinstance(o, Mapping) for o in body["output"]):
+            raise malformed_response("output items are not objects", tier=tier, provider=provider)
+        if body.get("status") not in (None, "completed", "incomplete"):
+            raise malformed_response(f"status {str(body.get('status'))[:40]!r}", tier=tier, provider=provider)
+        check_usage(body.get("usage"), _RESP_USAGE, tier=tier, provider=provider)
+    else:
+        raise malformed_response("neither choices nor output", tier=tier, provider=provider)
+
+
 class OpenAIAdapter(BaseAdapter):
     provider = "openai"
 
@@ -166,20 +198,26 @@ class OpenAIAdapter(BaseAdapter):
         err = error_from_event(body, tier)
         if err is not None:
             raise err
+        check_body(body, tier)
         return AttemptOutcome(body=body, text=text_from_body(body), served_tier=served_tier(body.get("service_tier")),
                               usage=usage_from_body(body.get("usage")), headers=dict(headers), raw=raw)
 
-    def _opts(self, timeout: float | None) -> dict[str, Any]:
-        return {} if timeout is None else {"timeout": timeout}
+    def _opts(self, timeout: float | None, req: CallRequest | None = None) -> dict[str, Any]:
+        o: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        h = item_headers(req) if req is not None else {}
+        if h:
+            o["headers"] = h
+        return o
 
     def _send(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
         path, body = self.build_body(req, tier)
-        resp = self.transport.sync().post(path, body=body, cast_to=httpx2.Response, options=self._opts(timeout))
+        resp = self.transport.sync().post(path, body=body, cast_to=httpx2.Response, options=self._opts(timeout, req))
         return self.outcome(_json(resp), resp.headers, tier)
 
     async def _asend(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
         path, body = self.build_body(req, tier)
-        resp = await self.transport.aio().post(path, body=body, cast_to=httpx2.Response, options=self._opts(timeout))
+        resp = await self.transport.aio().post(path, body=body, cast_to=httpx2.Response,
+                                               options=self._opts(timeout, req))
         return self.outcome(_json(resp), resp.headers, tier)
 
     def classify(self, exc: BaseException, tier: str) -> ProviderError | None:
