@@ -23,6 +23,9 @@ def register(app: typer.Typer) -> None:
         start: str = typer.Option("2026-11-24T15:00", "--start", help="Emulated start time (ISO, UTC if naive)."),
         knob: Optional[List[str]] = typer.Option(None, "--knob", help="Override a knob: name=value (repeatable)."),
         profile_file: Optional[str] = typer.Option(None, "--profile-file", help="JSON file of knobs."),
+        batch_knob: Optional[List[str]] = typer.Option(
+            None, "--batch-knob", help="Override a batch-tier knob: name=value (repeatable; e.g. stall_at=0.5, "
+                                       "parallelism=0.01, s3_endpoint_url=URL). Also POST /_emulator/batch."),
     ) -> None:
         """Run a local OpenAI/Gemini/Bedrock/Anthropic emulator with flex-tier behaviour."""
         from .emulator import PROFILES, Emulator, KnobError
@@ -45,6 +48,18 @@ def register(app: typer.Typer) -> None:
             if not sep or not name.strip():
                 raise UserInputError(f"expected name=value, got {kv!r}", field="--knob")
             overrides[name.strip()] = value.strip()
+        from .emulator.batch_core import BatchKnobs, batch_engine
+
+        batch_overrides: dict[str, str] = {}
+        for kv in batch_knob or []:
+            name, sep, value = kv.partition("=")
+            if not sep or not name.strip():
+                raise UserInputError(f"expected name=value, got {kv!r}", field="--batch-knob")
+            batch_overrides[name.strip()] = value.strip()
+        try:
+            batch_knobs = BatchKnobs().replace(**batch_overrides)
+        except ValueError as exc:
+            raise UserInputError(str(exc), field="--batch-knob") from None
         try:
             emu = Emulator(profile=profile, seed=seed, time_scale=time_scale, start=start, host=host, port=port,
                            profile_file=profile_file, **overrides)
@@ -55,13 +70,15 @@ def register(app: typer.Typer) -> None:
             emu.start()
         except OSError as exc:
             raise UserInputError(f"cannot listen on {host}:{port}: {exc.strerror}", field="--port") from None
+        if batch_overrides:
+            batch_engine(emu.engine).knobs = batch_knobs
         typer.echo(f"flextier emulator: profile={emu.profile} seed={seed} time_scale={time_scale:g} "
                    f"start={emu.clock.isoformat()}")
         typer.echo(f"  OpenAI     base_url      {emu.openai_base_url}")
         typer.echo(f"  Gemini     base_url      {emu.gemini_base_url}  (api version v1beta)")
         typer.echo(f"  Bedrock    endpoint_url  {emu.bedrock_endpoint_url}")
         typer.echo(f"  Anthropic  base_url      {emu.anthropic_base_url}")
-        typer.echo(f"  control    {emu.url}/_emulator/{{ledger,stats,profile,clock}}   (Ctrl-C to stop)")
+        typer.echo(f"  control    {emu.url}/_emulator/{{ledger,stats,profile,clock,batch}}   (Ctrl-C to stop)")
         try:
             emu.wait()
         except KeyboardInterrupt:

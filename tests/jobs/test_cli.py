@@ -43,7 +43,7 @@ def test_invalid_input_nothing_sent(emulator, write_jsonl, capsys):
     (["--deadline", "2020-01-01T00:00"], "--deadline"),
     (["--deadline", "soon"], "--deadline"),
     (["--tier", "cheap"], "--tier"),
-    (["--tier", "batch"], "--tier"),
+    (["--tier", "batch", "--max-cost", "5", "--max-tokens", "10"], "--tier"),  # a batch cannot honour a cap
     (["--concurrency", "0"], "--concurrency"),
     (["--max-cost", "lots"], "--max-cost"),
     (["--max-cost", "5"], "--max-tokens"),

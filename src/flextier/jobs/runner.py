@@ -15,6 +15,11 @@ One :class:`Runner` drives one job store. Its loop, all on one event loop:
 * **Record** each attempt and each final result through the store's batched writer. A
   periodic flush commits them; only then are result lines appended to the output file and
   counted as done (commit before report).
+* **Batch** (issue 7, :mod:`.batching`): when the planner says ``use_batch`` (or ``--tier batch``),
+  the pending items are reserved for provider batches, driven by a
+  :class:`~flextier.batch.lane.BatchLane` task on the same loop; items it hands back (per-line
+  retries, a straggler rescue) come through the claim loop to the online lanes. First result
+  wins: an online answer for an item a batch already finished is only a ``duplicate`` ledger row.
 
 Time: everything reads the injected :class:`Clock` (``now()`` / ``asleep()`` / ``time_scale``),
 so with the emulator's scaled clock a 3-hour deadline plays out in seconds, and backoff,

@@ -1,0 +1,220 @@
+"""The batch lane inside ``flextier run`` (issue 7), driven through the real CLI code path
+(:func:`flextier._cli_run.execute`, and ``python -m flextier run`` for the kill -9 test) against
+an emulator on loopback (``--base-url``: the run follows the emulator's scaled clock).
+
+Covered: ``--tier batch`` end to end per provider; ``--tier auto`` choosing batch for a flex
+model with a 48 h deadline, and for a Claude job with 30 h (standard with 2 h); a stalled
+batch rescued before the deadline (flex, then standard), with every item counted once and the
+client ledger (billed + duplicate rows) equal to the emulator's bill; resume after kill -9
+while polling reattaches to the open batch instead of submitting a second one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flextier._cli_run import RunArgs, execute
+from flextier.emulator import serve
+from flextier.emulator.batch_core import batch_engine
+from flextier.jobs.report import build_report, format_report, render_html, report_json
+from flextier.jobs.store import JobStore
+
+from .conftest import MODELS, set_batch_knobs
+
+N = 20
+
+
+def _jobs(tmp_path: Path, n: int = N) -> Path:
+    p = tmp_path / "jobs.jsonl"
+    p.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"Say one thing about {i}."}) + "\n"
+                         for i in range(n)))
+    return p
+
+
+def _base_url(emu: Any, model: str) -> str:
+    return {"openai": emu.openai_base_url, "anthropic": emu.anthropic_base_url,
+            "gemini": emu.gemini_base_url}[model.split("/")[0]]
+
+
+def _run(tmp_path: Path, emu: Any, model: str, *, name: str = "job", **kw: Any) -> tuple[int, JobStore]:
+    args = RunArgs(file=str(_jobs(tmp_path, kw.pop("n", N))), model=model, job=name,
+                   store=str(tmp_path / f"{name}.db"), out=str(tmp_path / f"{name}.out.jsonl"),
+                   base_url=_base_url(emu, model), quiet=True, max_tokens=40, **kw)
+    code = execute(args)
+    return code, JobStore(tmp_path / f"{name}.db", create=False)
+
+
+def _client_billed(st: JobStore) -> Decimal:
+    return sum((Decimal(c) for (c,) in st.db.execute("SELECT cost FROM ledger WHERE kind IN ('billed', 'duplicate')")
+                if c is not None), Decimal(0))
+
+
+def _emu_billed(emu: Any) -> Decimal:
+    return sum((Decimal(str(r["cost"])) for r in emu.ledger() if r.get("cost") is not None), Decimal(0))
+
+
+def _modes(st: JobStore) -> list[str]:
+    return [d["mode"] for _, k, d in st.events() if k == "mode"]
+
+
+def _out(tmp_path: Path, name: str = "job") -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (tmp_path / f"{name}.out.jsonl").read_text().splitlines()]
+
+
+def _provider_batches(emu: Any) -> list[Any]:
+    return list(batch_engine(emu.engine).jobs.values())
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
+def test_tier_batch_end_to_end(emulator, tmp_path, provider):
+    emu = emulator()
+    code, st = _run(tmp_path, emu, MODELS[provider], tier="batch")
+    assert code == 0
+    assert st.counts()["done"] == N and st.tier_counts() == {"batch": N}
+    assert _modes(st) == ["batch-only"]
+    assert len(_provider_batches(emu)) == 1 and not st.open_batches()
+    out = _out(tmp_path)
+    assert sorted(x["custom_id"] for x in out) == sorted(f"q{i}" for i in range(N))
+    assert all(x["error"] is None and x["flextier"]["tier"] == "batch" and x["flextier"]["batch"] for x in out)
+    assert _client_billed(st) == _emu_billed(emu) > 0
+    r = build_report(st)
+    assert r["lanes"]["batch"]["items"] == N and r["lanes"]["batch"]["saved"] > 0
+    assert r["lanes"]["flex"]["items"] == r["lanes"]["standard"]["items"] == 0
+    assert r["saved_pct"] == pytest.approx(50.0)
+    assert "by lane: batch 20 items" in format_report(r)
+    assert '"lanes"' in report_json(r) and "by lane:" in render_html(r)
+
+
+def test_auto_with_48h_deadline_chooses_batch_for_a_flex_model(emulator, tmp_path):
+    emu = emulator()
+    code, st = _run(tmp_path, emu, MODELS["openai"], deadline="48h")
+    assert code == 0
+    assert _modes(st)[0] == "batch"
+    assert st.tier_counts() == {"batch": N}
+    assert _client_billed(st) == _emu_billed(emu)
+
+
+@pytest.mark.parametrize("deadline, scale, mode, tier", [("30h", None, "batch", "batch"),
+                                                          ("2h", 300.0, "standard", "standard")])
+def test_claude_job_chooses_batch_only_with_room(emulator, tmp_path, deadline, scale, mode, tier):
+    if scale is None:
+        emu = emulator()
+    else:  # 2 h at x3600 is 2 s of wall time: less than starting the job takes
+        cm = serve(profile="calm", seed=7, time_scale=scale, start="2026-11-24T02:00")
+        emu = cm.__enter__()
+    try:
+        code, st = _run(tmp_path, emu, MODELS["anthropic"], deadline=deadline)
+        assert code == 0
+        assert _modes(st)[0] == mode
+        assert st.tier_counts() == {tier: N}
+        assert len(_provider_batches(emu)) == (1 if tier == "batch" else 0)
+        assert _client_billed(st) == _emu_billed(emu)
+    finally:
+        if scale is not None:
+            cm.__exit__(None, None, None)
+
+
+def test_stalled_batch_is_rescued_to_flex_then_standard_and_counted_once(emulator, tmp_path):
+    # The batch serves half its lines, then stalls (until its 24 h window). The planner assumes a
+    # 2 h window here, so with a 4 h deadline waiting stops being safe once the batch outlives it:
+    # the batch is cancelled and its items go to flex, which is shedding everything by then, so
+    # the planner buys standard. The half the batch finished arrives with the cancelled batch's
+    # partial output: whichever copy of an item finished first counts, the other is a duplicate.
+    emu = emulator(stall_at=0.5)
+    emu.set_knobs(flex_shed_p=1.0)
+    code, st = _run(tmp_path, emu, MODELS["openai"], deadline="4h", extra={"batch_window": 7200.0})
+    assert code == 0
+    c = st.counts()
+    assert c["done"] == N and c["total"] == N
+    modes = _modes(st)
+    assert modes[0] == "batch" and "up" in modes
+    job = st.job()
+    r = build_report(st)
+    assert r["deadline_met"] is True and r["last_done"] <= job["deadline"]
+    # flex was tried after the rescue, standard served what flex could not
+    tiers = {t for (t,) in st.db.execute("SELECT DISTINCT tier FROM attempts")}
+    assert {"flex", "standard"} <= tiers
+    served = st.tier_counts()
+    assert served.get("standard", 0) > 0 and sum(served.values()) == N
+    # the batch was cancelled (never resubmitted), and nothing is counted twice
+    pb = _provider_batches(emu)
+    assert len(pb) == 1 and pb[0].state == "cancelled"
+    out = _out(tmp_path)
+    assert sorted(x["custom_id"] for x in out) == sorted(f"q{i}" for i in range(N))
+    billed_rows = st.db.execute("SELECT seq, COUNT(*) FROM ledger WHERE kind = 'billed' GROUP BY seq").fetchall()
+    assert len(billed_rows) == N and all(n == 1 for _, n in billed_rows)
+    dups = st.db.execute("SELECT COUNT(*) FROM ledger WHERE kind = 'duplicate'").fetchone()[0]
+    assert r["duplicates"]["n"] == dups
+    assert _client_billed(st) == _emu_billed(emu)
+    assert r["billed_total"] == r["spent"] + r["duplicates"]["cost"]
+    if dups:
+        assert "duplicates:" in format_report(r)
+
+
+WORKER_ENV = {**os.environ, "FLEXTIER_LOG": "WARNING"}
+
+
+def _remote_id(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    try:
+        with sqlite3.connect(str(path)) as db:
+            row = db.execute("SELECT remote_id FROM batches WHERE remote_id IS NOT NULL").fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
+
+
+def test_resume_after_kill9_during_polling_reattaches(emulator, tmp_path):
+    emu = emulator(parallelism=0.0003)           # the batch takes a few seconds of wall time
+    jobs = _jobs(tmp_path)
+    db = tmp_path / "job.db"
+    cmd = [sys.executable, "-m", "flextier", "run", str(jobs), "--model", MODELS["openai"], "--tier", "batch",
+           "--base-url", emu.openai_base_url, "--job", "job", "--store", str(db), "--out",
+           str(tmp_path / "job.out.jsonl"), "--max-tokens", "40", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=WORKER_ENV, cwd=tmp_path)
+    try:
+        end = time.monotonic() + 30
+        while _remote_id(db) is None:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < end, "the job never submitted its batch"
+            time.sleep(0.05)
+        time.sleep(0.3)                           # a few polling rounds
+        assert proc.poll() is None, "the batch finished before the kill: slow it down"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert len(_provider_batches(emu)) == 1 and not _provider_batches(emu)[0].terminal
+    with JobStore(db, create=False) as st:
+        assert st.counts()["inflight"] == N and len(st.open_batches()) == 1
+    # the same command again: reattach, collect, no second provider batch
+    code, st = _run(tmp_path, emu, MODELS["openai"], tier="batch")
+    assert code == 0
+    assert len(_provider_batches(emu)) == 1
+    assert st.counts()["done"] == N and st.tier_counts() == {"batch": N}
+    out = _out(tmp_path)
+    assert sorted(x["custom_id"] for x in out) == sorted(f"q{i}" for i in range(N))
+    assert st.possibly_billed()[0] == 0           # items inside a batch are not "possibly billed" twice
+    assert _client_billed(st) == _emu_billed(emu)
+    assert st.db.execute("SELECT COUNT(*) FROM ledger WHERE kind = 'billed'").fetchone()[0] == N
+
+
+def test_bedrock_tier_batch_without_s3_is_a_clear_error(tmp_path, capsys):
+    from flextier.policy.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="batch-s3-uri"):
+        execute(RunArgs(file=str(_jobs(tmp_path)), model=MODELS["bedrock"], tier="batch", emulate="calm",
+                        quiet=True, store=str(tmp_path / "b.db")))
