@@ -25,7 +25,7 @@ def one(n: int, conc: int, tmp: Path, url: str) -> dict:
     jobs = write_jobs(tmp / f"jobs-{n}.jsonl", n, prompt_words=10, max_tokens=8)
     store = tmp / f"store-{n}.db"
     wall, rss_kib = run_timed([sys.executable, "-m", "flextier", "run", str(jobs), "--model", "openai/gpt-5.4-mini",
-                               "--base-url", url, "--tier", "flex", "--concurrency", str(conc),
+                               "--base-url", url + "/v1", "--tier", "flex", "--concurrency", str(conc),
                                "--out", str(tmp / f"out-{n}.jsonl"), "--store", str(store), "--quiet"], env=KEYS)
     size = sum(p.stat().st_size for p in tmp.glob(f"store-{n}.db*"))
     return {"items": n, "wall_s": round(wall, 1), "peak_rss_mb": round(rss_kib / 1024, 1),

@@ -38,7 +38,7 @@ def measure(provider: str, n: int, conc: int, repeat: int, tmp: Path) -> dict:
                                    str(tmp / "raw.jsonl"), wire_model, str(conc)], env=KEYS)
             store = tmp / f"{provider}-{r}.db"
             wall_b, _ = run_timed([sys.executable, "-m", "flextier", "run", str(jobs), "--model", model,
-                                   "--base-url", url, "--tier", "flex", "--concurrency", str(conc),
+                                   "--base-url", url + ("/v1" if provider == "openai" else ""), "--tier", "flex", "--concurrency", str(conc),
                                    "--out", str(tmp / "ft.jsonl"), "--store", str(store), "--quiet"], env=KEYS)
             raw_times.append(wall_a)
             ft_times.append(wall_b)
