@@ -14,7 +14,15 @@ import flextier
 from flextier.client import _synthetic_entry
 from flextier.errors import BadRequest, QuotaExhausted, TierNotSupported, Timeout
 
-from conftest import ALL_CASES, FLEX_CASES, base_url
+# This directory's conftest, by path: a bare ``from conftest import`` picks up whichever
+# conftest was imported last when several test directories are collected in one run.
+import importlib.util as _ilu  # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
+
+_spec = _ilu.spec_from_file_location("_client_conftest", _Path(__file__).with_name("conftest.py"))
+_cc = _ilu.module_from_spec(_spec)
+_spec.loader.exec_module(_cc)  # type: ignore[union-attr]
+ALL_CASES, FLEX_CASES, base_url = _cc.ALL_CASES, _cc.FLEX_CASES, _cc.base_url
 
 MSGS = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "Say hello to the emulator."}]
 ids = [c[0] for c in ALL_CASES]

@@ -26,7 +26,8 @@ import httpx2
 from .._types import AttemptOutcome, CallRequest
 from ..cost import Usage
 from ..policy.errors import ProviderError, Transient
-from .base import BaseAdapter, Transport, served_tier, split_system, text_of_content
+from .base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
+                   malformed_response, served_tier, split_system, text_of_content)
 from .openai import _classify_stainless, _json, _limits
 
 __all__ = ["AnthropicAdapter", "usage_from_body", "classify_anthropic", "DEFAULT_MAX_TOKENS"]
@@ -106,24 +107,37 @@ class AnthropicAdapter(BaseAdapter):
             body.pop("service_tier", None) if body.get("service_tier") == "auto" else None
         return body
 
-    def outcome(self, body: dict[str, Any], headers: Mapping[str, str], raw: Any = None) -> AttemptOutcome:
+    def outcome(self, body: dict[str, Any], headers: Mapping[str, str], raw: Any = None,
+                tier: str = "standard") -> AttemptOutcome:
+        if body.get("type") == "error" or body.get("error"):
+            code, err_type, msg = error_fields(body)
+            raise classify_http(status=None, code=code, err_type=err_type or "api_error",
+                                message=msg or "error body with HTTP 200", tier=tier, provider=self.provider)
+        if not isinstance(body.get("content"), list) or not all(isinstance(b, dict) for b in body["content"]):
+            raise malformed_response("no content blocks", tier=tier, provider=self.provider)
+        check_usage(body.get("usage"), ("input_tokens", "output_tokens", "cache_read_input_tokens",
+                                        "cache_creation_input_tokens"), tier=tier, provider=self.provider)
         usage = body.get("usage") or {}
         return AttemptOutcome(body=body, text=text_from_body(body), served_tier=served_tier(usage.get("service_tier")),
                               usage=usage_from_body(usage), headers=dict(headers), raw=raw)
 
     @staticmethod
-    def _opts(timeout: float | None) -> dict[str, Any]:
-        return {} if timeout is None else {"timeout": timeout}
+    def _opts(timeout: float | None, req: CallRequest | None = None) -> dict[str, Any]:
+        o: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        h = item_headers(req) if req is not None else {}
+        if h:
+            o["headers"] = h
+        return o
 
     def _send(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
         resp = self.transport.sync().post("/v1/messages", body=self.build_body(req, tier), cast_to=httpx2.Response,
-                                          options=self._opts(timeout))
-        return self.outcome(_json(resp), resp.headers)
+                                          options=self._opts(timeout, req))
+        return self.outcome(_json(resp), resp.headers, tier=tier)
 
     async def _asend(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
         resp = await self.transport.aio().post("/v1/messages", body=self.build_body(req, tier),
-                                               cast_to=httpx2.Response, options=self._opts(timeout))
-        return self.outcome(_json(resp), resp.headers)
+                                               cast_to=httpx2.Response, options=self._opts(timeout, req))
+        return self.outcome(_json(resp), resp.headers, tier=tier)
 
     def classify(self, exc: BaseException, tier: str) -> ProviderError | None:
         if isinstance(exc, json.JSONDecodeError):

@@ -176,14 +176,22 @@ def split_system(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[
 
 
 class Transport:
-    """The SDK clients of one provider endpoint: one sync client, one async client per loop."""
+    """The SDK clients of one provider endpoint: one sync client, one async client per loop.
 
-    def __init__(self, make_sync: Callable[[], Any], make_async: Callable[[], Any]) -> None:
+    ``shards > 1``: that many async clients per loop, handed out round-robin by :meth:`aio`
+    (each built by ``make_async`` with its share of the connections). httpx/httpcore's pool
+    scans every idle connection (a socket probe each) whenever a request is added or
+    finishes, so one pool of 256 connections costs O(256) per request; pools of 32 do not.
+    """
+
+    def __init__(self, make_sync: Callable[[], Any], make_async: Callable[[], Any], shards: int = 1) -> None:
         self._make_sync = make_sync
         self._make_async = make_async
         self._sync: Any = None
         self._lock = threading.Lock()
         self._async: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
+        self._shards = max(1, shards)
+        self._rr = 0
 
     def sync(self) -> Any:
         if self._sync is None:
@@ -196,8 +204,11 @@ class Transport:
         loop = asyncio.get_running_loop()
         c = self._async.get(loop)
         if c is None:
-            c = self._async[loop] = self._make_async()
-        return c
+            c = self._async[loop] = [self._make_async() for _ in range(self._shards)]
+        if self._shards == 1:
+            return c[0]
+        self._rr += 1
+        return c[self._rr % self._shards]
 
 
 class BaseAdapter:
@@ -238,26 +249,36 @@ class BaseAdapter:
                 f"{self.entry.name} has no flex tier; use standard, or the batch lane for the discount",
                 tier=tier, provider=self.provider, code="flex_not_supported")
 
+    def _scrub(self, err: ProviderError) -> ProviderError:
+        """Take the API key out of an error message (providers echo it back, e.g. on a 401)."""
+        secrets = getattr(self.transport, "secrets", ())
+        if secrets and err.message:
+            msg = redact_secrets(err.message, secrets)
+            if msg != err.message:
+                err.message = msg
+                err.args = (msg,)
+        return err
+
     def send(self, req: CallRequest, tier: str, timeout: float | None = None) -> AttemptOutcome:
         """ONE attempt at ``tier``; no retries. Raises taxonomy errors."""
         self.check_tier(tier)
         try:
             return self._send(req, tier, timeout)
-        except ProviderError:
-            raise
+        except ProviderError as exc:
+            raise self._scrub(exc)
         except Exception as exc:
             err = self.classify(exc, tier)
             if err is None:
                 raise
-            raise err from exc
+            raise self._scrub(err) from exc
 
     async def asend(self, req: CallRequest, tier: str, timeout: float | None = None) -> AttemptOutcome:
         """Async twin of :meth:`send`."""
         self.check_tier(tier)
         try:
             return await self._asend(req, tier, timeout)
-        except ProviderError:
-            raise
+        except ProviderError as exc:
+            raise self._scrub(exc)
         except asyncio.TimeoutError as exc:  # raised by asyncio.wait_for in thread-backed adapters
             from ..policy.errors import Timeout
             raise Timeout("the call ran past its timeout", tier=tier, provider=self.provider,
@@ -266,7 +287,15 @@ class BaseAdapter:
             err = self.classify(exc, tier)
             if err is None:
                 raise
-            raise err from exc
+            raise self._scrub(err) from exc
+
+
+def redact_secrets(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every secret (of 8+ characters) replaced by ``[REDACTED]``."""
+    for s in secrets:
+        if s and len(s) >= 8 and s in text:
+            text = text.replace(s, "[REDACTED]")
+    return text
 
 
 def retry_after_of(headers: Any) -> float | None:
@@ -316,6 +345,11 @@ def get_adapter(entry: ModelEntry, *, base_url: str | None = None, api_key: str 
         if tr is None:
             tr = cls.make_transport(base_url=base_url, api_key=api_key, client=client, timeouts=tmo,
                                     max_connections=max_connections)
+            key = api_key or getattr(client, "api_key", None)
+            try:
+                tr.secrets = (key,) if isinstance(key, str) and key else ()
+            except AttributeError:  # a transport with __slots__: no scrubbing
+                pass
             # Hold the user's client so its id() cannot be reused while cached.
             _transports[ck] = tr
     return cls(entry, tr)

@@ -48,7 +48,26 @@ from .._types import AttemptOutcome, CallRequest
 from ..cost import Usage
 from ..policy.errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
                              TierNotSupported, Timeout, Transient)
-from .base import TIMEOUT_MARGIN, BaseAdapter, retry_after_of, served_tier, split_system, text_of_content
+from .base import (ITEM_HEADER, TIMEOUT_MARGIN, BaseAdapter, check_usage, item_header_value, malformed_response,
+                   retry_after_of, served_tier, split_system, text_of_content)
+
+# botocore takes no per-call headers: the item id rides a thread-local that a
+# ``before-sign`` handler (registered on every client the adapter uses) puts on the request.
+_ITEM = threading.local()
+
+
+def _add_item_header(request: Any, **_: Any) -> None:
+    v = getattr(_ITEM, "value", None)
+    if v:
+        request.headers[ITEM_HEADER] = v
+
+
+def _converse_with_item(client: Any, kw: dict[str, Any], item: str | None) -> Any:
+    _ITEM.value = item
+    try:
+        return client.converse(**kw)
+    finally:
+        _ITEM.value = None
 
 __all__ = ["BedrockAdapter", "WIRE_TIER", "usage_from_body", "classify_bedrock", "clone_without_retries",
            "TIER_HEADER"]
@@ -170,7 +189,12 @@ class BedrockTransport:
                 c = self._clients.get(tier)
                 if c is None:
                     t = self._timeouts.get(tier)
-                    c = self._clients[tier] = self._factory(None if t is None else t + TIMEOUT_MARGIN)
+                    c = self._factory(None if t is None else t + TIMEOUT_MARGIN)
+                    try:
+                        c.meta.events.register("before-sign.bedrock-runtime.Converse", _add_item_header)
+                    except Exception:  # noqa: BLE001 - a stub client without events: no item header
+                        pass
+                    self._clients[tier] = c
         return c
 
     def pool(self) -> ThreadPoolExecutor:
@@ -240,24 +264,32 @@ class BedrockAdapter(BaseAdapter):
             kw["serviceTier"] = dict(wire)
         return kw
 
-    def outcome(self, resp: dict[str, Any]) -> AttemptOutcome:
+    def outcome(self, resp: dict[str, Any], tier: str = "standard") -> AttemptOutcome:
         headers = (resp.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
         body = {k: v for k, v in resp.items() if k != "ResponseMetadata"}
+        msg = (body.get("output") or {}).get("message") if isinstance(body.get("output"), dict) else None
+        if not isinstance(msg, dict) or not isinstance(msg.get("content"), list):
+            raise malformed_response("no output.message.content", tier=tier, provider=self.provider)
+        check_usage(body.get("usage"), ("inputTokens", "outputTokens", "totalTokens", "cacheReadInputTokens",
+                                        "cacheWriteInputTokens"), tier=tier, provider=self.provider)
         return AttemptOutcome(body=body, text=text_from_body(body), served_tier=served_from(body, headers),
                               usage=usage_from_body(body.get("usage")), headers=dict(headers), raw=None)
 
     def _send(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
         kw = self.build(req, tier)
         client = self.transport.client(tier)
+        item = item_header_value(req.custom_id)
         if timeout is None:
-            return self.outcome(client.converse(**kw))
+            return self.outcome(_converse_with_item(client, kw, item), tier)
         # botocore fixes the read timeout per client; bound the whole call on the pool instead
-        return self.outcome(self.transport.pool().submit(lambda: client.converse(**kw)).result(timeout))
+        return self.outcome(self.transport.pool().submit(_converse_with_item, client, kw, item).result(timeout),
+                            tier)
 
     async def _asend(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
         kw = self.build(req, tier)
         client = self.transport.client(tier)
-        return self.outcome(await self.transport.run(lambda: client.converse(**kw), timeout))
+        item = item_header_value(req.custom_id)
+        return self.outcome(await self.transport.run(lambda: _converse_with_item(client, kw, item), timeout), tier)
 
     def classify(self, exc: BaseException, tier: str) -> ProviderError | None:
         return classify_bedrock(exc, tier)

@@ -32,7 +32,8 @@ from ..cost import Usage
 from ..policy.backoff import retry_delay_from_google_details
 from ..policy.errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
                              TierNotSupported, Timeout, Transient)
-from .base import BaseAdapter, Transport, retry_after_of, served_tier, split_system, text_of_content
+from .base import (BaseAdapter, Transport, check_usage, item_headers, malformed_response, retry_after_of,
+                   served_tier, split_system, text_of_content)
 
 try:  # google-genai may run on httpx or on its fork httpx2; classify both
     import httpx2 as _httpx2
@@ -191,17 +192,27 @@ class GeminiAdapter(BaseAdapter):
             tr.user_client = client  # type: ignore[attr-defined]
             return tr
 
+        # async: several clients with small pools (see Transport: an httpx pool scans all its
+        # idle connections per request, so one pool of 256 is CPU-bound on its own bookkeeping)
+        from .openai import SHARD_CONNECTIONS
+        shards = max(1, -(-max_connections // SHARD_CONNECTIONS))
+        per = -(-max_connections // shards)
+        alimits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
+        tls: list[Any] = []  # one TLS context for all the async clients (building one costs ~70 ms)
+
         def make(sync: bool) -> Any:
+            if not sync and not tls:
+                tls.append(httpx.create_ssl_context())
             opts = gtypes.HttpOptions(
                 base_url=base_url,
                 httpx_client=httpx.Client(limits=limits, timeout=None) if sync else None,
-                httpx_async_client=None if sync else httpx.AsyncClient(limits=limits, timeout=None))
+                httpx_async_client=None if sync else httpx.AsyncClient(limits=alimits, timeout=None, verify=tls[0]))
             kw: dict[str, Any] = {"http_options": opts}
             if api_key:
                 kw["api_key"] = api_key
             return genai.Client(**kw)
 
-        return Transport(lambda: make(True), lambda: make(False).aio)
+        return Transport(lambda: make(True), lambda: make(False).aio, shards=shards)
 
     # -- wire ---------------------------------------------------------------------------
     def build(self, req: CallRequest, tier: str, timeout: float | None) -> tuple[str, Any, dict[str, Any]]:
@@ -233,6 +244,9 @@ class GeminiAdapter(BaseAdapter):
         http: dict[str, Any] = {}
         if timeout is not None:
             http["timeout"] = max(1, int(timeout * 1000))
+        h = item_headers(req)
+        if h:
+            http["headers"] = h
         if http:
             cfg["http_options"] = http
         cfg["should_return_http_response"] = True
@@ -243,27 +257,52 @@ class GeminiAdapter(BaseAdapter):
                              provider=self.provider) from exc
         return model, contents, config
 
-    def outcome(self, resp: Any) -> AttemptOutcome:
+    def outcome(self, resp: Any, tier: str = "standard") -> AttemptOutcome:
         http = resp.sdk_http_response
         body_raw = http.body if http is not None else None
-        body = json.loads(body_raw) if body_raw else {}
+        if not body_raw:
+            raise malformed_response("empty body", tier=tier, provider=self.provider)
+        body = json.loads(body_raw)
         if not isinstance(body, dict):
             raise json.JSONDecodeError("not an object", str(body_raw)[:100], 0)
         headers = dict(http.headers or {}) if http is not None else {}
+        self._check(body, tier)
         usage = body.get("usageMetadata") or {}
         return AttemptOutcome(body=body, text=text_from_body(body),
                               served_tier=served_from(headers, usage.get("serviceTier")),
                               usage=usage_from_body(usage), headers=headers, raw=None)
 
+    def _check(self, body: dict[str, Any], tier: str) -> None:
+        """A 200 body must hold candidates and usage; an error object is classified like its status."""
+        p = self.provider
+        err = body.get("error")
+        if err:
+            e = err if isinstance(err, dict) else {"message": str(err)}
+            code = e.get("code") if isinstance(e.get("code"), int) else None
+            msg = str(e.get("message") or "error body with HTTP 200")
+            st = str(e.get("status") or "")
+            if code is None or code >= 500 or st in ("UNAVAILABLE", "INTERNAL", "RESOURCE_EXHAUSTED"):
+                raise Transient(msg, code=st or None, tier=tier, provider=p, possibly_billed=True)
+            raise BadRequest(msg, status=code, code=st or None, tier=tier, provider=p)
+        cands = body.get("candidates")
+        if not isinstance(cands, list) or not all(isinstance(c, dict) for c in cands):
+            fb = body.get("promptFeedback")
+            if isinstance(fb, dict) and fb.get("blockReason"):
+                raise BadRequest(f"prompt blocked: {str(fb.get('blockReason'))[:80]}", tier=tier, provider=p)
+            raise malformed_response("no candidates", tier=tier, provider=p)
+        check_usage(body.get("usageMetadata"), ("promptTokenCount", "candidatesTokenCount", "totalTokenCount",
+                                                 "thoughtsTokenCount", "cachedContentTokenCount",
+                                                 "toolUsePromptTokenCount"), tier=tier, provider=p)
+
     def _send(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
         model, contents, config = self.build(req, tier, timeout)
         return self.outcome(self.transport.sync().models.generate_content(model=model, contents=contents,
-                                                                           config=config))
+                                                                           config=config), tier)
 
     async def _asend(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
         model, contents, config = self.build(req, tier, timeout)
         return self.outcome(await self.transport.aio().models.generate_content(model=model, contents=contents,
-                                                                                config=config))
+                                                                                config=config), tier)
 
     def classify(self, exc: BaseException, tier: str) -> ProviderError | None:
         return classify_gemini(exc, tier)

@@ -30,6 +30,7 @@ __all__ = ["OpenAIAdapter", "WIRE_TIER", "usage_from_body", "text_from_body", "c
 
 WIRE_TIER = {"flex": "flex", "standard": "default", "priority": "priority"}
 PATHS = {"chat": "/chat/completions", "responses": "/responses"}
+SHARD_CONNECTIONS = 32   # connections per async client (httpx pool); more clients beyond that
 
 
 def _limits(n: int) -> httpx2.Limits:
@@ -162,14 +163,24 @@ class OpenAIAdapter(BaseAdapter):
             api_key = api_key or client.api_key
         kw: dict[str, Any] = {"api_key": api_key, "base_url": base_url, "max_retries": 0}
         lim = _limits(max_connections)
+        # async: pools of at most SHARD_CONNECTIONS connections (see Transport): one httpx pool of
+        # 256 spends more CPU scanning its idle connections than on the requests themselves
+        # (one TLS context for all of them: building one costs ~70 ms)
+        shards = 1 if async_c is not None else max(1, -(-max_connections // SHARD_CONNECTIONS))
+        alim = _limits(-(-max_connections // shards))
+        tls: list[Any] = []
 
         def make_sync() -> Any:
             return sync_c or _openai.OpenAI(**kw, http_client=_openai.DefaultHttpxClient(limits=lim))
 
         def make_async() -> Any:
-            return async_c or _openai.AsyncOpenAI(**kw, http_client=_openai.DefaultAsyncHttpxClient(limits=lim))
+            if async_c is not None:
+                return async_c
+            if not tls:
+                tls.append(httpx2.create_ssl_context())
+            return _openai.AsyncOpenAI(**kw, http_client=_openai.DefaultAsyncHttpxClient(limits=alim, verify=tls[0]))
 
-        tr = Transport(make_sync, make_async)
+        tr = Transport(make_sync, make_async, shards=shards)
         tr.user_client = client  # type: ignore[attr-defined]
         return tr
 
