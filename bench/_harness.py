@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import Iterator
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+CHILD_TIMEOUT = float(os.environ.get("FLEXTIER_BENCH_CHILD_TIMEOUT", 3 * 3600))
 
 
 def free_port() -> int:
@@ -78,13 +78,62 @@ def write_jobs(path: Path, n: int, *, prompt_words: int = 20, max_tokens: int = 
 
 
 def run_timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, int]:
-    """Wall time and peak RSS (KiB) of a child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, env={**os.environ, **(env or {})}, cwd=cwd, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - t0
-    if p.returncode != 0:
-        raise RuntimeError(f"{cmd[:4]} failed ({p.returncode}): {p.stderr[-2000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(after, before)
+    """Wall time and peak RSS (KiB) of one child process (its own ``ru_maxrss``, from wait4).
+
+    Process start-up (interpreter, imports) is inside the wall time, for every command alike.
+    """
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=cwd, stdout=subprocess.DEVNULL,
+                             stderr=err, text=True)
+        deadline = time.monotonic() + CHILD_TIMEOUT
+        while True:  # poll, so that a hung child is killed rather than hanging the benchmark
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                p.kill()
+                os.wait4(p.pid, 0)
+                raise RuntimeError(f"{cmd[:4]} did not finish in {CHILD_TIMEOUT:.0f} s")
+            time.sleep(0.02)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"{cmd[:4]} failed ({p.returncode}): {err.read()[-2000:]}")
+    return wall, ru.ru_maxrss
+
+
+def load_avg() -> float | None:
+    """The 1-minute load average (None where the OS has none)."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def store_concurrency(store: Path, conc: int) -> dict:
+    """flextier's achieved flex concurrency, from its store's attempt rows (start = ts - latency).
+
+    ``peak_inflight``: most attempts in flight at once; ``mean_inflight``: attempt-seconds / span
+    (Little's law); ``ramp_s``: seconds from the first send until 90 % of ``conc`` were in flight.
+    """
+    import sqlite3
+
+    db = sqlite3.connect(str(store))
+    try:
+        rows = db.execute("SELECT ts - latency, ts FROM attempts WHERE tier = 'flex' AND latency IS NOT NULL").fetchall()
+    finally:
+        db.close()
+    if not rows:
+        return {}
+    ev = sorted([(a, 1) for a, _ in rows] + [(b, -1) for _, b in rows])
+    cur = peak = 0
+    ramp = None
+    for t, d in ev:
+        cur += d
+        peak = max(peak, cur)
+        if ramp is None and cur >= 0.9 * conc:
+            ramp = t - ev[0][0]
+    span = ev[-1][0] - ev[0][0]
+    return {"peak_inflight": peak, "mean_inflight": round(sum(b - a for a, b in rows) / span, 1) if span > 0 else None,
+            "ramp_s": None if ramp is None else round(ramp, 2)}

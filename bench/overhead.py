@@ -3,8 +3,12 @@
 Same emulator (calm profile, zero added latency), same concurrency, same requests:
 (a) ``raw_baseline.py`` — a plain semaphore + gather loop writing JSONL;
 (b) ``flextier run`` with its durable SQLite store.
-Each pair runs side by side in one invocation (a, b, a, b, ... alternating, best of
-``--repeat``), and the figure reported is the wall-time ratio b/a. Target: <= 1.15.
+Each pair runs side by side in one invocation (a b, b a, a b, ...: the order alternates;
+best of ``--repeat``), and the figure reported is the wall-time ratio b/a. Target: <= 1.15.
+Both sides are child processes timed from spawn to exit (interpreter start-up and imports
+included), at the same ``--concurrency``; each reports the concurrency it really achieved
+(peak and mean requests in flight: the raw loop counts its own, flextier's comes from its
+store's attempt rows, with the time its AIMD window took to reach 90 %).
 
     python bench/overhead.py [--requests 20000] [--concurrency 256] [--providers openai,gemini,bedrock] [--json]
 """
@@ -12,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from _harness import ROOT, emulator_process, run_timed, write_jobs
+from _harness import ROOT, emulator_process, load_avg, run_timed, store_concurrency, write_jobs
 
 MODELS = {
     "openai": ("gpt-5.4-mini", "openai/gpt-5.4-mini"),
@@ -31,21 +36,38 @@ KEYS = {"OPENAI_API_KEY": "bench", "GEMINI_API_KEY": "bench", "GOOGLE_API_KEY": 
 def measure(provider: str, n: int, conc: int, repeat: int, tmp: Path) -> dict:
     wire_model, model = MODELS[provider]
     jobs = write_jobs(tmp / f"{provider}.jsonl", n)
-    raw_times, ft_times = [], []
+    raw_times, ft_times, raw_conc, ft_conc, loads = [], [], [], [], []
     with emulator_process("calm", "latency_scale=0") as url:
         for r in range(repeat):
-            wall_a, _ = run_timed([sys.executable, str(ROOT / "bench" / "raw_baseline.py"), provider, url, str(jobs),
-                                   str(tmp / "raw.jsonl"), wire_model, str(conc)], env=KEYS)
-            store = tmp / f"{provider}-{r}.db"
-            wall_b, _ = run_timed([sys.executable, "-m", "flextier", "run", str(jobs), "--model", model,
-                                   "--base-url", url + ("/v1" if provider == "openai" else ""), "--tier", "flex", "--concurrency", str(conc),
-                                   "--out", str(tmp / "ft.jsonl"), "--store", str(store), "--quiet"], env=KEYS)
-            raw_times.append(wall_a)
-            ft_times.append(wall_b)
+            loads.append(load_avg())
+            # alternate which side goes first, so neither always runs on a warmer/cooler machine
+            order = ("raw", "ft") if r % 2 == 0 else ("ft", "raw")
+            for side in order:
+                if side == "raw":
+                    out = tmp / "raw.jsonl"
+                    wall, _ = run_timed([sys.executable, str(ROOT / "bench" / "raw_baseline.py"), provider, url,
+                                         str(jobs), str(out), wire_model, str(conc)], env=KEYS)
+                    raw_times.append(wall)
+                    raw_conc.append(json.loads(Path(str(out) + ".stats.json").read_text()))
+                else:
+                    store = tmp / f"{provider}-{r}.db"
+                    wall, _ = run_timed([sys.executable, "-m", "flextier", "run", str(jobs), "--model", model,
+                                         "--base-url", url + ("/v1" if provider == "openai" else ""), "--tier", "flex",
+                                         "--concurrency", str(conc), "--out", str(tmp / "ft.jsonl"), "--store",
+                                         str(store), "--quiet"], env=KEYS)
+                    ft_times.append(wall)
+                    ft_conc.append(store_concurrency(store, conc))
+                    for f in tmp.glob(f"{provider}-{r}.db*"):
+                        f.unlink()
     a, b = min(raw_times), min(ft_times)
+    ia, ib = raw_times.index(a), ft_times.index(b)
     return {"provider": provider, "requests": n, "concurrency": conc, "raw_s": round(a, 3),
             "flextier_s": round(b, 3), "ratio": round(b / a, 3), "raw_rps": round(n / a, 1),
-            "flextier_rps": round(n / b, 1), "target": 1.15}
+            "flextier_rps": round(n / b, 1), "target": 1.15,
+            "raw_all_s": [round(x, 2) for x in raw_times], "flextier_all_s": [round(x, 2) for x in ft_times],
+            "ratio_median": round(statistics.median(ft_times) / statistics.median(raw_times), 3),
+            "raw_inflight": raw_conc[ia], "flextier_inflight": ft_conc[ib],
+            "load_avg_1m": loads}
 
 
 def main() -> None:
@@ -63,7 +85,8 @@ def main() -> None:
             if not args.json:
                 r = results[-1]
                 print(f"{p:8s} raw {r['raw_s']:7.2f}s ({r['raw_rps']:7.0f} req/s)  flextier {r['flextier_s']:7.2f}s "
-                      f"({r['flextier_rps']:7.0f} req/s)  ratio {r['ratio']:.3f} (target <= 1.15)", flush=True)
+                      f"({r['flextier_rps']:7.0f} req/s)  ratio {r['ratio']:.3f} (target <= 1.15); in flight raw "
+                      f"{r['raw_inflight']} flextier {r['flextier_inflight']}; load {r['load_avg_1m']}", flush=True)
     if args.json:
         print(json.dumps({"overhead": results}, indent=2))
 

@@ -352,8 +352,10 @@ class Runner:
         self.rng = random.Random(opts.seed)
         self.opts.backoff.rng = self.rng
         now = self.clock.now()
+        # slow start: on a calm provider the flex window reaches --concurrency within about
+        # --concurrency successes; the first shed switches to plain AIMD (see AimdConfig)
         self.aimd = AimdController(AimdConfig(max_concurrency=max(1, opts.concurrency),
-                                              cooldown=max(1.0, 2 * opts.changeover_delay / 60)))
+                                              cooldown=max(1.0, 2 * opts.changeover_delay / 60), slow_start=True))
         self.limiter = RateLimiter(opts.rpm, opts.tpm, now=now)
         self.budget = Budget(max_cost=opts.max_cost)
         self.stats = Stats()

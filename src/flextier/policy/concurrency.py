@@ -47,6 +47,10 @@ class AimdConfig:
     RTT), ``decrease`` the multiplicative factor on a shed. ``cooldown`` (seconds) allows at
     most one cut per congestion event: when capacity goes, every request in flight is shed
     within moments, and cutting once per shed would collapse the window to 1 for one event.
+    ``slow_start`` (TCP's slow start): until the first shed, every success adds a whole
+    ``increase`` (the window doubles per window's worth of successes), so on a calm provider
+    the window reaches ``max_concurrency`` after about that many successes instead of
+    ~max²/2 (32,000 at 256); the first capacity error ends it for good.
     """
 
     max_concurrency: int
@@ -54,6 +58,7 @@ class AimdConfig:
     increase: float = 1.0
     decrease: float = 0.5
     cooldown: float = 5.0
+    slow_start: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_concurrency, int) or self.max_concurrency < 1:
@@ -84,6 +89,7 @@ class AimdController:
         self._window = float(min(start, config.max_concurrency))
         self._last_cut: float | None = None
         self.cuts = 0
+        self.slow_start = config.slow_start
 
     @property
     def limit(self) -> int:
@@ -98,14 +104,15 @@ class AimdController:
     def on_success(self, now: float) -> None:
         """A flex request was served: probe for more capacity, up to the ceiling."""
         del now  # growth is per success, not per second; kept for a uniform call shape
-        self._window = min(float(self.config.max_concurrency),
-                           self._window + self.config.increase / max(self._window, 1.0))
+        step = self.config.increase if self.slow_start else self.config.increase / max(self._window, 1.0)
+        self._window = min(float(self.config.max_concurrency), self._window + step)
 
     def on_capacity_error(self, now: float) -> bool:
         """A flex request was shed. Cut the window unless a cut happened within ``cooldown``.
 
         Returns True when this call cut the window.
         """
+        self.slow_start = False
         if self._last_cut is not None and now - self._last_cut < self.config.cooldown:
             return False
         self._window = max(1.0, self._window * self.config.decrease)
