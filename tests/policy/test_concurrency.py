@@ -170,3 +170,15 @@ def test_malformed_headers_are_ignored():
                              "x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-requests": "soon"}, 0.0)
     assert lim.requests is not None and lim.requests.capacity == 60 and lim.tokens is None
     assert lim.try_acquire(1, 0.0) == 0.0
+
+
+def test_slow_start_reaches_the_ceiling_in_about_ceiling_successes_and_ends_at_the_first_shed():
+    c = AimdController(AimdConfig(max_concurrency=256, slow_start=True, cooldown=0.0))
+    assert c.limit == 4
+    for _ in range(252):                    # +1 per success: 4 -> 256
+        c.on_success(0.0)
+    assert c.limit == 256
+    assert c.on_capacity_error(1.0) and c.limit == 128 and not c.slow_start
+    for _ in range(130):                    # back to plain AIMD: about +1 per window
+        c.on_success(2.0)
+    assert c.limit == 129
