@@ -58,7 +58,6 @@ import contextlib
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -72,6 +71,7 @@ from typing import Any, Iterator
 
 import httpx
 
+from _harness import free_port, ledger
 from flextier.catalog import default_catalog
 from flextier.cost import Usage, price_usage
 from flextier.emulator.capacity import StandardLoad
@@ -134,12 +134,6 @@ GRACE = 0.1   # a run is stopped this share of its window after a missed deadlin
 
 # -- the emulator child --------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 _lag_wall = [0.5]   # wall seconds from the child's clock start to the job start (learned)
 
 
@@ -155,7 +149,7 @@ def emulator(sc: Scenario) -> Iterator[tuple[str, float, ScaledClock]]:
     want = parse_start(sc.start)
     start = want - math.ceil(_lag_wall[0] * scale / 60.0) * 60.0
     iso = datetime.fromtimestamp(start, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "flextier", "emulate", "--host", "127.0.0.1", "--port", str(port),
            "--profile", sc.profile, "--seed", str(sc.seed), "--time-scale", repr(scale), "--start", iso]
     for k, v in KNOBS.items():
@@ -185,13 +179,6 @@ def emulator(sc: Scenario) -> Iterator[tuple[str, float, ScaledClock]]:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-def fetch_ledger(url: str) -> list[dict]:
-    r = httpx.get(f"{url}/_emulator/ledger", timeout=120)
-    r.raise_for_status()
-    data = r.json()
-    return data["rows"] if isinstance(data, dict) and "rows" in data else data
 
 
 # -- one run -------------------------------------------------------------------------------------
@@ -245,7 +232,7 @@ def run_one(sc: Scenario, policy: str) -> Run:
         run.wall_s = time.perf_counter() - t0
         if run.job_start:
             _lag_wall[0] = 0.5 * _lag_wall[0] + 0.5 * max(0.05, (run.job_start - origin) / sc.time_scale)
-        run.ledger = fetch_ledger(url)
+        run.ledger = ledger(url)
         run.origin = origin
     billed = [r for r in run.ledger if r.get("cost") not in (None, "0") and r.get("served_tier")]
     run.rows = len(billed)
