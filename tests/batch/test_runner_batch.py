@@ -124,11 +124,6 @@ def test_claude_job_chooses_batch_only_with_room(emulator, tmp_path, deadline, s
             cm.__exit__(None, None, None)
 
 
-# Known hang: passes alone (7 s) but the runner does not return after the rescue when this runs after
-# the other tests in this file (shared per-process state; cause not found yet). Skipped until fixed:
-# see the session closing note. Run it with FLEXTIER_RUN_KNOWN_HANG=1.
-@pytest.mark.skipif(os.environ.get("FLEXTIER_RUN_KNOWN_HANG") != "1",
-                    reason="known runner hang after straggler rescue when run after other batch tests (open bug)")
 def test_stalled_batch_is_rescued_to_flex_then_standard_and_counted_once(emulator, tmp_path):
     # The batch serves half its lines, then stalls (until its 24 h window). The planner assumes a
     # 2 h window here, so with a 4 h deadline waiting stops being safe once the batch outlives it:

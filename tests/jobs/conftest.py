@@ -93,7 +93,12 @@ def billed():
 
 @pytest.fixture
 def run_emulated(tmp_path: Path):
-    """Run a store's job against an emulator on the emulator's clock; returns (stats, runner)."""
+    """Run a store's job against an emulator on the emulator's clock; returns (stats, runner).
+
+    The planner's ``margin`` defaults to half a wall second of emulated time (at least the
+    runner's 60 s): at time scale 2000 one scheduler hiccup of a loaded CI box is many
+    emulated minutes, which no real deployment would see. Tests may still pass ``margin``.
+    """
     from flextier.providers import get_adapter
 
     def _run(emu, store: JobStore, *, deadline_s: float | None = None, out: str | None = "out.jsonl",
@@ -102,7 +107,8 @@ def run_emulated(tmp_path: Path):
         adapter = get_adapter(entry, base_url=emu.base_urls()[entry.provider], api_key="test")
         now = emu.clock.now()
         ro = RunOptions(model=entry, deadline=None if deadline_s is None else now + deadline_s,
-                        **{"concurrency": 32, "params": {"max_tokens": 300}, **opts})
+                        **{"concurrency": 32, "params": {"max_tokens": 300},
+                           "margin": max(60.0, 0.5 * emu.clock.time_scale), **opts})
         sink = OutputSink(tmp_path / out) if out else None
         runner = Runner(store, adapter, ro, clock=emu.clock, output=sink)
         runner.prepare()

@@ -151,7 +151,6 @@ def test_batch_lines_and_bad_requests(emulator, make_store, run_emulated, tmp_pa
 
 @pytest.mark.parametrize("model", ["gemini/gemini-2.5-flash", "bedrock/qwen.qwen3-32b-v1:0",
                                    "anthropic/claude-haiku-4-5"])
-@pytest.mark.flaky(reruns=2)  # known rare hang under heavy load (bedrock path); see the session note
 def test_other_providers_take_openai_batch_lines(emulator, make_store, run_emulated, billed, model, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")

@@ -379,6 +379,9 @@ class Runner:
         self.std_active: dict[int, Work] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.task_of: dict[tuple[int, str], asyncio.Task[Any]] = {}
+        # attempts whose coroutine has begun: a task cancelled before its first step never
+        # runs its body (so never its cleanup), and was never sent either
+        self._entered: set[asyncio.Task[Any]] = set()
         self.in_memory_final = 0       # items final in memory (committed or not): the planner's "done"
         self.input_open = input_open   # more items may still be imported (async iterables)
         self.store_drained = False
@@ -666,7 +669,25 @@ class Runner:
         t = asyncio.get_running_loop().create_task(self._attempt(w, tier, now))
         self.tasks.add(t)
         self.task_of[key] = t
-        t.add_done_callback(self.tasks.discard)
+        t.add_done_callback(lambda task: self._reap(task, w, tier))
+
+    def _reap(self, task: asyncio.Task[Any], w: Work, tier: str) -> None:
+        """Done callback of an attempt. A task cancelled before its first step (a hedge loser
+        cancelled in the same loop turn it was started in) never ran ``_attempt``, so its
+        bookkeeping is undone here; otherwise the item would stay "active" and the job would
+        never end."""
+        self.tasks.discard(task)
+        if task in self._entered:
+            self._entered.discard(task)
+            return
+        if self.task_of.get((w.seq, tier)) is task:
+            self.task_of.pop((w.seq, tier), None)
+        self.budget.release((w.seq, tier))
+        w.active -= 1
+        active = self.flex_active if tier == "flex" else self.std_active
+        if active.get(w.seq) is w:
+            active.pop(w.seq, None)
+        self._wake.set()
 
     def _dispatch(self, now: float) -> float:
         """Start whatever may start now; return clock seconds until something could change."""
@@ -764,6 +785,9 @@ class Runner:
         err: BaseException | None = None
         outcome: AttemptOutcome | None = None
         assert w.req is not None
+        this = asyncio.current_task()
+        if this is not None:
+            self._entered.add(this)
         try:
             # At a high emulator time scale a 900 s flex timeout is a fraction of a real
             # second; a real connection needs real time, so the wall timeout has a floor.
@@ -864,7 +888,8 @@ class Runner:
         other = "standard" if tier == "flex" else "flex"
         t = self.task_of.pop((w.seq, other), None)
         if t is not None and not t.done():
-            w.possibly_billed += 1
+            if t in self._entered:  # a copy that never started was never sent
+                w.possibly_billed += 1
             t.cancel()
 
     def _final_elsewhere(self, w: Work) -> bool:
@@ -982,7 +1007,20 @@ class Runner:
         s.deadline = self.opts.deadline
         return s
 
+    def _drop_settled_queue(self) -> None:
+        """Forget queued items another copy already finished (a rescued item whose batch line
+        arrived first). The lanes skip them when they dispatch, but a planner in "done" mode
+        dispatches nothing, so without this they would keep the job open forever."""
+        if self.in_memory_final < self.stats.total or not (self.ready or self.delayed):
+            return
+        self.ready = deque(w for w in self.ready if not (w.final or self._final_elsewhere(w)))
+        kept = [e for e in self.delayed if not (e[2].final or self._final_elsewhere(e[2]))]
+        if len(kept) != len(self.delayed):
+            heapq.heapify(kept)
+            self.delayed = kept
+
     def all_final(self) -> bool:
+        self._drop_settled_queue()
         return (self.store_drained and not self.ready and not self.delayed and not self.flex_active
                 and not self.std_active and self.in_memory_final >= self.stats.total
                 and not (self.batch is not None and self.batch.active))  # cancelled batches: account for them
