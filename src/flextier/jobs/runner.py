@@ -151,6 +151,7 @@ class Work:
     not_before: float = 0.0
     active: int = 0           # attempts in flight (2 while hedged)
     final: bool = False
+    won_elsewhere: bool = False   # its batch copy (after a straggler rescue) was recorded first
     flex_started: float | None = None
 
 
@@ -841,7 +842,7 @@ class Runner:
         self.limiter.update_from_headers(oc.headers or {}, now)
         self.limiter.settle_tokens(w.est_tokens, oc.usage.input_tokens + oc.usage.output_tokens, now)
         self.store.add_attempt(w.seq, tier, "ok", latency, 200, None, False, now)
-        if not w.final and self._final_elsewhere(w):
+        if w.won_elsewhere or (not w.final and self._final_elsewhere(w)):
             # First result wins: the batch copy of this rescued item finished first. This answer
             # was billed, so it goes in the ledger as a duplicate; the item is not touched again.
             self.store.add_ledger(now, w.seq, served, c, sc, oc.usage.input_tokens, oc.usage.output_tokens,
@@ -897,7 +898,7 @@ class Runner:
         if self.batch is None or not self.batch.seen or w.final:
             return False
         if self.batch.final_elsewhere(w.seq):
-            w.final = True
+            w.final = w.won_elsewhere = True
             return True
         return False
 
