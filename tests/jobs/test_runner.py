@@ -224,3 +224,36 @@ def test_rpm_limit_paces_without_counting_as_flex_failures(emulator, make_store,
     assert s.done == 20
     assert s.now - t0 >= (20 - 6) / 0.1 * 0.9  # a bucket of 6, refilled at 6 per minute
     assert r.aimd.cuts == 0 and not s.errors
+
+
+def test_hedge_copy_cancelled_before_its_first_step_is_reaped(make_store):
+    """A copy cancelled in the same loop turn it was started never runs its body: the runner must
+    still forget it (else the item stays "active" and the job never ends) and must not count it
+    as possibly billed (it was never sent)."""
+    import asyncio
+
+    from flextier.catalog import default_catalog
+    from flextier.emulator import ScaledClock
+    from flextier.jobs.runner import Runner, RunOptions
+
+    entry = default_catalog().resolve("openai/gpt-5.4-mini")
+    clock = ScaledClock(1000, "2026-11-24T14:00")
+    st = make_store(1)
+    runner = Runner(st, _HangingFlex(entry), RunOptions(model=entry), clock=clock, output=None)
+    runner.prepare()
+
+    async def scenario():
+        runner._refill()
+        w = runner.ready.popleft()
+        runner._prepare(w)
+        runner._start(w, "standard", clock.now())
+        assert w.active == 1 and w.seq in runner.std_active
+        runner._cancel_other_copy(w, "flex", clock.now())  # as if the flex copy just won
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return w
+
+    w = asyncio.run(scenario())
+    assert w.active == 0 and not runner.std_active and not runner.tasks and not runner.task_of
+    assert w.possibly_billed == 0
+    assert runner.budget.reserved == 0
