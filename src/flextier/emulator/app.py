@@ -15,7 +15,7 @@ import inspect
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Receive, Scope, Send
@@ -167,6 +167,8 @@ class EmulatorApp(Starlette):
                 scope["path_params"] = dict(params) if params else {}
                 try:
                     response = await route.endpoint(Request(scope, receive, send))
+                except ClientDisconnect:
+                    return  # the client went away mid-body (a killed run): nobody to answer, not a bug
                 except HTTPException as exc:
                     if exc.status_code in (204, 304):
                         response = Response(status_code=exc.status_code, headers=exc.headers)
@@ -174,4 +176,7 @@ class EmulatorApp(Starlette):
                         response = PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
                 await response(scope, receive, send)
                 return
-        await super().__call__(scope, receive, send)
+        try:
+            await super().__call__(scope, receive, send)
+        except ClientDisconnect:
+            return
