@@ -56,6 +56,9 @@ class AnthropicAPI(WireAPI):
     def bad_request(self, message: str) -> Response:
         return _err(400, "invalid_request_error", message)
 
+    def auth_error(self) -> Response:
+        return _err(401, "authentication_error", "invalid x-api-key")
+
     def error_response(self, err: EmuError, req: GenRequest) -> Response:
         if err.kind in ("overloaded", "shed", "timeout", "preempted"):
             return _err(529, "overloaded_error", "Overloaded")

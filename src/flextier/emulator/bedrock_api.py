@@ -41,6 +41,9 @@ class BedrockAPI(WireAPI):
     def bad_request(self, message: str) -> Response:
         return _err(400, "ValidationException", message)
 
+    def auth_error(self) -> Response:
+        return _err(403, "UnrecognizedClientException", "The security token included in the request is invalid.")
+
     def error_response(self, err: EmuError, req: GenRequest) -> Response:
         k = self.engine.knobs
         if err.kind in ("shed", "timeout", "preempted"):

@@ -54,6 +54,12 @@ class GeminiAPI(WireAPI):
     def bad_request(self, message: str) -> Response:
         return _err(400, message)
 
+    def auth_error(self) -> Response:
+        # Gemini answers a bad key with 400 INVALID_ARGUMENT and reason API_KEY_INVALID
+        return _err(400, "API key not valid. Please pass a valid API key.",
+                    [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+                      "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}}])
+
     def error_response(self, err: EmuError, req: GenRequest) -> Response:
         k = self.engine.knobs
         if err.kind == "shed":

@@ -57,6 +57,10 @@ class OpenAIAPI(WireAPI):
     def bad_request(self, message: str) -> Response:
         return _err(400, message, "invalid_request_error", None)
 
+    def auth_error(self) -> Response:
+        return _err(401, "Incorrect API key provided: inval*****. You can find your API key at "
+                         "https://platform.openai.com/account/api-keys.", "invalid_request_error", "invalid_api_key")
+
     def error_response(self, err: EmuError, req: GenRequest) -> Response:
         k = self.engine.knobs
         if err.kind in ("shed", "timeout"):

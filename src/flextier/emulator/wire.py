@@ -20,7 +20,23 @@ from ..catalog import ModelEntry
 from .engine import EmuError, Engine, GenRequest, Session
 from .http import BadJSON, DisconnectWatch, EmuStream, ResetResponse, client_item, dumps, json_response, read_json
 
-__all__ = ["WireAPI", "WireError", "Call"]
+__all__ = ["WireAPI", "WireError", "Call", "REFUSED_KEY_PREFIX", "presented_key"]
+
+#: The emulator accepts any key, except one that starts with this: it answers with the
+#: provider's own "bad credentials" error, so a pipeline can rehearse a revoked key.
+REFUSED_KEY_PREFIX = "invalid"
+
+
+def presented_key(request: Request) -> str | None:
+    """The API key a request carries, in any of the four dialects (for AWS SigV4, the access key id)."""
+    h = request.headers
+    auth = h.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    if auth.startswith("AWS4-HMAC-SHA256"):
+        at = auth.find("Credential=")
+        return auth[at + 11:].split("/", 1)[0] if at >= 0 else None
+    return h.get("x-api-key") or h.get("x-goog-api-key") or request.query_params.get("key")
 
 
 class WireError(Exception):
@@ -67,6 +83,10 @@ class WireAPI:
     def bad_request(self, message: str) -> Response:  # pragma: no cover
         raise NotImplementedError
 
+    def auth_error(self) -> Response:  # pragma: no cover
+        """The provider's answer to a refused key (see :data:`REFUSED_KEY_PREFIX`)."""
+        raise NotImplementedError
+
     # shared flow -------------------------------------------------------------------------------
     async def run(self, request: Request, build: Callable[[dict[str, Any], Request], Call]) -> Any:
         try:
@@ -78,6 +98,13 @@ class WireAPI:
     async def _run(self, request: Request, build: Callable[[dict[str, Any], Request], Call]) -> Any:
         engine = self.engine
         item = client_item(request)
+        key = presented_key(request)
+        if key is not None and key.startswith(REFUSED_KEY_PREFIX):
+            resp = self.auth_error()
+            engine.ledger.add(ts=engine.clock.now(), provider=self.provider, model=None, model_wire="",
+                              requested_tier=None, served_tier=None, outcome="error",
+                              status=resp.status_code, usage=None, request_id="", item=item, billed=False)
+            return resp
         try:
             call = build(await read_json(request), request)
         except BadJSON as exc:

@@ -53,7 +53,7 @@ from ..policy.backoff import Backoff
 from ..policy.budget import Budget, estimate_cost, prompt_tokens_upper_bound
 from ..policy.concurrency import AimdConfig, AimdController, RateLimiter
 from ..policy.errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
-                             TierNotSupported, Timeout, UserInputError)
+                             TierNotSupported, Timeout, Unauthorized, UserInputError)
 from ..policy.planner import (DEFAULT_D, SAFETY, Decision, InFlight, Observation, Planner, PlannerConfig,
                               standard_capacity)
 from .input import request_to_call
@@ -171,6 +171,7 @@ class Stats:
     flex_inflight: int = 0
     std_inflight: int = 0
     flex_limit: int = 0
+    in_batch: int = 0                 # items inside provider batches (submitted or about to be)
     mode: str = ""
     reason: str = ""
     started: float = 0.0
@@ -943,6 +944,14 @@ class Runner:
             self.planner = None  # rebuilt without flex at the next tick
             self.ready.appendleft(w)
             return
+        if isinstance(err, Unauthorized):
+            # A refused or missing key fails every item alike: stop at once, resumably, rather
+            # than fail the whole job one item at a time.
+            self.ready.appendleft(w)
+            if self._stop is None:
+                self._stop = JobPaused(f"the provider refused the credentials ({err}); the job is saved, "
+                                       f"set a valid key and resume", kind="auth")
+            return
         if isinstance(err, QuotaExhausted):
             # One refusal can be a blip; a run of them with no success in between is a real
             # quota stop, and retrying would only burn time: pause the job, resumably.
@@ -1005,6 +1014,7 @@ class Runner:
         s.flex_inflight = len(self.flex_active)
         s.std_inflight = len(self.std_active)
         s.flex_limit = self.aimd.limit if self.flex_ok else 0
+        s.in_batch = self.batch.in_batch() if self.batch is not None else 0
         s.deadline = self.opts.deadline
         return s
 

@@ -20,6 +20,7 @@ the runner and user code branch on meaning, not on wire details::
         ├── Timeout                   the call ran past its timeout -> may have been billed; resent once
         ├── Overloaded                Anthropic 529 overloaded_error -> retried with backoff
         └── BadRequest                other 4xx -> never retried
+            └── Unauthorized          401/403, a refused or missing key -> the job pauses at once
 
 ``ProviderError`` carries ``status``, ``code`` (the provider's own error code),
 ``retry_after`` (seconds, when the provider said), ``tier`` (the tier requested) and
@@ -145,7 +146,14 @@ class BadRequest(ProviderError):
     retryable = False
 
 
+class Unauthorized(BadRequest):
+    """The provider refused the credentials (401/403, Bedrock ``UnrecognizedClientException``,
+    ``AccessDeniedException``, or no AWS credentials at all). A bad key fails every request
+    alike, so a job stops at the first one instead of failing a million items."""
+
+
 __all__ = [
+    "Unauthorized",
     "FlextierError", "UserInputError", "UnknownModel", "ProviderError",
     "FlexCapacityUnavailable", "RateLimited", "QuotaExhausted", "TierNotSupported",
     "Transient", "Timeout", "Overloaded", "BadRequest",

@@ -40,7 +40,7 @@ from .._types import AttemptOutcome, CallRequest
 from ..catalog import ModelEntry
 from ..policy.backoff import retry_after_from_headers
 from ..policy.errors import (BadRequest, FlexCapacityUnavailable, Overloaded, ProviderError, QuotaExhausted,
-                             RateLimited, TierNotSupported, Transient)
+                             RateLimited, TierNotSupported, Transient, Unauthorized)
 from ..tiers import normalize_tier
 
 __all__ = ["Adapter", "BaseAdapter", "Transport", "get_adapter", "served_tier", "classify_http",
@@ -100,6 +100,8 @@ def classify_http(*, status: int | None, code: str | None, err_type: str | None,
         return Transient(message, **kw) if not err_type else BadRequest(message, **kw)
     if tier == "flex" and status == 400 and ("service_tier" in low or "service tier" in low or "flex" in low):
         return TierNotSupported(message, **kw)
+    if status in (401, 403):
+        return Unauthorized(message, **kw)
     return BadRequest(message, **kw)
 
 

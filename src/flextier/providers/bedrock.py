@@ -42,12 +42,12 @@ import urllib3
 import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (ClientError, ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError,
-                                 HTTPClientError, ReadTimeoutError)
+                                 HTTPClientError, NoCredentialsError, PartialCredentialsError, ReadTimeoutError)
 
 from .._types import AttemptOutcome, CallRequest
 from ..cost import Usage
 from ..policy.errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
-                             TierNotSupported, Timeout, Transient)
+                             TierNotSupported, Timeout, Transient, Unauthorized)
 from .base import (ITEM_HEADER, TIMEOUT_MARGIN, BaseAdapter, check_usage, item_header_value, malformed_response,
                    retry_after_of, served_tier, split_system, text_of_content)
 
@@ -99,6 +99,10 @@ def text_from_body(body: Mapping[str, Any]) -> str:
     return "".join(b.get("text", "") for b in content if isinstance(b, dict))
 
 
+_AUTH_CODES = frozenset({"UnrecognizedClientException", "AccessDeniedException", "ExpiredTokenException",
+                         "InvalidSignatureException", "IncompleteSignatureException"})
+
+
 def classify_bedrock(exc: BaseException, tier: str) -> ProviderError | None:
     p = "bedrock"
     if isinstance(exc, ClientError):
@@ -127,7 +131,11 @@ def classify_bedrock(exc: BaseException, tier: str) -> ProviderError | None:
             return Transient(msg, **kw)
         if status == 429:
             return RateLimited(msg, **kw)
+        if status in (401, 403) or code in _AUTH_CODES:
+            return Unauthorized(msg, **kw)
         return BadRequest(msg, **kw)
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return Unauthorized(f"no usable AWS credentials: {exc}", tier=tier, provider=p)
     if isinstance(exc, ReadTimeoutError):
         return Timeout("the call ran past its timeout", tier=tier, provider=p, possibly_billed=True)
     if isinstance(exc, (ConnectTimeoutError, EndpointConnectionError)):

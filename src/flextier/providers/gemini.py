@@ -31,7 +31,7 @@ from .._types import AttemptOutcome, CallRequest
 from ..cost import Usage
 from ..policy.backoff import retry_delay_from_google_details
 from ..policy.errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
-                             TierNotSupported, Timeout, Transient)
+                             TierNotSupported, Timeout, Transient, Unauthorized)
 from .base import (BaseAdapter, Transport, check_usage, item_headers, malformed_response, retry_after_of,
                    served_tier, split_system, text_of_content)
 
@@ -135,6 +135,9 @@ def classify_gemini(exc: BaseException, tier: str) -> ProviderError | None:
         if tier == "flex" and code == 400 and ("service_tier" in low or "servicetier" in low or "flex" in low
                                                or "service tier" in low):
             return TierNotSupported(msg, **kw)
+        if (code in (401, 403) or status in ("UNAUTHENTICATED", "PERMISSION_DENIED")
+                or "API_KEY_INVALID" in str(exc.details)):
+            return Unauthorized(msg, **kw)
         return BadRequest(msg, **kw)
     if isinstance(exc, _TIMEOUTS):
         if isinstance(exc, _CONNECT_TIMEOUTS):
