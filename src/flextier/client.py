@@ -503,7 +503,40 @@ def _check_complete(obs: _Observer) -> None:
                         provider=None, possibly_billed=True)
 
 
-class FlexStream:
+class _StreamBase:
+    """What the sync and async streams share: per-event checks, error translation, the result."""
+
+    def __init__(self, inner: Any, buffered: list[Any], obs: _Observer,
+                 classify: Callable[[BaseException, str], ProviderError | None]) -> None:
+        self._inner, self._buf, self._obs, self._classify = inner, buffered, obs, classify
+        self._result: CallResult | None = None
+
+    def _check(self, ev: Any) -> Any:
+        """Account for one event; an in-stream error event is raised as its taxonomy class."""
+        self._obs.observe(ev)
+        err = self._obs.error(ev)
+        if err is not None:
+            raise err
+        return ev
+
+    def _translate(self, exc: Exception) -> None:
+        """Re-raise an SDK or transport exception as a :mod:`flextier.errors` class when it is one."""
+        if isinstance(exc, ProviderError):
+            raise exc
+        err = self._classify(exc, self._obs.tier)
+        if err is None:
+            raise exc
+        raise err from exc
+
+    def _finish(self) -> None:
+        if self._result is not None:
+            _finalize_stream(self._result, self._obs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class FlexStream(_StreamBase):
     """A sync stream from a wrapped client: yields the SDK's own events; attributes pass through.
 
     Events read ahead (up to the first token) are replayed first. Errors after that are
@@ -512,30 +545,20 @@ class FlexStream:
 
     def __init__(self, inner: Any, it: Iterator[Any], buffered: list[Any], obs: _Observer,
                  classify: Callable[[BaseException, str], ProviderError | None]) -> None:
-        self._inner, self._it, self._buf, self._obs, self._classify = inner, it, buffered, obs, classify
-        self._result: CallResult | None = None
+        super().__init__(inner, buffered, obs, classify)
+        self._it = it
 
     def __iter__(self) -> Iterator[Any]:
         try:
             while self._buf:
                 yield self._buf.pop(0)
             for ev in self._it:
-                self._obs.observe(ev)
-                err = self._obs.error(ev)
-                if err is not None:
-                    raise err
-                yield ev
+                yield self._check(ev)
             _check_complete(self._obs)
-        except ProviderError:
-            raise
         except Exception as exc:
-            err = self._classify(exc, self._obs.tier)
-            if err is None:
-                raise
-            raise err from exc
+            self._translate(exc)
         finally:
-            if self._result is not None:
-                _finalize_stream(self._result, self._obs)
+            self._finish()
 
     def __enter__(self) -> "FlexStream":
         return self
@@ -548,39 +571,26 @@ class FlexStream:
         if close is not None:
             close()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
-
-class AsyncFlexStream:
+class AsyncFlexStream(_StreamBase):
     """Async twin of :class:`FlexStream`."""
 
     def __init__(self, inner: Any, it: AsyncIterator[Any], buffered: list[Any], obs: _Observer,
                  classify: Callable[[BaseException, str], ProviderError | None]) -> None:
-        self._inner, self._it, self._buf, self._obs, self._classify = inner, it, buffered, obs, classify
-        self._result: CallResult | None = None
+        super().__init__(inner, buffered, obs, classify)
+        self._it = it
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         try:
             while self._buf:
                 yield self._buf.pop(0)
             async for ev in self._it:
-                self._obs.observe(ev)
-                err = self._obs.error(ev)
-                if err is not None:
-                    raise err
-                yield ev
+                yield self._check(ev)
             _check_complete(self._obs)
-        except ProviderError:
-            raise
         except Exception as exc:
-            err = self._classify(exc, self._obs.tier)
-            if err is None:
-                raise
-            raise err from exc
+            self._translate(exc)
         finally:
-            if self._result is not None:
-                _finalize_stream(self._result, self._obs)
+            self._finish()
 
     async def __aenter__(self) -> "AsyncFlexStream":
         return self
@@ -594,9 +604,6 @@ class AsyncFlexStream:
             r = close()
             if hasattr(r, "__await__"):
                 await r
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
 
 # -- the engine ---------------------------------------------------------------------------
