@@ -16,6 +16,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -114,13 +115,22 @@ def _remote_emulator_clock(base_url: str) -> Any:
     """
     if not _is_loopback(base_url):
         return None
-    import httpx
+    # the standard library, not httpx: on the Bedrock path nothing else needs httpx, and its
+    # import (with httpcore's) is a noticeable share of a short job's start-up
+    import http.client
 
     parts = urlsplit(base_url)
-    root = f"{parts.scheme}://{parts.netloc}"
+    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     try:
-        r = httpx.get(root + "/_emulator/clock", timeout=2.0)
-        data = r.json()
+        conn = conn_cls(parts.hostname, parts.port, timeout=2.0)
+        try:
+            conn.request("GET", "/_emulator/clock")
+            r = conn.getresponse()
+            if r.status != 200:
+                return None
+            data = json.loads(r.read())
+        finally:
+            conn.close()
         now, scale = float(data["now"]), float(data["time_scale"])
     except Exception:
         return None
@@ -143,9 +153,9 @@ def _api_key(provider: str, emulate: bool, base_url: Optional[str]) -> Optional[
             return os.environ[n]
     if provider == "bedrock":
         try:
-            import boto3
+            import botocore.session  # boto3's own credential chain, without importing boto3
 
-            if boto3.session.Session().get_credentials() is not None:
+            if botocore.session.get_session().get_credentials() is not None:
                 return None
         except Exception:
             pass
@@ -167,6 +177,24 @@ def _quiet_libraries() -> None:
     level = os.environ.get("FLEXTIER_LOG", "WARNING").upper()
     logging.basicConfig(level=getattr(logging, level, logging.WARNING), stream=sys.stderr,
                         format="flextier: %(message)s")
+
+
+_ROLE_ARN = re.compile(r"^arn:aws(-[a-z-]+)?:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
+
+
+def _check_bedrock_batch(s3_uri: Optional[str], role_arn: Optional[str]) -> None:
+    """The Bedrock batch flags come as a pair and are checked before anything is created or sent."""
+    if not s3_uri:
+        raise UserInputError("Bedrock batch jobs also need --batch-s3-uri s3://BUCKET/PREFIX (where the job's "
+                             "input and output live)", field="--batch-s3-uri")
+    if not role_arn:
+        raise UserInputError("Bedrock batch jobs also need --batch-role-arn ARN (a role Bedrock can assume to read "
+                             "and write that S3 location)", field="--batch-role-arn")
+    if not s3_uri.startswith("s3://") or not s3_uri[5:].split("/", 1)[0]:
+        raise UserInputError(f"expected s3://BUCKET/PREFIX, got {s3_uri!r}", field="--batch-s3-uri")
+    if not _ROLE_ARN.match(role_arn):
+        raise UserInputError(f"expected an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME), got {role_arn!r}",
+                             field="--batch-role-arn")
 
 
 def _check_positive(name: str, v: Optional[float], *, integer: bool = False) -> None:
@@ -238,6 +266,8 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
         if entry.provider == "bedrock" and not (a.batch_s3_uri and a.batch_role_arn):
             raise UserInputError("Bedrock batch jobs read and write S3: give --batch-s3-uri s3://BUCKET/PREFIX and "
                                  "--batch-role-arn ARN", field="--tier")
+    if entry.provider == "bedrock" and (a.batch_s3_uri or a.batch_role_arn):
+        _check_bedrock_batch(a.batch_s3_uri, a.batch_role_arn)
     if tier == "flex" and not entry.supports_flex:
         raise UserInputError(f"{entry.name} has no flex tier; use --tier auto or --tier standard", field="--tier")
     concurrency = int(a.concurrency if a.concurrency is not None else 256)
@@ -330,6 +360,15 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
                                      field="--deadline")
         if a.retry_failed and st.reset_failed():
             st.reset_output()  # the old error lines go: the output is rewritten from the store
+        if tier == "batch" and entry.provider == "bedrock" and not st.open_batches():
+            # Bedrock refuses jobs under its minimum (AWS: 100 records); the lane would send the items
+            # online instead, which for --tier batch means paying the standard price without asking.
+            from .batch.bedrock import MIN_RECORDS
+
+            left = st.counts()["pending"] + st.counts()["inflight"]
+            if 0 < left < MIN_RECORDS:
+                raise UserInputError(f"a Bedrock batch job needs at least {MIN_RECORDS} records and this job has "
+                                     f"{left} to send; run it with --tier auto or --tier standard", field="--tier")
         if not a.quiet:
             verb = "resuming" if opened.resumed else "starting"
             extra = f", {opened.skipped_invalid} invalid lines skipped" if opened.skipped_invalid else ""

@@ -12,6 +12,7 @@ import textwrap
 import time
 from decimal import Decimal
 
+from flextier.batch.base import BatchHandle
 from flextier.batch.jobstore import JobStoreLane
 from flextier.batch.lane import BatchLane
 from flextier.emulator.batch_core import batch_engine
@@ -103,3 +104,40 @@ async def test_crash_between_record_and_submit_is_recovered(emu, backend_for, jo
     rep = await BatchLane(be, ls, clock=emu.clock.now, sleep=emu.clock.asleep, poll_interval=30.0).run([])
     assert (rep.recovered, rep.resubmitted, rep.submitted, rep.done) == (1, 0, 0, 4)
     assert len([j for j in batch_engine(emu.engine).jobs.values() if j.provider == "openai"]) == 1
+
+
+def test_abandoned_batch_is_remembered_and_release_never_touches_online_items(job_store):
+    """A straggler rescue hands the batch's items back and records, in the same transaction, that
+    the batch was abandoned and what it holds: a resume reattaches to it with its original items
+    (to collect its late output) but never hands items back twice; an item already taken by the
+    online lanes stays in flight."""
+    e = entry("openai")
+    store = job_store(e, 3)
+    ls = JobStoreLane(store, e)
+    ids = ["i0", "i1", "i2"]
+    ls.batch_intent("fxab-00001-0000", "openai", ids, at=1.0)
+    ls.batch_submitted("fxab-00001-0000", BatchHandle("openai", "batch_x", ids, e.name, "fxab-00001-0000"), at=2.0)
+    ls.batch_abandoned("fxab-00001-0000", ids, at=3.0)
+    assert store.counts()["pending"] == 3 and all(r["in_batch"] is None for r in store.iter_items())
+    (ob,) = JobStoreLane(store, e).open_batches()          # what a resumed run sees
+    assert ob.abandoned and ob.item_ids == ids and ob.handle is not None and ob.handle.item_ids == ids
+    claimed = store.flush(claim=1).claimed                  # the online lanes take i0
+    assert [c.custom_id for c in claimed] == ["i0"]
+    ls.release(ids, at=4.0)                                 # a second hand-back changes nothing
+    assert {r["custom_id"]: r["state"] for r in store.iter_items()} == {"i0": "inflight", "i1": "pending",
+                                                                        "i2": "pending"}
+
+
+async def test_abandoned_batch_without_provider_id_is_closed_not_resubmitted(emu, backend_for, job_store):
+    """Abandoned before its submission was confirmed (then a crash): the resume never looks for it
+    to submit it again; its items already belong to the online lanes."""
+    e = entry("openai")
+    store = job_store(e, 4)
+    ls = JobStoreLane(store, e)
+    ids = [f"i{i}" for i in range(4)]
+    ls.batch_intent("fxab-00002-0000", "openai", ids, at=emu.clock.now())
+    ls.batch_abandoned("fxab-00002-0000", ids, at=emu.clock.now())
+    rep = await BatchLane(backend_for(emu, "openai"), ls, clock=emu.clock.now, sleep=emu.clock.asleep).run([])
+    assert (rep.reattached, rep.recovered, rep.resubmitted, rep.submitted) == (0, 0, 0, 0)
+    assert not batch_engine(emu.engine).jobs and not store.open_batches()
+    assert store.counts()["pending"] == 4

@@ -3,10 +3,12 @@
 an emulator on loopback (``--base-url``: the run follows the emulator's scaled clock).
 
 Covered: ``--tier batch`` end to end per provider; ``--tier auto`` choosing batch for a flex
-model with a 48 h deadline, and for a Claude job with 30 h (standard with 2 h); a stalled
+model with a 48 h deadline, and for a Claude job with 24 h or 30 h (standard with 2 h); a stalled
 batch rescued before the deadline (flex, then standard), with every item counted once and the
 client ledger (billed + duplicate rows) equal to the emulator's bill; resume after kill -9
-while polling reattaches to the open batch instead of submitting a second one.
+while polling reattaches to the open batch instead of submitting a second one; kill -9 after a
+straggler rescue, before the cancelled batch's output was collected: the resume collects it and
+records the lines already answered online as duplicate ledger rows.
 """
 from __future__ import annotations
 
@@ -105,6 +107,7 @@ def test_auto_with_48h_deadline_chooses_batch_for_a_flex_model(emulator, tmp_pat
 
 
 @pytest.mark.parametrize("deadline, scale, mode, tier", [("30h", None, "batch", "batch"),
+                                                          ("24h", None, "batch", "batch"),
                                                           ("2h", 300.0, "standard", "standard")])
 def test_claude_job_chooses_batch_only_with_room(emulator, tmp_path, deadline, scale, mode, tier):
     if scale is None:
@@ -221,3 +224,109 @@ def test_bedrock_tier_batch_without_s3_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(UserInputError, match="batch-s3-uri"):
         execute(RunArgs(file=str(_jobs(tmp_path)), model=MODELS["bedrock"], tier="batch", emulate="calm",
                         quiet=True, store=str(tmp_path / "b.db")))
+
+
+# ``execute`` in a child process (the CLI path, with RunOptions extras). The heavy imports come
+# first: at this time scale a second spent importing between reading the deadline and the
+# planner's first decision is an emulated hour off the deadline.
+_RUN_SCRIPT = ("import json, sys\n"
+               "import flextier.jobs.api, flextier.jobs.runner, flextier.jobs.batching, flextier.jobs.progress\n"
+               "import flextier.providers.openai, flextier.batch.openai, flextier.emulator.clock\n"
+               "from flextier._cli_run import RunArgs, execute\n"
+               "sys.exit(execute(RunArgs(**json.loads(sys.argv[1]))))\n")
+
+
+def _db_state(path: Path) -> tuple[int, list[str]]:
+    """(done items, batch states) read from the store of a running job; (0, []) while unreadable."""
+    if not path.exists():
+        return 0, []
+    try:
+        with sqlite3.connect(str(path)) as db:
+            done = db.execute("SELECT COUNT(*) FROM items WHERE state = 'done'").fetchone()[0]
+            states = [s for (s,) in db.execute("SELECT state FROM batches")]
+    except sqlite3.Error:
+        return 0, []
+    return done, states
+
+
+def _cut_off(st: JobStore, emu: Any) -> Decimal:
+    """What the emulator billed for sends the client cut off itself: the losing copy of an item
+    sent twice (a safety-net hedge) is cancelled mid-flight, and a provider bills a request whose
+    client left. The client cannot know that cost and flags the send "possibly billed" instead.
+    Every emulator row without a client ledger row must be such a send; returns their cost (zero
+    unless the run hit the safety net, which a loaded machine can make it do)."""
+    from collections import Counter
+
+    ids = dict(st.db.execute("SELECT seq, custom_id FROM items"))
+    client = Counter((ids[seq], tier, Decimal(c)) for seq, tier, c in
+                     st.db.execute("SELECT seq, tier, cost FROM ledger") if c is not None and Decimal(c))
+    provider = Counter((r["item"], r["served_tier"], Decimal(str(r["cost"]))) for r in emu.ledger()
+                       if r.get("cost") is not None and Decimal(str(r["cost"])))
+    assert not client - provider, client - provider
+    cut = Counter((ids[seq], tier) for seq, tier in st.db.execute(
+        "SELECT seq, tier FROM attempts WHERE outcome = 'Cancelled' AND possibly_billed = 1"))
+    missing = provider - client
+    assert not Counter((i, t) for i, t, _ in missing.elements()) - cut, (missing, cut)
+    return sum((c for _, _, c in missing.elements()), Decimal(0))
+
+
+def test_kill9_after_straggler_rescue_resume_records_late_batch_output_as_duplicates(emulator, tmp_path):
+    # The batch serves half its lines and stalls; once it outlives the planner's 1 h batch window
+    # (4 h deadline) the planner cancels it and sends every item online, where they are all
+    # answered. The cancelled batch stays "cancelling" for two emulated hours, so the process is
+    # still polling it, its partial output not yet collected, when it is killed. The resume must
+    # reattach to the cancelled batch, collect that output and record the lines it answered as
+    # duplicate ledger rows (billed by the provider, never a second result).
+    emu = emulator(stall_at=0.5, cancel_s=7200.0)
+    db = tmp_path / "job.db"
+    extra = {"batch_window": 3600.0, "margin": 0.5 * TIME_SCALE}
+    args = dict(file=str(_jobs(tmp_path)), model=MODELS["openai"], job="job", store=str(db),
+                out=str(tmp_path / "job.out.jsonl"), base_url=emu.openai_base_url, quiet=True, max_tokens=40,
+                deadline="4h", extra=extra)
+    proc = subprocess.Popen([sys.executable, "-c", _RUN_SCRIPT, json.dumps(args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=WORKER_ENV, cwd=tmp_path)
+    try:
+        end = time.monotonic() + 30
+        while True:
+            done, states = _db_state(db)
+            if done == N and states and not set(states) & {"completed", "expired", "cancelled", "failed"}:
+                time.sleep(0.2)                       # let the runner commit what it has (flush: 50 ms)
+                break                                 # all answered online; the batch not yet collected
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < end, f"no rescue: {done} done, batches {states}"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    pb = _provider_batches(emu)
+    assert len(pb) == 1 and pb[0].state == "cancelling"
+    late = sum(1 for ln in pb[0].lines if ln.state == "ok")   # billed lines the job has not seen yet
+    assert late > 0
+    with JobStore(db, create=False) as st:
+        assert st.counts()["done"] == N and len(st.open_batches()) == 1
+        assert _client_billed(st) < _emu_billed(emu)
+    # resume (the old deadline is near: give a new one); the cancelled batch is collected
+    code, st = _run(tmp_path, emu, MODELS["openai"], deadline="6h", extra=extra)
+    assert code == 0
+    pb = _provider_batches(emu)
+    assert len(pb) == 1 and pb[0].state == "cancelled"
+    assert not st.open_batches()
+    assert st.counts()["done"] == N and "batch" not in st.tier_counts()
+    out = _out(tmp_path)
+    assert sorted(x["custom_id"] for x in out) == sorted(f"q{i}" for i in range(N))
+    # every item billed online (twice only for both copies of a safety-net hedge), and each line
+    # the cancelled batch answered is one duplicate row, never a result
+    assert st.db.execute("SELECT COUNT(DISTINCT seq) FROM ledger WHERE kind = 'billed'").fetchone()[0] == N
+    dups = st.db.execute("SELECT COUNT(*), COUNT(DISTINCT seq) FROM ledger WHERE kind = 'duplicate'").fetchone()
+    assert dups == (late, late)
+    assert st.db.execute("SELECT COUNT(*) FROM ledger WHERE kind = 'duplicate' AND tier != 'batch'").fetchone()[0] == 0
+    assert _client_billed(st) + _cut_off(st, emu) == _emu_billed(emu)
+    r = build_report(st)
+    assert r["duplicates"]["n"] == late and r["billed_total"] == r["spent"] + r["duplicates"]["cost"]
+    # the cancelled lines it never answered are not failures, and nothing was resent
+    assert st.counts()["failed"] == 0
+    assert st.db.execute("SELECT COUNT(*) FROM attempts WHERE tier != 'batch' AND ts > ?",
+                         (max(t for t, k, _ in st.events() if k == "run_start"),)).fetchone()[0] == 0

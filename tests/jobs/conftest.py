@@ -85,6 +85,22 @@ def _billed(emu) -> tuple[Decimal, int]:
     return sum((Decimal(r["cost"]) for r in rows), Decimal(0)), len(rows)
 
 
+def _reconciles(emu, store: JobStore) -> bool:
+    """The client's ledger (results + duplicates) equals the emulator's bill, except for sends cut off
+    mid-flight (a hedge loser cancelled, a reset), which the client marks "possibly billed": the
+    emulator may bill those, and they stay within their recorded bound."""
+    emu_cost, _ = _billed(emu)
+    client = store.ledger_totals()["billed_total"]
+    _, bound = store.possibly_billed()
+    return client <= emu_cost <= client + bound
+
+
+@pytest.fixture
+def reconciles():
+    """``reconciles(emu, store)`` -> True when the two ledgers agree (see :func:`_reconciles`)."""
+    return _reconciles
+
+
 @pytest.fixture
 def billed():
     """``billed(emu)`` -> (total cost, billed rows) from the emulator's own ledger."""

@@ -69,3 +69,15 @@ def test_report_of_an_empty_store(make_store):
     r = build_report(st)
     assert "0 done" in format_report(r)
     assert render_html(r).count("<svg") == 3
+
+
+def test_items_in_batch_are_shown_only_when_there_are_any():
+    s = Stats(total=5000, done=10, started=0.0, now=60.0, in_batch=1234, mode="batch")
+    assert "standard 0 in flight, in batch 1,234, errors" in log_line(s)
+    s.in_batch = 0
+    assert "in batch" not in log_line(s)
+    from rich.console import Console
+
+    buf = io.StringIO()
+    Console(file=buf, width=200).print(Progress(lambda: Stats(total=5000, in_batch=1234), live=True)._panel())
+    assert "in batch 1,234" in buf.getvalue()

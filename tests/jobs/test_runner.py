@@ -83,13 +83,13 @@ def test_outage_late_in_the_job(emulator, make_store, run_emulated):
 
 
 @pytest.mark.parametrize("profile", ["weekday", "peak"])
-def test_deadline_met_on_busy_profiles(emulator, make_store, run_emulated, profile, billed):
+def test_deadline_met_on_busy_profiles(emulator, make_store, run_emulated, profile, reconciles):
     emu = emulator(profile, time_scale=3000)
     st = make_store(60)
     s, r = run_emulated(emu, st, deadline_s=2 * 3600)
     assert s.done == 60 and s.now <= r.opts.deadline
-    cost, _ = billed(emu)
-    assert cost == s.spent
+    assert s.spent + s.duplicate_cost == st.ledger_totals()["billed_total"]
+    assert reconciles(emu, st)
 
 
 def test_chaos_every_item_final_and_ledger_reconciles(emulator, make_store, run_emulated, tmp_path, billed):
@@ -151,7 +151,7 @@ def test_batch_lines_and_bad_requests(emulator, make_store, run_emulated, tmp_pa
 
 @pytest.mark.parametrize("model", ["gemini/gemini-2.5-flash", "bedrock/qwen.qwen3-32b-v1:0",
                                    "anthropic/claude-haiku-4-5"])
-def test_other_providers_take_openai_batch_lines(emulator, make_store, run_emulated, billed, model, monkeypatch):
+def test_other_providers_take_openai_batch_lines(emulator, make_store, run_emulated, reconciles, model, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
@@ -165,7 +165,7 @@ def test_other_providers_take_openai_batch_lines(emulator, make_store, run_emula
     st = make_store(recs, model=model)
     s, _ = run_emulated(emu, st, deadline_s=3600, model=model)
     assert (s.done, s.failed) == (3, 0)
-    assert billed(emu)[0] == s.spent
+    assert reconciles(emu, st)
 
 
 class _HangingFlex:
@@ -257,3 +257,37 @@ def test_hedge_copy_cancelled_before_its_first_step_is_reaped(make_store):
     assert w.active == 0 and not runner.std_active and not runner.tasks and not runner.task_of
     assert w.possibly_billed == 0
     assert runner.budget.reserved == 0
+
+
+def test_second_answer_of_a_hedged_item_is_a_duplicate_not_a_second_result(make_store):
+    """Both copies of a hedged item answered (the loser's cancel came too late): the item has one
+    result and one billed row; the other answer is a "duplicate" row that still counts as spend."""
+    import asyncio
+
+    from flextier._types import AttemptOutcome
+    from flextier.catalog import default_catalog
+    from flextier.cost import Usage
+    from flextier.emulator import ScaledClock
+    from flextier.jobs.runner import Runner, RunOptions
+
+    entry = default_catalog().resolve("openai/gpt-5.4-mini")
+    clock = ScaledClock(1000, "2026-11-24T14:00")
+    st = make_store(1)
+    runner = Runner(st, _HangingFlex(entry), RunOptions(model=entry), clock=clock, output=None)
+    runner.prepare()
+    runner._refill()
+    w = runner.ready.popleft()
+
+    def answer(tier):
+        return AttemptOutcome(body={"id": tier, "choices": [{"message": {"content": "ok"}}]}, text="ok",
+                              served_tier=tier, usage=Usage(100, 0, 50, 0))
+
+    runner._on_success(w, "standard", answer("standard"), 1.0, clock.now())
+    runner._on_success(w, "flex", answer("flex"), 2.0, clock.now())
+    asyncio.run(asyncio.sleep(0))
+    runner._flush()
+    t = st.ledger_totals()
+    kinds = [k for (k,) in st.db.execute("SELECT kind FROM ledger ORDER BY id")]
+    assert kinds == ["billed", "duplicate"] and st.counts()["done"] == 1
+    assert runner.stats.spent == t["spent"] and runner.stats.duplicate_cost == t["duplicate_cost"] > 0
+    assert t["by_tier"] == {"standard": t["spent"]}

@@ -24,9 +24,10 @@ from ..catalog import ModelEntry
 from ..providers.bedrock import BedrockAdapter, text_from_body, usage_from_body
 from .base import BatchBackend, BatchHandle, BatchItem, BatchStatus, ItemResult, retryable_status, wire_id
 
-__all__ = ["BedrockBatch", "DEFAULT_ROLE"]
+__all__ = ["BedrockBatch", "DEFAULT_ROLE", "MIN_RECORDS"]
 
 DEFAULT_ROLE = "arn:aws:iam::123456789012:role/flextier-batch"
+MIN_RECORDS = 100           # AWS's minimum number of records per batch inference job
 _STATES = {"Submitted": "validating", "Validating": "validating", "Scheduled": "in_progress",
            "InProgress": "in_progress", "Completed": "completed", "PartiallyCompleted": "completed",
            "Failed": "failed", "Stopping": "cancelling", "Stopped": "cancelled", "Expired": "expired"}
@@ -41,7 +42,7 @@ class BedrockBatch(BatchBackend):
     def __init__(self, entry: ModelEntry, *, bucket: str, prefix: str = "flextier", role_arn: str = DEFAULT_ROLE,
                  client: Any = None, s3_client: Any = None, endpoint_url: str | None = None,
                  s3_endpoint_url: str | None = None, region: str = "us-east-1", timeout_hours: int = 24,
-                 min_items: int = 100) -> None:
+                 min_items: int = MIN_RECORDS) -> None:
         super().__init__(entry)
         self.client = client or boto3.client("bedrock", endpoint_url=endpoint_url, region_name=region,
                                              config=_NO_RETRY)

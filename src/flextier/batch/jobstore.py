@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Sequence
 from ..catalog import ModelEntry
 from ..cost import Cost
 from ..jobs.input import request_to_call
-from ..jobs.store import DONE, FAILED, FINAL_STATES, FinishedItem, JobStore
+from ..jobs.store import BATCH_RESERVED, DONE, FAILED, FINAL_STATES, FinishedItem, JobStore
 from .base import TERMINAL, BatchHandle, BatchItem, ItemResult
 from .lane import OpenBatch
 
@@ -75,11 +75,17 @@ class JobStoreLane:
     def open_batches(self) -> list[OpenBatch]:
         out = []
         for row in self.store.open_batches():
-            ids = [r[0] for r in self.store.db.execute(
-                "SELECT custom_id FROM items WHERE in_batch = ? ORDER BY seq", (row["id"],))]
             meta = json.loads(row.get("meta") or "{}")
+            abandoned = meta.get("abandoned")
+            if abandoned:
+                # its items were handed back (in_batch cleared): the batch keeps its own list
+                ids = list(abandoned.get("items") or [])
+            else:
+                ids = [r[0] for r in self.store.db.execute(
+                    "SELECT custom_id FROM items WHERE in_batch = ? ORDER BY seq", (row["id"],))]
             handle = BatchHandle.from_dict(meta, ids) if row.get("remote_id") and meta.get("remote_id") else None
-            out.append(OpenBatch(local_id=row["id"], item_ids=ids, handle=handle, state=row["state"]))
+            out.append(OpenBatch(local_id=row["id"], item_ids=ids, handle=handle, state=row["state"],
+                                 abandoned=bool(abandoned)))
         return out
 
     def load_items(self, item_ids: Sequence[str]) -> list[BatchItem]:
@@ -92,8 +98,29 @@ class JobStoreLane:
         return out
 
     def release(self, item_ids: Sequence[str], *, at: float) -> None:
-        seqs = self._seqs(item_ids)
-        self.store.leave_batch(seqs.values())
+        self.store.leave_batch(self._in_batch(item_ids))
+
+    def _in_batch(self, item_ids: Sequence[str]) -> list[int]:
+        """Seqs of the items still inside a provider batch. Only those may be released: an item
+        already handed back may be in flight online by now (and must stay ``inflight``)."""
+        return [seq for seq, in_batch in self._rows(item_ids, "seq, in_batch")
+                if in_batch is not None and in_batch != BATCH_RESERVED]
+
+    def batch_abandoned(self, local_id: str, item_ids: Sequence[str], *, at: float) -> None:
+        row = self.store.db.execute("SELECT meta FROM batches WHERE id = ?", (local_id,)).fetchone()
+        meta = json.loads((row[0] if row else None) or "{}")
+        meta["abandoned"] = {"at": at, "items": list(item_ids)}
+        seqs = self._in_batch(item_ids)
+        db = self.store.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self.store.update_batch(local_id, meta=meta)
+            self.store.leave_batch(seqs)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self.store.event(at, "batch_abandoned", {"batch": local_id, "items": len(item_ids)})
 
     def finished(self, item_ids: Sequence[str]) -> set[str]:
         done = {cid for cid, state in self._rows(item_ids, "custom_id, state") if state in FINAL_STATES}
@@ -105,6 +132,7 @@ class JobStoreLane:
         if row is None:
             return "taken"          # not an item of this job: never count it
         seq, state, in_batch, tier, attempts, pb = row
+        from_batch = not source.startswith("retry:")
         # the runner's writer may hold a final result for this item that is not committed yet
         queued_elsewhere = state not in FINAL_STATES and self.store.is_final(seq)
         if queued_elsewhere and result.item_id not in self._queued:
@@ -112,9 +140,11 @@ class JobStoreLane:
         if result.item_id in self._queued or state in FINAL_STATES:
             prev = self._queued.get(result.item_id)
             if prev is None:
-                prev = in_batch if tier == "batch" else f"retry:{tier}"
+                prev = (in_batch or self._batch_of(seq)) if tier == "batch" else f"retry:{tier}"
             return "replay" if prev == source else "taken"
-        lane_tier = "batch" if not source.startswith("retry:") else source.split(":", 1)[1]
+        lane_tier = "batch" if from_batch else source.split(":", 1)[1]
+        # the batch that answered (an abandoned batch's items have left it: in_batch is cleared)
+        batch_id = source if from_batch else in_batch
         attempts = int(attempts or 0) + 1
         if result.ok:
             body = result.body or {}
@@ -122,7 +152,7 @@ class JobStoreLane:
                     "response": {"status_code": 200, "request_id": body.get("id"), "body": body}, "error": None,
                     "flextier": {"tier": result.tier, "attempts": attempts, "cost": _s(cost.cost),
                                  "standard_cost": _s(cost.standard_cost), "possibly_billed": bool(pb),
-                                 "batch": in_batch}}
+                                 "batch": batch_id}}
             u = result.usage
             self.store.add_attempt(seq, lane_tier, "ok", None, 200, None, False, at)
             self.store.add_ledger(at, seq, result.tier, cost.cost, cost.standard_cost,
@@ -141,7 +171,7 @@ class JobStoreLane:
                                                              "body": {"error": eline}},
                     "error": eline,
                     "flextier": {"tier": None, "attempts": attempts, "cost": "0", "standard_cost": None,
-                                 "possibly_billed": bool(pb), "batch": in_batch}}
+                                 "possibly_billed": bool(pb), "batch": batch_id}}
             self.store.add_attempt(seq, lane_tier, "BatchLineError", None, status, eline["code"], False, at)
             fin = FinishedItem(seq=seq, state=FAILED, result=_dumps(line), tier=lane_tier, attempts=attempts,
                                served_tier=None, cost=None, standard_cost=None, error_class="BatchLineError",
@@ -149,6 +179,15 @@ class JobStoreLane:
         self.store.finish(fin)
         self._queued[result.item_id] = source
         return "recorded"
+
+    def _batch_of(self, seq: int) -> str | None:
+        """The batch named in an item's recorded result line (for a batch result recorded after
+        the item left its batch, when ``in_batch`` no longer says)."""
+        row = self.store.db.execute("SELECT result FROM items WHERE seq = ?", (seq,)).fetchone()
+        try:
+            return json.loads(row[0])["flextier"].get("batch") if row and row[0] else None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
 
     def record_duplicate(self, result: ItemResult, *, cost: Cost, at: float) -> None:
         seq = self._seqs([result.item_id]).get(result.item_id)

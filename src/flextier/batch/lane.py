@@ -24,7 +24,10 @@ What it guarantees, and why each rule exists:
 * **Straggler rescue.** ``should_abandon`` (the planner's ``batch_rescue`` decision) is
   asked every polling round; when it says so, open batches are cancelled and their
   unfinished items handed back at once (``on_leftovers``), while the lane keeps polling
-  the cancelled batches to account for anything they still finished.
+  the cancelled batches to account for anything they still finished. The abandonment is
+  durable (:meth:`LaneStore.batch_abandoned`): after a crash, a resume reattaches to the
+  cancelled batch with its original items and still collects that late output (answers
+  for items finished online meanwhile become ``duplicate`` ledger rows), never resubmits it.
 
 Time is injected (``clock``/``sleep``) so the emulator's scaled clock, or a test's fake
 clock, drives the polling. Provider calls are synchronous SDK calls run in a worker
@@ -58,6 +61,7 @@ class OpenBatch:
     item_ids: list[str]
     handle: BatchHandle | None
     state: str
+    abandoned: bool = False            # cancelled by a straggler rescue: its items belong to the online lanes
 
 
 class LaneStore(Protocol):
@@ -94,7 +98,13 @@ class LaneStore(Protocol):
         """The ids among ``item_ids`` that already have a final result (committed or queued)."""
 
     def release(self, item_ids: Sequence[str], *, at: float) -> None:
-        """These items leave their batch and go back to the online lanes (pending)."""
+        """These items leave their batch and go back to the online lanes (pending). Items no
+        longer in a batch (already handed back, finished) are left alone."""
+
+    def batch_abandoned(self, local_id: str, item_ids: Sequence[str], *, at: float) -> None:
+        """Straggler rescue: release these items *and* remember, durably and atomically, that the
+        batch was abandoned and which items it holds, so a resume still polls the cancelled
+        batch and accounts for its late (billed) output (:attr:`OpenBatch.abandoned`)."""
 
 
 @dataclass
@@ -179,7 +189,12 @@ class BatchLane:
     async def run(self, items: Iterable[BatchItem] = ()) -> LaneReport:
         """Reattach to open batches, submit ``items`` in new batches, and see every batch to its end."""
         for ob in self.store.open_batches():
-            tr = _Tracked(ob.local_id, list(ob.item_ids), ob.handle, ob.state)
+            tr = _Tracked(ob.local_id, list(ob.item_ids), ob.handle, ob.state, abandoned=ob.abandoned)
+            if tr.abandoned and tr.handle is None:
+                # handed back before the provider confirmed it: never look for it to resubmit
+                self.store.batch_state(tr.local_id, "cancelled", at=self.clock(),
+                                       message="abandoned before the provider confirmed it")
+                continue
             self._tracked[tr.local_id] = tr
             if tr.handle is not None:
                 self.report.reattached += 1
@@ -220,9 +235,13 @@ class BatchLane:
                     await asyncio.to_thread(self.backend.cancel, tr.handle)
                 except Exception as exc:  # noqa: BLE001 - the items are handed back whatever the provider says
                     log.warning("cancel of batch %s failed: %s", tr.local_id, exc)
+                # durable: a resume after a crash keeps polling the cancelled batch for its late
+                # output (billed lines become results or duplicate rows), never resubmits it
+                self.store.batch_abandoned(tr.local_id, tr.item_ids, at=now)
             else:
                 tr.done = True
-            self.store.release(tr.item_ids, at=now)
+                self.store.release(tr.item_ids, at=now)
+                self.store.batch_state(tr.local_id, "cancelled", at=now, message="abandoned before submission")
             handed.extend(tr.item_ids)
         self.report.abandoned = True
         self._leftovers(handed)

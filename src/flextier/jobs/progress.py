@@ -6,8 +6,9 @@ Both read the same :class:`~flextier.jobs.runner.Stats` snapshot, and only on a 
 the hot path never formats anything for display (issue 6 measures runner overhead).
 
 Shown: items done / total and the rate, counts per served tier and the flex share, the
-flex window (in flight / AIMD limit), errors by class, money spent against the standard
-price of the same work and the % saved, and the ETA against the deadline.
+flex window (in flight / AIMD limit), items inside provider batches (when there are any),
+errors by class, money spent against the standard price of the same work and the % saved,
+and the ETA against the deadline.
 """
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ def summary_fields(s: Stats, *, utc: bool = False) -> dict[str, str]:
         "flex_share": "-" if share is None else f"{share * 100:.0f}%",
         "flex": f"{s.flex_inflight}/{s.flex_limit}",
         "standard_inflight": str(s.std_inflight),
+        "in_batch": f"{s.in_batch:,}",
         "errors": errs,
         "spent": fmt_usd(s.spent),
         "standard": fmt_usd(s.standard_cost),
@@ -77,8 +79,9 @@ def summary_fields(s: Stats, *, utc: bool = False) -> dict[str, str]:
 def log_line(s: Stats, *, utc: bool = False) -> str:
     """One grep-friendly progress line."""
     f = summary_fields(s, utc=utc)
+    batch = f", in batch {f['in_batch']}" if s.in_batch else ""
     return (f"flextier: {f['done']} done, {f['rate']}, tiers {f['tiers']}, flex share {f['flex_share']}, "
-            f"flex {f['flex']} in flight, standard {f['standard_inflight']} in flight, errors {f['errors']}, "
+            f"flex {f['flex']} in flight, standard {f['standard_inflight']} in flight{batch}, errors {f['errors']}, "
             f"spent {f['spent']} vs {f['standard']} at standard (saved {f['saved']}), "
             f"eta {f['eta']} deadline {f['deadline']} (margin {f['margin']}), planner {f['mode']}")
 
@@ -112,7 +115,8 @@ class Progress:
         fill = int(bar_w * pct / 100)
         t.add_row("done", f"[green]{'█' * fill}[/green]{'░' * (bar_w - fill)} {f['done']} ({pct:.0f}%)  {f['rate']}")
         t.add_row("tiers", f"{f['tiers']}   flex share {f['flex_share']}")
-        t.add_row("in flight", f"flex {f['flex']}   standard {f['standard_inflight']}   planner {f['mode']}")
+        batch = f"   in batch {f['in_batch']}" if s.in_batch else ""
+        t.add_row("in flight", f"flex {f['flex']}   standard {f['standard_inflight']}{batch}   planner {f['mode']}")
         t.add_row("errors", f["errors"])
         t.add_row("money", f"spent {f['spent']}  vs {f['standard']} at standard   saved {f['saved']}")
         t.add_row("time", f"eta {f['eta']}   deadline {f['deadline']}   margin {f['margin']}")

@@ -126,6 +126,10 @@ class RunOptions:
     batch_poll_interval: float = 60.0     # clock seconds between polls of open batches
     batch_window: float = 24 * 3600.0     # the provider's completion window, as the planner assumes it
     batch_min_runway: float = 4 * 3600.0  # model without flex: batch only with this much room (p90 turnaround)
+    # expected relative flex availability at a clock value (e.g. the provider's diurnal curve): bends
+    # the planner's uniform line toward the hours flex is expected to be plentiful (capacity-model.md
+    # §7.4 step 5); None = a straight line. The safety net does not depend on it.
+    availability: Callable[[float], float] | None = None
 
     @property
     def std_concurrency(self) -> int:
@@ -151,7 +155,6 @@ class Work:
     not_before: float = 0.0
     active: int = 0           # attempts in flight (2 while hedged)
     final: bool = False
-    won_elsewhere: bool = False   # its batch copy (after a straggler rescue) was recorded first
     flex_started: float | None = None
 
 
@@ -168,6 +171,8 @@ class Stats:
     spent: Decimal = Decimal(0)
     standard_cost: Decimal = Decimal(0)
     spent_by_tier: dict[str, Decimal] = field(default_factory=dict)
+    duplicates: int = 0               # billed answers that lost to another copy of their item
+    duplicate_cost: Decimal = Decimal(0)
     flex_inflight: int = 0
     std_inflight: int = 0
     flex_limit: int = 0
@@ -435,7 +440,7 @@ class Runner:
             d=o.changeover_delay, margin=o.margin, tail=o.assumed_standard_latency,
             flex_timeout=o.flex_timeout, allow_batch=self.batch_ok, model_has_flex=self.flex_ok,
             model_has_batch=self.entry.supports_batch, batch_window=o.batch_window,
-            batch_min_runway=o.batch_min_runway, done0=done)
+            batch_min_runway=o.batch_min_runway, done0=done, availability=o.availability)
         return (o.policy or Planner)(cfg)  # [policy hook] see RunOptions.policy
 
     def batch_failed(self, why: str) -> None:
@@ -460,8 +465,9 @@ class Runner:
         t = self.store.ledger_totals()
         self.stats.spent, self.stats.standard_cost = t["spent"], t["standard"]
         self.stats.spent_by_tier = dict(t["by_tier"])
+        self.stats.duplicates, self.stats.duplicate_cost = t["duplicates"], t["duplicate_cost"]
         self.stats.errors = Counter(self.store.error_counts())
-        self.budget.spent = t["spent"]
+        self.budget.spent = t["billed_total"]  # duplicates were paid for too: they count against --max-cost
         job = self.store.job() or {}
         self.stats.skipped_invalid = job.get("skipped_invalid", 0)
 
@@ -843,11 +849,14 @@ class Runner:
         self.limiter.update_from_headers(oc.headers or {}, now)
         self.limiter.settle_tokens(w.est_tokens, oc.usage.input_tokens + oc.usage.output_tokens, now)
         self.store.add_attempt(w.seq, tier, "ok", latency, 200, None, False, now)
-        if w.won_elsewhere or (not w.final and self._final_elsewhere(w)):
-            # First result wins: the batch copy of this rescued item finished first. This answer
-            # was billed, so it goes in the ledger as a duplicate; the item is not touched again.
+        if w.final or self._final_elsewhere(w):
+            # First result wins: another copy of this item (its hedge twin, or its batch copy after a
+            # straggler rescue) finished first. This answer was billed too, so it goes in the ledger
+            # as a duplicate; the item is not touched again.
             self.store.add_ledger(now, w.seq, served, c, sc, oc.usage.input_tokens, oc.usage.output_tokens,
                                   kind="duplicate")
+            self.stats.duplicates += 1
+            self.stats.duplicate_cost += c or Decimal(0)
             w.final = True
             self._cancel_other_copy(w, tier, now)
             return
@@ -866,8 +875,6 @@ class Runner:
             self.flex_latency = latency if self.flex_latency is None else 0.9 * self.flex_latency + 0.1 * latency
         else:
             self.std_latency = latency if self.std_latency is None else 0.8 * self.std_latency + 0.2 * latency
-        if w.final:  # the other copy of a hedged item already won; this one was billed too
-            return
         w.final = True
         self.in_memory_final += 1
         self._cancel_other_copy(w, tier, now)
@@ -899,7 +906,7 @@ class Runner:
         if self.batch is None or not self.batch.seen or w.final:
             return False
         if self.batch.final_elsewhere(w.seq):
-            w.final = w.won_elsewhere = True
+            w.final = True
             return True
         return False
 
