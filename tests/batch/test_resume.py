@@ -126,6 +126,12 @@ def test_abandoned_batch_is_remembered_and_release_never_touches_online_items(jo
     ls.release(ids, at=4.0)                                 # a second hand-back changes nothing
     assert {r["custom_id"]: r["state"] for r in store.iter_items()} == {"i0": "inflight", "i1": "pending",
                                                                         "i2": "pending"}
+    # the abandoned batch holds nothing any more: it does not age a batch submitted after it
+    assert store.open_batch_submitted_at() is None
+    ls.batch_intent("fxab-00002-0000", "openai", ["i1", "i2"], at=10.0)
+    ls.batch_submitted("fxab-00002-0000", BatchHandle("openai", "batch_y", ["i1", "i2"], e.name, "fxab-00002-0000"),
+                       at=11.0)
+    assert store.open_batch_submitted_at() == 11.0
 
 
 async def test_abandoned_batch_without_provider_id_is_closed_not_resubmitted(emu, backend_for, job_store):

@@ -707,9 +707,13 @@ class JobStore:
         return cur.rowcount
 
     def open_batch_submitted_at(self) -> float | None:
-        """The earliest submission time among open batches (the planner's ``batch_submitted_at``)."""
+        """The earliest submission time among open batches (the planner's ``batch_submitted_at``).
+
+        A batch abandoned by a straggler rescue stays open until its late output is collected,
+        but it holds none of the job's items any more: it must not make a newer batch look old
+        (the planner would rescue that one early)."""
         return self._scalar("SELECT MIN(COALESCE(submitted_at, created_at)) FROM batches WHERE state NOT IN "
-                            "('completed', 'expired', 'cancelled', 'failed')")
+                            "('completed', 'expired', 'cancelled', 'failed') AND meta NOT LIKE '%\"abandoned\"%'")
 
 
 _SECRET_KEYS = ("api_key", "apikey", "secret", "token", "password", "authorization")
