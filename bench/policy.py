@@ -74,7 +74,7 @@ import httpx
 from _harness import free_port, ledger
 from flextier.catalog import default_catalog
 from flextier.cost import Usage, price_usage
-from flextier.emulator.capacity import StandardLoad
+from flextier.emulator.capacity import StandardLoad, base_rho
 from flextier.emulator.clock import ScaledClock, parse_start
 from flextier.emulator.profiles import build_knobs
 from flextier.jobs.api import astream_job
@@ -188,6 +188,14 @@ def items(n: int) -> list[dict]:
             for i in range(n)]
 
 
+def forecast(sc: Scenario) -> Any:
+    """flextier's time-of-day forecast (capacity-model.md §7.4 step 5): the expected flex headroom
+    ``theta_admit - base_rho(t)`` of the profile's published daily curve, without the seeded bursts
+    (what a client can know from the provider's diurnal pattern, not the trace the bound sees)."""
+    knobs = build_knobs(sc.profile, KNOBS)
+    return lambda t: max(0.0, knobs.theta_admit - base_rho(t, knobs))
+
+
 async def _run_job(sc: Scenario, policy: str, url: str, clock: ScaledClock, run: Run) -> None:
     run.job_start = clock.now()
     run.deadline = run.job_start + sc.deadline_s
@@ -195,7 +203,7 @@ async def _run_job(sc: Scenario, policy: str, url: str, clock: ScaledClock, run:
         agen = astream_job(items(sc.n), model=MODEL, deadline=run.deadline, concurrency=FLEX_CONC,
                            standard_concurrency=STD_CONC, max_tokens=MAX_TOKENS, base_url=url + "/v1",
                            api_key="bench", clock=clock, store=Path(d) / "job.db", seed=sc.seed,
-                           **RUN_KW[policy])
+                           **RUN_KW[policy], **({"availability": forecast(sc)} if policy == "flextier" else {}))
         async def consume() -> None:
             async for r in agen:
                 if r.ok:

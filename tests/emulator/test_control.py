@@ -184,3 +184,17 @@ def test_cli_emulate_prints_urls_and_rejects_bad_flags(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_availability_forecast_follows_the_daily_curve():
+    """The forecast the CLI hands the planner under --emulate: more flex headroom at night than at the
+    15-16 h peak, never negative, and it follows a profile switch."""
+    from flextier.emulator import serve
+    from flextier.emulator.clock import parse_start
+
+    with serve(profile="weekday", time_scale=1000) as emu:
+        f = emu.availability_forecast()
+        night, peak = f(parse_start("2026-11-24T03:00")), f(parse_start("2026-11-24T15:30"))
+        assert night > peak >= 0.0
+        emu.set_profile("outage")
+        assert f(parse_start("2026-11-24T03:00")) != night
