@@ -10,7 +10,7 @@ included), at the same ``--concurrency``; each reports the concurrency it really
 (peak and mean requests in flight: the raw loop counts its own, flextier's comes from its
 store's attempt rows, with the time its AIMD window took to reach 90 %).
 
-    python bench/overhead.py [--requests 20000] [--concurrency 256] [--providers openai,gemini,bedrock] [--json]
+    python bench/overhead.py [--requests 20000] [--concurrency 256] [--repeat 2] [--providers openai,gemini,bedrock] [--json]
 """
 from __future__ import annotations
 
@@ -74,7 +74,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--concurrency", type=int, default=256)
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", "--repeats", dest="repeat", type=int, default=2,
+                    help="runs per side (order alternates); best and median are reported")
     ap.add_argument("--providers", default="openai,gemini,bedrock")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()

@@ -28,7 +28,7 @@ from ..cost import Usage
 from ..policy.errors import ProviderError, Transient
 from .base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
                    malformed_response, served_tier, split_system, text_of_content)
-from .openai import _classify_stainless, _json, _limits
+from .openai import SHARD_CONNECTIONS, _classify_stainless, _json, _limits
 
 __all__ = ["AnthropicAdapter", "usage_from_body", "classify_anthropic", "DEFAULT_MAX_TOKENS"]
 
@@ -69,15 +69,24 @@ class AnthropicAdapter(BaseAdapter):
             api_key = api_key or client.api_key
         kw: dict[str, Any] = {"api_key": api_key, "base_url": base_url, "max_retries": 0}
         lim = _limits(max_connections)
+        # async: pools of at most SHARD_CONNECTIONS connections, one TLS context, as for OpenAI
+        # (one httpx pool of 256 connections scans them all on every request)
+        shards = 1 if async_c is not None else max(1, -(-max_connections // SHARD_CONNECTIONS))
+        alim = _limits(-(-max_connections // shards))
+        tls: list[Any] = []
 
         def make_sync() -> Any:
             return sync_c or _anthropic.Anthropic(**kw, http_client=_anthropic.DefaultHttpxClient(limits=lim))
 
         def make_async() -> Any:
-            return async_c or _anthropic.AsyncAnthropic(**kw,
-                                                        http_client=_anthropic.DefaultAsyncHttpxClient(limits=lim))
+            if async_c is not None:
+                return async_c
+            if not tls:
+                tls.append(httpx2.create_ssl_context())
+            return _anthropic.AsyncAnthropic(**kw, http_client=_anthropic.DefaultAsyncHttpxClient(limits=alim,
+                                                                                                  verify=tls[0]))
 
-        tr = Transport(make_sync, make_async)
+        tr = Transport(make_sync, make_async, shards=shards)
         tr.user_client = client  # type: ignore[attr-defined]
         return tr
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
+import re
 import threading
 import weakref
 from typing import Any, Callable, ClassVar, Mapping, Protocol, runtime_checkable
@@ -121,15 +122,19 @@ def error_fields(body: Any) -> tuple[str | None, str | None, str]:
 #: a proxy's) can be reconciled item by item with the client's.
 ITEM_HEADER = "x-flextier-item"
 _ITEM_SAFE = "-_.~:@!$&'()*+,;=/"
+_ITEM_PLAIN = re.compile(r"[A-Za-z0-9_.~:@!$&'()*+,;=/-]*").fullmatch  # what quote() leaves alone
 
 
 def item_header_value(custom_id: str | None) -> str | None:
     """``custom_id`` made safe for an HTTP header (ASCII, no controls): percent-encoded where needed."""
     if not custom_id:
         return None
+    v = str(custom_id)
+    if _ITEM_PLAIN(v):  # nothing to encode (the usual id): skip quote()
+        return v[:2048]
     from urllib.parse import quote
 
-    return quote(str(custom_id), safe=_ITEM_SAFE)[:2048]
+    return quote(v, safe=_ITEM_SAFE)[:2048]
 
 
 def item_headers(req: CallRequest) -> dict[str, str]:

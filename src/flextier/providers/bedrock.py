@@ -19,8 +19,11 @@ credentials keep refreshing); if that fails its retry handler is unregistered in
 with a warning.
 
 boto3 is synchronous: ``asend`` runs the call on a dedicated thread pool sized to the
-concurrency and bounds it with ``asyncio.wait_for`` (a call abandoned on timeout keeps its
-thread until botocore's read timeout; it is reported as possibly billed).
+concurrency and bounds it with a timer on the event loop (a call abandoned on timeout keeps
+its thread until botocore's read timeout; it is reported as possibly billed). The request is
+built and the response read on that worker thread too, so the loop only books the outcome.
+Clients come from a botocore session (boto3 itself is not imported: it adds start-up time
+and nothing the runtime client needs).
 
 Usage: Bedrock's ``inputTokens`` excludes cache reads/writes, so input = ``inputTokens +
 cacheReadInputTokens + cacheWriteInputTokens``, cached = ``cacheReadInputTokens``.
@@ -37,7 +40,6 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Mapping
 
-import boto3
 import urllib3
 import botocore.session
 from botocore.config import Config
@@ -214,8 +216,33 @@ class BedrockTransport:
         return self._pool
 
     async def run(self, fn: Callable[[], Any], timeout: float | None) -> Any:
-        fut = asyncio.get_running_loop().run_in_executor(self.pool(), fn)
-        return await (asyncio.wait_for(fut, timeout) if timeout is not None else fut)
+        """``fn()`` on the pool, bounded by ``timeout`` (raises ``asyncio.TimeoutError``).
+
+        A timer handle that cancels the future, not ``asyncio.wait_for`` (which adds a
+        waiter future and two callbacks to every call); the abandoned thread finishes alone.
+        """
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self.pool(), fn)
+        if timeout is None:
+            return await fut
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            if not fut.done():
+                expired = True
+                fut.cancel()
+
+        handle = loop.call_later(timeout, expire)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if expired and not (task is not None and task.cancelling()):
+                raise asyncio.TimeoutError() from None
+            raise
+        finally:
+            handle.cancel()
 
 
 class BedrockAdapter(BaseAdapter):
@@ -232,10 +259,12 @@ class BedrockAdapter(BaseAdapter):
                                              session=session)
         else:
             region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-            session = boto3.session.Session()   # one session: service models load once
+            # botocore's session, not boto3's: the same credential chain and client, without
+            # importing boto3 (and s3transfer) at start-up
+            session = botocore.session.Session()   # one session: service models load once
 
             def factory(rt: float | None) -> Any:
-                return session.client(
+                return session.create_client(
                     "bedrock-runtime", region_name=region, endpoint_url=base_url,
                     config=_no_retry_config(rt, max_connections))
         return BedrockTransport(factory, timeouts, max_connections, client)
@@ -294,10 +323,15 @@ class BedrockAdapter(BaseAdapter):
                             tier)
 
     async def _asend(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
-        kw = self.build(req, tier)
         client = self.transport.client(tier)
-        item = item_header_value(req.custom_id)
-        return self.outcome(await self.transport.run(lambda: _converse_with_item(client, kw, item), timeout), tier)
+
+        # Build, call and read the response all on the worker thread: the event loop only
+        # receives the finished outcome, so it spends no time per call on botocore's dicts.
+        def call() -> AttemptOutcome:
+            return self.outcome(_converse_with_item(client, self.build(req, tier), item_header_value(req.custom_id)),
+                                tier)
+
+        return await self.transport.run(call, timeout)
 
     def classify(self, exc: BaseException, tier: str) -> ProviderError | None:
         return classify_bedrock(exc, tier)
