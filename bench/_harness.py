@@ -30,11 +30,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def emulator_process(profile: str = "calm", *knobs: str, seed: int = 0, time_scale: float = 1.0) -> Iterator[str]:
-    """Start ``flextier emulate`` on a free loopback port; yield its base URL."""
+def emulator_process(profile: str = "calm", *knobs: str, seed: int = 0, time_scale: float = 1.0,
+                     start: str | None = None) -> Iterator[str]:
+    """Start ``flextier emulate`` on a free loopback port; yield its base URL once it answers."""
     port = free_port()
     cmd = [sys.executable, "-m", "flextier", "emulate", "--host", "127.0.0.1", "--port", str(port),
-           "--profile", profile, "--seed", str(seed), "--time-scale", str(time_scale)]
+           "--profile", profile, "--seed", str(seed), "--time-scale", repr(float(time_scale))]
+    if start is not None:
+        cmd += ["--start", start]
     for k in knobs:
         cmd += ["--knob", k]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -45,13 +48,13 @@ def emulator_process(profile: str = "calm", *knobs: str, seed: int = 0, time_sca
             if proc.poll() is not None:
                 raise RuntimeError(f"emulator exited: {proc.stderr.read() if proc.stderr else ''}")
             try:
-                if httpx.get(f"{url}/_emulator/stats", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/_emulator/clock", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError("emulator did not start in 30 s")
-            time.sleep(0.1)
+            time.sleep(0.05)
         yield url
     finally:
         proc.terminate()

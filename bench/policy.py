@@ -58,7 +58,6 @@ import contextlib
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -71,7 +70,7 @@ from typing import Any, Iterator
 
 import httpx
 
-from _harness import free_port, ledger
+from _harness import emulator_process, ledger
 from flextier.catalog import default_catalog
 from flextier.cost import Usage, price_usage
 from flextier.emulator.capacity import StandardLoad, base_rho
@@ -149,36 +148,10 @@ def emulator(sc: Scenario) -> Iterator[tuple[str, float, ScaledClock]]:
     want = parse_start(sc.start)
     start = want - math.ceil(_lag_wall[0] * scale / 60.0) * 60.0
     iso = datetime.fromtimestamp(start, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    port = free_port()
-    cmd = [sys.executable, "-m", "flextier", "emulate", "--host", "127.0.0.1", "--port", str(port),
-           "--profile", sc.profile, "--seed", str(sc.seed), "--time-scale", repr(scale), "--start", iso]
-    for k, v in KNOBS.items():
-        cmd += ["--knob", f"{k}={v}"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        t_end = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"emulator exited: {proc.stderr.read() if proc.stderr else ''}")
-            try:
-                r = httpx.get(f"{url}/_emulator/clock", timeout=1)
-                if r.status_code == 200:
-                    data = r.json()
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > t_end:
-                raise RuntimeError("emulator did not start in 30 s")
-            time.sleep(0.05)
-        clock = ScaledClock(float(data["time_scale"]), float(data["now"]))
-        yield url, parse_start(iso), clock
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with emulator_process(sc.profile, *(f"{k}={v}" for k, v in KNOBS.items()), seed=sc.seed, time_scale=scale,
+                          start=iso) as url:
+        data = httpx.get(f"{url}/_emulator/clock", timeout=5).json()
+        yield url, parse_start(iso), ScaledClock(float(data["time_scale"]), float(data["now"]))
 
 
 # -- one run -------------------------------------------------------------------------------------

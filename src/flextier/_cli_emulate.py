@@ -12,6 +12,17 @@ import typer
 from .errors import UserInputError
 
 
+def _pairs(values: Optional[List[str]], field: str) -> dict[str, str]:
+    """``name=value`` flags (``--knob``, ``--batch-knob``) as a dict; a malformed one is a user error."""
+    out: dict[str, str] = {}
+    for kv in values or []:
+        name, sep, value = kv.partition("=")
+        if not sep or not name.strip():
+            raise UserInputError(f"expected name=value, got {kv!r}", field=field)
+        out[name.strip()] = value.strip()
+    return out
+
+
 def register(app: typer.Typer) -> None:
     @app.command("emulate")
     def emulate(
@@ -42,20 +53,10 @@ def register(app: typer.Typer) -> None:
             parse_start(start)
         except ValueError as exc:
             raise UserInputError(str(exc), field="--start") from None
-        overrides: dict[str, str] = {}
-        for kv in knob or []:
-            name, sep, value = kv.partition("=")
-            if not sep or not name.strip():
-                raise UserInputError(f"expected name=value, got {kv!r}", field="--knob")
-            overrides[name.strip()] = value.strip()
+        overrides = _pairs(knob, "--knob")
         from .emulator.batch_core import BatchKnobs, batch_engine
 
-        batch_overrides: dict[str, str] = {}
-        for kv in batch_knob or []:
-            name, sep, value = kv.partition("=")
-            if not sep or not name.strip():
-                raise UserInputError(f"expected name=value, got {kv!r}", field="--batch-knob")
-            batch_overrides[name.strip()] = value.strip()
+        batch_overrides = _pairs(batch_knob, "--batch-knob")
         try:
             batch_knobs = BatchKnobs().replace(**batch_overrides)
         except ValueError as exc:

@@ -7,6 +7,10 @@ takes an emulated hour finishes in about a second of wall time.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sqlite3
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -134,3 +138,38 @@ def job_store(tmp_path: Path) -> Callable[..., JobStore]:
         return store
 
     return make
+
+
+# -- kill -9 of a worker process ----------------------------------------------------------------
+
+def remote_batch_id(path: Path) -> str | None:
+    """The provider id of the job's first submitted batch, read from a running job's store."""
+    if not Path(path).exists():
+        return None
+    try:
+        with sqlite3.connect(str(path)) as db:
+            row = db.execute("SELECT remote_id FROM batches WHERE remote_id IS NOT NULL").fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
+
+
+def sigkill_when(proc: subprocess.Popen, ready: Callable[[], bool], *, within: float, what: str | Callable[[], str],
+                 settle: float = 0.0, poll: float = 0.05, alive_after_settle: bool = True) -> None:
+    """Wait until ``ready()`` (the worker must stay alive meanwhile), let it run ``settle`` more
+    seconds, then SIGKILL it and check that the kill is what ended it."""
+    end = time.monotonic() + within
+    try:
+        while not ready():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else proc.returncode
+            assert time.monotonic() < end, what() if callable(what) else what
+            time.sleep(poll)
+        time.sleep(settle)
+        if alive_after_settle:
+            assert proc.poll() is None, "the batch finished before the kill: slow it down"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL

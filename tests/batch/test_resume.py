@@ -4,12 +4,9 @@ and a second run reattaches to the open batch: no resubmission, nothing lost or 
 from __future__ import annotations
 
 import os
-import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from decimal import Decimal
 
 from flextier.batch.base import BatchHandle
@@ -18,7 +15,7 @@ from flextier.batch.lane import BatchLane
 from flextier.emulator.batch_core import batch_engine
 from flextier.jobs.store import JobStore
 
-from .conftest import TIME_SCALE, entry, ledger_cost
+from .conftest import TIME_SCALE, entry, ledger_cost, remote_batch_id, sigkill_when
 
 WORKER = textwrap.dedent("""
     import asyncio, sys, time
@@ -40,12 +37,6 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def _remote_id(path) -> str | None:
-    with sqlite3.connect(str(path)) as db:
-        row = db.execute("SELECT remote_id FROM batches").fetchone()
-    return row[0] if row else None
-
-
 async def test_resume_after_kill9_reattaches_without_resubmitting(emulator, backend_for, job_store, tmp_path):
     emu = emulator(parallelism=0.0002)            # ~1.7 s of wall time for the batch
     e = entry("openai")
@@ -56,20 +47,8 @@ async def test_resume_after_kill9_reattaches_without_resubmitting(emulator, back
     script.write_text(WORKER)
     proc = subprocess.Popen([sys.executable, str(script), str(path), emu.openai_base_url, str(TIME_SCALE)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
-    try:
-        end = time.monotonic() + 40
-        while _remote_id(path) is None:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < end, "the worker never submitted its batch"
-            time.sleep(0.05)
-        time.sleep(0.3)                               # let it poll a few times
-        assert proc.poll() is None, "the batch finished before the kill: slow it down"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    sigkill_when(proc, lambda: remote_batch_id(path) is not None, within=40,
+                 what="the worker never submitted its batch", settle=0.3)   # let it poll a few times
     emu_batches = [j for j in batch_engine(emu.engine).jobs.values() if j.provider == "openai"]
     assert len(emu_batches) == 1 and not emu_batches[0].terminal
 

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from flextier.emulator.batch_core import batch_engine
 from flextier.jobs.report import build_report, format_report, render_html, report_json
 from flextier.jobs.store import JobStore
 
-from .conftest import MODELS, TIME_SCALE, set_batch_knobs
+from .conftest import MODELS, TIME_SCALE, remote_batch_id, sigkill_when
 
 N = 20
 
@@ -170,17 +168,6 @@ def test_stalled_batch_is_rescued_to_flex_then_standard_and_counted_once(emulato
 WORKER_ENV = {**os.environ, "FLEXTIER_LOG": "WARNING"}
 
 
-def _remote_id(path: Path) -> str | None:
-    if not path.exists():
-        return None
-    try:
-        with sqlite3.connect(str(path)) as db:
-            row = db.execute("SELECT remote_id FROM batches WHERE remote_id IS NOT NULL").fetchone()
-    except sqlite3.Error:
-        return None
-    return row[0] if row else None
-
-
 def test_resume_after_kill9_during_polling_reattaches(emulator, tmp_path):
     emu = emulator(parallelism=0.0003)           # the batch takes a few seconds of wall time
     jobs = _jobs(tmp_path)
@@ -189,20 +176,8 @@ def test_resume_after_kill9_during_polling_reattaches(emulator, tmp_path):
            "--base-url", emu.openai_base_url, "--job", "job", "--store", str(db), "--out",
            str(tmp_path / "job.out.jsonl"), "--max-tokens", "40", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=WORKER_ENV, cwd=tmp_path)
-    try:
-        end = time.monotonic() + 30
-        while _remote_id(db) is None:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < end, "the job never submitted its batch"
-            time.sleep(0.05)
-        time.sleep(0.3)                           # a few polling rounds
-        assert proc.poll() is None, "the batch finished before the kill: slow it down"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    sigkill_when(proc, lambda: remote_batch_id(db) is not None, within=30,
+                 what="the job never submitted its batch", settle=0.3)      # a few polling rounds
     assert len(_provider_batches(emu)) == 1 and not _provider_batches(emu)[0].terminal
     with JobStore(db, create=False) as st:
         assert st.counts()["inflight"] == N and len(st.open_batches()) == 1
@@ -285,22 +260,13 @@ def test_kill9_after_straggler_rescue_resume_records_late_batch_output_as_duplic
                 deadline="4h", extra=extra)
     proc = subprocess.Popen([sys.executable, "-c", _RUN_SCRIPT, json.dumps(args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=WORKER_ENV, cwd=tmp_path)
-    try:
-        end = time.monotonic() + 30
-        while True:
-            done, states = _db_state(db)
-            if done == N and states and not set(states) & {"completed", "expired", "cancelled", "failed"}:
-                time.sleep(0.2)                       # let the runner commit what it has (flush: 50 ms)
-                break                                 # all answered online; the batch not yet collected
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < end, f"no rescue: {done} done, batches {states}"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    def all_online_batch_open() -> bool:  # all answered online; the batch not yet collected
+        done, states = _db_state(db)
+        return done == N and bool(states) and not set(states) & {"completed", "expired", "cancelled", "failed"}
+
+    # settle: let the runner commit what it has (flush: 50 ms)
+    sigkill_when(proc, all_online_batch_open, within=30, poll=0.02, settle=0.2, alive_after_settle=False,
+                 what=lambda: "no rescue: %d done, batches %s" % _db_state(db))
     pb = _provider_batches(emu)
     assert len(pb) == 1 and pb[0].state == "cancelling"
     late = sum(1 for ln in pb[0].lines if ln.state == "ok")   # billed lines the job has not seen yet
