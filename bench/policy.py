@@ -70,6 +70,7 @@ from typing import Any, Iterator
 
 import httpx
 
+from _bound import flex_work_bound, knapsack_saving, minute_slots
 from _harness import emulator_process, ledger
 from flextier.catalog import default_catalog
 from flextier.cost import Usage, price_usage
@@ -233,7 +234,7 @@ def run_one(sc: Scenario, policy: str) -> Run:
 # -- the hindsight lower bound -------------------------------------------------------------------
 
 def lower_bound(sc: Scenario, std_rows: list[dict], origin: float, t0: float, t1: float) -> dict[str, Any]:
-    """Least cost any policy could pay on this trace (see the module doc)."""
+    """Least cost any policy could pay on this trace (see the module doc and ``bench/_bound.py``)."""
     knobs = build_knobs(sc.profile, KNOBS)
     entry = default_catalog().resolve(MODEL)
     load = StandardLoad(knobs, f"{sc.seed}:{PROVIDER}", origin)
@@ -247,34 +248,14 @@ def lower_bound(sc: Scenario, std_rows: list[dict], origin: float, t0: float, t1
              + knobs.per_output_token_s * u.output_tokens) * knobs.latency_scale * knobs.flex_slowdown
         jobs.append((s, std, flex, batch))
     total_std = sum((j[1] for j in jobs), Decimal(0))
-    s_min = min(j[0] for j in jobs)
-    s_max = max(j[0] for j in jobs)
-    end = t1 - s_min
-    slot_s = 0.0
-    t = math.floor(t0 / 60.0) * 60.0
-    prev = None
-    while t < end:
+    sizes = [j[0] for j in jobs]
+
+    def n_at(t: float) -> int:
         x = knobs.slots * (knobs.theta_admit - load.rho(t))
-        n = min(knobs.slots, FLEX_CONC, math.ceil(x)) if x > 0 else 0
-        lo, hi = max(t, t0), min(t + 60.0, end)
-        if hi > lo:
-            slot_s += n * (hi - lo)
-            if prev is not None and prev > n:  # requests started in earlier minutes run on (<= s_max)
-                slot_s += (prev - n) * max(0.0, min(hi, t + s_max) - lo)
-        # a slot freed in this minute can carry into the next ones only for s_max seconds
-        prev = n if prev is None or s_max <= 60.0 else max(n, prev)
-        t += 60.0
-    # fractional knapsack: most saving per slot-second first
-    saved = Decimal(0)
-    flex_items = 0.0
-    left = slot_s
-    for s, std, flex, _ in sorted(jobs, key=lambda j: (j[1] - j[2]) / Decimal(repr(j[0])), reverse=True):
-        if left <= 0:
-            break
-        frac = min(1.0, left / s)
-        saved += (std - flex) * Decimal(repr(frac))
-        flex_items += frac
-        left -= s * frac
+        return min(knobs.slots, FLEX_CONC, math.ceil(x)) if x > 0 else 0
+
+    work = flex_work_bound(minute_slots(n_at, t0, t1 - min(sizes)), t1, sizes)
+    saved, flex_items = knapsack_saving([(s, std, flex) for s, std, flex, _ in jobs], work.slot_seconds)
     cost = total_std - saved
     how = "flex capacity"
     if sc.deadline_s >= 24 * H and entry.supports_batch:
@@ -282,7 +263,7 @@ def lower_bound(sc: Scenario, std_rows: list[dict], origin: float, t0: float, t1
         if cheapest < cost:
             cost, how = cheapest, "batch SLA fits"
     return {"cost": cost, "standard_cost": total_std, "ratio": float(cost / total_std),
-            "flex_items": round(flex_items, 1), "flex_slot_seconds": round(slot_s), "how": how}
+            "flex_items": round(flex_items, 1), "flex_slot_seconds": round(work.slot_seconds), "how": how}
 
 
 # -- the benchmark -------------------------------------------------------------------------------

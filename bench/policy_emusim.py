@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _bound import flex_work_bound, minute_slots  # noqa: E402
 from flextier.emulator.capacity import FlexPool, StandardLoad, Verdict, base_rho  # noqa: E402
 from flextier.emulator.clock import parse_start  # noqa: E402
 from flextier.emulator.profiles import build_knobs  # noqa: E402
@@ -60,22 +62,12 @@ def flex_slots(knobs: Any, load: StandardLoad, t: float) -> int:
 
 
 def lower_bound(knobs: Any, load: StandardLoad, t0: float, t1: float, n: int, s: float) -> dict[str, float]:
-    """bench/policy.py's hindsight bound for identical items (flex costs half of standard)."""
-    end = t1 - s
-    main = carry = 0.0
-    t = math.floor(t0 / 60.0) * 60.0
-    prev = None
-    while t < end:
-        k = flex_slots(knobs, load, t)
-        lo, hi = max(t, t0), min(t + 60.0, end)
-        if hi > lo:
-            main += k * (hi - lo)
-            if prev is not None and prev > k:
-                carry += (prev - k) * max(0.0, min(hi, t + s) - lo)
-        prev = k if prev is None or s <= 60.0 else max(k, prev)
-        t += 60.0
-    f = min(float(n), (main + carry) / s)
-    return {"ratio": (n - 0.5 * f) / n, "flex_items": f, "carry_items": carry / s}
+    """bench/policy.py's hindsight bound (``bench/_bound.py``) for identical items (flex costs half)."""
+    minutes = minute_slots(lambda t: flex_slots(knobs, load, t), t0, t1 - s)
+    work = flex_work_bound(minutes, t1, [s])
+    main = sum(k * (hi - lo) for lo, hi, k in minutes)
+    f = min(float(n), work.slot_seconds / s)
+    return {"ratio": (n - 0.5 * f) / n, "flex_items": f, "carry_items": (work.slot_seconds - main) / s}
 
 
 class _Rate:
