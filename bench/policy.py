@@ -79,6 +79,9 @@ from flextier.emulator.clock import ScaledClock, parse_start
 from flextier.emulator.profiles import build_knobs
 from flextier.jobs.api import astream_job
 from flextier.policy.baselines import FlexRetriesPolicy, GreedyPolicy
+# Imported before any clock starts: the OpenAI SDK takes ~0.7 s to import, which at x216 would be
+# 2.5 emulated minutes of a 3 h job spent before the first request (a real job never sees that).
+import flextier.providers.openai  # noqa: E402,F401
 
 MODEL = "openai/gpt-5.4-mini"
 PROVIDER = "openai"

@@ -182,3 +182,22 @@ def test_slow_start_reaches_the_ceiling_in_about_ceiling_successes_and_ends_at_t
     for _ in range(130):                    # back to plain AIMD: about +1 per window
         c.on_success(2.0)
     assert c.limit == 129
+
+
+def test_after_a_long_shed_episode_the_window_regrows_fast_to_half_its_old_size_then_slowly():
+    c = AimdController(AimdConfig(max_concurrency=64, initial=32, cooldown=5.0))
+    for t in range(0, 300, 5):              # a 5-minute outage: cut after cut, no success between
+        c.on_capacity_error(float(t))
+    assert c.limit == 1
+    for _ in range(15):                     # slow start back up to 16 (half the window before it)
+        c.on_success(400.0)
+    assert c.limit == 16
+    for _ in range(17):                     # then one per window's worth of successes again
+        c.on_success(500.0)
+    assert c.limit == 17
+    # a shed after those successes starts a new episode: its threshold is half the window then
+    c.on_capacity_error(600.0)
+    assert c.limit == 8
+    for _ in range(9):                      # 8.5 is already the threshold: additive from there
+        c.on_success(700.0)
+    assert c.limit == 9 and c.window < 10   # slow start would have reached 17.5

@@ -90,6 +90,12 @@ class AimdController:
         self._last_cut: float | None = None
         self.cuts = 0
         self.slow_start = config.slow_start
+        # TCP's ssthresh: the window one cut below where the last congestion episode began.
+        # Below it the window grows a whole ``increase`` per success (doubling per round trip),
+        # so a long shed episode that drove the window to 1 does not cost many round trips
+        # of idle flex capacity once capacity is back; above it growth is additive again.
+        self._ssthresh = 0.0
+        self._in_episode = False
 
     @property
     def limit(self) -> int:
@@ -104,7 +110,9 @@ class AimdController:
     def on_success(self, now: float) -> None:
         """A flex request was served: probe for more capacity, up to the ceiling."""
         del now  # growth is per success, not per second; kept for a uniform call shape
-        step = self.config.increase if self.slow_start else self.config.increase / max(self._window, 1.0)
+        self._in_episode = False
+        fast = self.slow_start or self._window < self._ssthresh
+        step = self.config.increase if fast else self.config.increase / max(self._window, 1.0)
         self._window = min(float(self.config.max_concurrency), self._window + step)
 
     def on_capacity_error(self, now: float) -> bool:
@@ -115,6 +123,9 @@ class AimdController:
         self.slow_start = False
         if self._last_cut is not None and now - self._last_cut < self.config.cooldown:
             return False
+        if not self._in_episode:      # the first cut since a success starts an episode
+            self._ssthresh = max(1.0, self._window * self.config.decrease)
+            self._in_episode = True
         self._window = max(1.0, self._window * self.config.decrease)
         self._last_cut = now
         self.cuts += 1
