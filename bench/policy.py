@@ -22,25 +22,27 @@ billed ledger (``GET /_emulator/ledger``: every billed row's ``cost``, duplicate
 never client estimates. A deadline is met when every item succeeded and the last result was
 durable (committed, as the runner reports it) before the deadline on the emulator's clock.
 
-**The hindsight lower bound.** The emulator's flex pool is the pure model of
-``flextier.emulator.capacity``: flex runs only while ``rho_s(t) + n/K < theta_admit``, with
-``rho_s`` the seeded per-minute standard load (:class:`StandardLoad`, replayed here from the
-same knobs, seed and origin as the emulator child). So in minute ``m`` at most
-``n_m = ceil(K * (theta_admit - rho_m))`` flex requests can run (0 when negative), and at
-most the runner's flex concurrency ``c_f`` of them are ours (every policy has the same cap).
-A request started in an earlier minute may keep running after the load rises (no preemption
-below ``preempt_at``): when ``n`` drops, the extra slots of the minute before are counted for
-the first ``s_max`` seconds of the new minute (``s_max`` the longest service time). Flex capacity over the job window is the sum of those slots
-times the seconds of each minute inside ``[job start, deadline - shortest service]``. The
-items themselves are the all-standard run's ledger rows (same prompts, same seeded outputs):
-service time ``s_i`` from the emulator's own latency formula and knobs, standard price
-``p_i`` and flex price ``f_i`` from the catalog for the billed tokens. The bound puts on flex
-the items that save the most per slot-second (a fractional knapsack: saving ``p_i - f_i``,
-weight ``s_i``, capacity the flex slot-seconds) and the rest at standard. Relaxing "whole
-requests in whole slots, no client latency, no shedding, perfect foresight" only makes flex
-look better, so no policy run through this emulator can pay less. Batch is priced like flex
-in the catalog and only helps where the flex bound already leaves work on standard; when the
-window is at least the 24 h batch SLA the bound is everything at the cheaper of the two.
+**The hindsight lower bound** (``bench/_bound.py``, which has the proof). The emulator's flex
+pool is the pure model of ``flextier.emulator.capacity``: a flex request starts only while fewer
+than ``n(t) = ceil(K * (theta_admit - rho_s(t)))`` flex requests run, with ``rho_s`` the seeded
+standard load (:class:`StandardLoad`, replayed here from the same knobs, seed and origin as the
+emulator child), capped by the runner's flex concurrency (every policy has the same cap), and a
+running request is not stopped below ``preempt_at``. Colouring any schedule's flex requests
+greedily shows that colour ``j`` runs one request at a time, started inside the stretches where
+``n >= j``; a stretch of length ``L`` then holds at most ``floor(L / tau) + 1`` whole requests of
+at least ``tau`` seconds, and at most ``L + s_max`` seconds of work (``s_max`` the longest service
+time). The sum over colours and stretches is the most flex work any client can get in the
+window (job start to deadline); requests shorter than ``tau`` are allowed an extra start each.
+The items themselves are the all-standard run's ledger rows (same prompts, same seeded outputs):
+service time ``s_i`` from the emulator's own latency formula and knobs, standard price ``p_i``
+and flex price ``f_i`` from the catalog for the billed tokens. The bound puts on flex the items
+that save the most per second of service (a fractional knapsack) and the rest at standard.
+Relaxing "no client latency, no shedding, no queue timeouts, perfect foresight" only makes flex
+look better, so no policy run through this emulator can pay less
+(``tests/policy/test_hindsight_bound.py`` tries random schedules and the emulator's own flex pool
+against it). Batch is priced like flex in the catalog and only helps where the flex bound already
+leaves work on standard; when the window is at least the 24 h batch SLA the bound is everything
+at the cheaper of the two.
 
 **Time scale.** The client and the emulator share two cores and together do a few hundred
 requests per wall second, so the emulator's scale is chosen per scenario so that the

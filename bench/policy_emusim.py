@@ -18,9 +18,9 @@ as emulated latency), HTTP and the store; service time is fixed at the bench's 2
 It also splits where flex capacity went: ``lost`` counts the hindsight bound's flex items that
 flextier did not use, by cause (``after-end``: capacity after the job finished, i.e. the safety
 reserve ``2d + margin + tail`` and any overshoot; ``aimd-limit``: slots free while the AIMD
-window was full; ``backoff``; ``no-ready-items``), and ``bound_carry`` the items the bound credits
-for requests that keep running after the capacity drops at a minute boundary (a relaxation: a
-request can carry at most its remaining service time, on average half of it).
+window was full; ``backoff``; ``no-ready-items``), and ``bound_carry`` the items the bound
+(``bench/_bound.py``) credits beyond the per-minute slots, for requests that run on after the
+capacity drops.
 """
 from __future__ import annotations
 
