@@ -76,7 +76,7 @@ from _bound import flex_work_bound, knapsack_saving, minute_slots
 from _harness import emulator_process, ledger
 from flextier.catalog import default_catalog
 from flextier.cost import Usage, price_usage
-from flextier.emulator.capacity import StandardLoad, base_rho
+from flextier.emulator.capacity import StandardLoad, expected_headroom
 from flextier.emulator.clock import ScaledClock, parse_start
 from flextier.emulator.profiles import build_knobs
 from flextier.jobs.api import astream_job
@@ -168,11 +168,11 @@ def items(n: int) -> list[dict]:
 
 
 def forecast(sc: Scenario) -> Any:
-    """flextier's time-of-day forecast (capacity-model.md §7.4 step 5): the expected flex headroom
-    ``theta_admit - base_rho(t)`` of the profile's published daily curve, without the seeded bursts
-    (what a client can know from the provider's diurnal pattern, not the trace the bound sees)."""
+    """flextier's time-of-day forecast (capacity-model.md §7.4 step 5): the flex headroom the
+    profile's daily curve and burst law lead a client to expect (:func:`expected_headroom`), without
+    the seeded bursts the bound sees (what a client can know from the provider's diurnal pattern)."""
     knobs = build_knobs(sc.profile, KNOBS)
-    return lambda t: max(0.0, knobs.theta_admit - base_rho(t, knobs))
+    return lambda t: expected_headroom(t, knobs)
 
 
 async def _run_job(sc: Scenario, policy: str, url: str, clock: ScaledClock, run: Run) -> None:

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bound import flex_work_bound, minute_slots  # noqa: E402
-from flextier.emulator.capacity import FlexPool, StandardLoad, Verdict, base_rho  # noqa: E402
+from flextier.emulator.capacity import FlexPool, StandardLoad, Verdict, expected_headroom  # noqa: E402
 from flextier.emulator.clock import parse_start  # noqa: E402
 from flextier.emulator.profiles import build_knobs  # noqa: E402
 from flextier.policy.backoff import Backoff  # noqa: E402
@@ -178,7 +178,7 @@ def run(deadline_h: float, seed: int, *, n: int = 2000, start: str = "2026-11-24
             t0 = now + min(max(d, 300.0), 0.1 * (D - now))       # the runner's grace before the line
             planner = policy(PlannerConfig(t0=t0, total=n, deadline=D, standard_rate=standard_capacity(STD_CONC, 20.0),
                                            d=d, margin=60.0, tail=20.0, flex_timeout=900.0, allow_batch=False,
-                                           availability=(lambda t: max(0.0, knobs.theta_admit - base_rho(t, knobs)))
+                                           availability=(lambda t: expected_headroom(t, knobs))
                                            if forecast else None,
                                            **(planner_kw or {})))
         if now - last_tick >= tick or dec is None:
@@ -259,11 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--deadlines", default="1h,3h")
     ap.add_argument("--seeds", default="1-12", help="e.g. 1,2,3 or 1-12")
     ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--start", default="2026-11-24T14:00", help="emulated start (UTC; 2026-11-24 is a Tuesday)")
     ap.add_argument("--d", type=float, default=DEFAULT_D, help="changeover delay d (seconds)")
     ap.add_argument("--no-forecast", action="store_true", help="straight uniform line (no time-of-day forecast)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    rows = [run(float(dl.strip().rstrip("h")), s, n=args.n, d=args.d, forecast=not args.no_forecast)
+    rows = [run(float(dl.strip().rstrip("h")), s, n=args.n, start=args.start, d=args.d, forecast=not args.no_forecast)
             for dl in args.deadlines.split(",") for s in _seeds(args.seeds)]
     if args.json:
         print(json.dumps({"rows": rows}, indent=1))

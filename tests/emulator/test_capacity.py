@@ -7,8 +7,8 @@ import statistics
 
 import pytest
 
-from flextier.emulator.capacity import (FlexPool, StandardLoad, Verdict, base_rho, diurnal, fluid_wait,
-                                        shed_probability)
+from flextier.emulator.capacity import (FlexPool, StandardLoad, Verdict, base_rho, diurnal, expected_headroom,
+                                        fluid_wait, shed_probability)
 from flextier.emulator.knobs import Knobs
 from flextier.emulator.clock import parse_start
 
@@ -136,3 +136,23 @@ def test_seeded_load_is_reproducible():
     assert [a.rho(t) for t in ts] != [c.rho(t) for t in ts]
     bursts = [a.burst(t) for t in ts]
     assert statistics.mean(bursts) == pytest.approx(1.0, abs=0.1)
+
+
+@pytest.mark.parametrize("hour", [3.0, 9.0, 10.5, 12.5, 15.5, 19.0])
+def test_expected_headroom_is_the_mean_over_the_seeded_bursts(hour):
+    """The planner's forecast equals the headroom the emulator's own load gives on average over
+    many seeded days (closed form vs the seeded AR(1) bursts), and is positive at the peak,
+    where the curve alone says zero."""
+    k = Knobs()
+    t = T0 + 24 * 3600.0 + hour * 3600.0           # Tuesday
+    # (the origin a few minutes back: the AR(1) burst is stationary from its first minute)
+    draws = [max(0.0, k.theta_admit - StandardLoad(k, seed, t - 180.0).rho(t)) for seed in range(4000)]
+    assert expected_headroom(t, k) == pytest.approx(statistics.fmean(draws), abs=0.006)
+    if base_rho(t, k) > k.theta_admit:
+        assert expected_headroom(t, k) > 0.0
+
+
+def test_expected_headroom_without_bursts_is_the_curve():
+    k = Knobs(burst_sigma=0.0)
+    t = T0 + 3 * 3600.0
+    assert expected_headroom(t, k) == pytest.approx(max(0.0, k.theta_admit - base_rho(t, k)))

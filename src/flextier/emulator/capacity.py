@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 from .knobs import Knobs
 
 __all__ = [
-    "diurnal", "week_factor", "base_rho", "StandardLoad", "FlexPool", "Admission", "Verdict",
+    "diurnal", "week_factor", "base_rho", "expected_headroom", "StandardLoad", "FlexPool", "Admission", "Verdict",
     "shed_probability", "fluid_wait",
 ]
 
@@ -62,6 +62,29 @@ def base_rho(t: float, k: Knobs) -> float:
     dt = datetime.fromtimestamp(local, tz=timezone.utc)
     hour = dt.hour + dt.minute / 60.0 + dt.second / 3600.0
     return k.u_peak * week_factor(dt.weekday(), k.weekend_factor) * diurnal(hour, k.r_day, k.diurnal_shape)
+
+
+def expected_headroom(t: float, k: Knobs) -> float:
+    """Flex headroom a client can expect at ``t``: ``E[max(0, theta_admit - rho_s(t))]``.
+
+    It knows the daily curve (``base_rho``) and the burst law (mean-one log-normal, ``burst_sigma``
+    the sd of its log), not the seeded bursts themselves. Taking the expectation matters at the
+    peak: ``theta_admit - base_rho`` is negative there, yet bursts below the mean still open flex
+    slots, and a forecast of zero made the planner buy standard for hours it did not need to
+    (a job started at 09:00 with an 8 h deadline). Closed form: a put on a log-normal.
+    """
+    rho, th, sig = base_rho(t, k), k.theta_admit, k.burst_sigma
+    if rho <= 0.0:
+        return th
+    if sig <= 0.0:
+        return max(0.0, th - rho)
+    d1 = (math.log(rho / th) + sig * sig / 2.0) / sig
+    d2 = d1 - sig
+    return max(0.0, th * _phi(-d2) - rho * _phi(-d1))
+
+
+def _phi(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
 def shed_probability(rho: float, theta_shed: float = 0.8, sigma: float = 0.3) -> float:

@@ -172,16 +172,16 @@ class Emulator:
         return self.engine.knobs
 
     def availability_forecast(self) -> Any:
-        """The flex headroom this profile's published daily curve promises at emulated time ``t``
-        (``theta_admit - base_rho(t)``, bursts left out): the time-of-day forecast a client may
-        know, for the planner's availability-weighted line (capacity-model.md §7.4 step 5)."""
-        from .capacity import base_rho
+        """The flex headroom this profile's daily curve and burst law promise at emulated time ``t``
+        (:func:`~flextier.emulator.capacity.expected_headroom`; the seeded bursts themselves left
+        out): the time-of-day forecast a client may know, for the planner's availability-weighted
+        line (capacity-model.md §7.4 step 5)."""
+        from .capacity import expected_headroom
 
         engine = self.engine  # read the knobs at each call: a profile switch changes them
 
         def headroom(t: float) -> float:
-            k = engine.knobs
-            return max(0.0, k.theta_admit - base_rho(t, k))
+            return expected_headroom(t, engine.knobs)
 
         return headroom
 
