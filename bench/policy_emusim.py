@@ -43,8 +43,8 @@ from flextier.emulator.clock import parse_start  # noqa: E402
 from flextier.emulator.profiles import build_knobs  # noqa: E402
 from flextier.policy.backoff import Backoff  # noqa: E402
 from flextier.policy.concurrency import AimdConfig, AimdController  # noqa: E402
-from flextier.policy.planner import (DEFAULT_D, SAFETY, InFlight, Observation, Planner,  # noqa: E402
-                                     PlannerConfig, standard_capacity)
+from flextier.policy.planner import (SAFETY, InFlight, Observation, Planner,  # noqa: E402
+                                     PlannerConfig, changeover_delay_for, standard_capacity)
 
 KNOBS = {"slots": 32, "latency_scale": 20.0}      # as bench/policy.py
 FLEX_CONC, STD_CONC, MAX_TOKENS = 32, 48, 64      # as bench/policy.py
@@ -90,13 +90,14 @@ class _Rate:
         return sum(c for b, c in self.c if b > lo) / window
 
 
-def run(deadline_h: float, seed: int, *, n: int = 2000, start: str = "2026-11-24T14:00", d: float = DEFAULT_D,
+def run(deadline_h: float, seed: int, *, n: int = 2000, start: str = "2026-11-24T14:00", d: float | None = None,
         policy: Any = Planner, planner_kw: dict | None = None, forecast: bool = True) -> dict[str, Any]:
     knobs = build_knobs("weekday", KNOBS)
     origin = parse_start(start)
     load = StandardLoad(knobs, f"{seed}:openai", origin)
     pool = FlexPool(knobs, load)
     S = service_s(knobs)
+    d = changeover_delay_for(deadline_h * H) if d is None else d      # as the runner's default
     scale = deadline_h * H / WINDOW_WALL
     tick = min(30.0, max(1.0, 0.05 * scale))                      # RunOptions.tick default
     rng = random.Random(seed)
@@ -260,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="1-12", help="e.g. 1,2,3 or 1-12")
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--start", default="2026-11-24T14:00", help="emulated start (UTC; 2026-11-24 is a Tuesday)")
-    ap.add_argument("--d", type=float, default=DEFAULT_D, help="changeover delay d (seconds)")
+    ap.add_argument("--d", type=float, default=None, help="changeover delay d (seconds; default: the runner's, "
+                    "changeover_delay_for(window))")
     ap.add_argument("--no-forecast", action="store_true", help="straight uniform line (no time-of-day forecast)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from flextier.policy.planner import (BATCH, BATCH_ONLY, DONE, FLEX_ONLY, SAFETY, STANDARD, STANDARD_ONLY, UP,
                                      Decision, InFlight, Observation, Planner, PlannerConfig, _Line,
-                                     default_changeover_delay, rate_quantile, standard_capacity)
+                                     changeover_delay_for, default_changeover_delay, rate_quantile,
+                                     standard_capacity)
 
 H = 3600.0
 
@@ -53,6 +54,10 @@ def test_bad_configs_are_refused(kw):
 def test_helpers():
     assert default_changeover_delay() == pytest.approx(120.0)
     assert default_changeover_delay(10, 600, 0.5) == pytest.approx(310.0)
+    # a close deadline gets a smaller d (its reserve is a share of the window), never below 30 s
+    assert changeover_delay_for(None) == changeover_delay_for(48 * 3600.0) == pytest.approx(120.0)
+    assert changeover_delay_for(3 * 3600.0) == pytest.approx(90.0)
+    assert changeover_delay_for(3600.0) == changeover_delay_for(600.0) == pytest.approx(30.0)
     assert standard_capacity(20, 2.0) == pytest.approx(10.0)
     assert standard_capacity(20, 2.0, rpm=300) == pytest.approx(5.0)
     with pytest.raises(ValueError):

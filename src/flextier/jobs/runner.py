@@ -54,8 +54,8 @@ from ..policy.budget import Budget, estimate_cost, prompt_tokens_upper_bound
 from ..policy.concurrency import AimdConfig, AimdController, RateLimiter
 from ..policy.errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
                              TierNotSupported, Timeout, Unauthorized, UserInputError)
-from ..policy.planner import (DEFAULT_D, SAFETY, Decision, InFlight, Observation, Planner, PlannerConfig,
-                              standard_capacity)
+from ..policy.planner import (SAFETY, Decision, InFlight, Observation, Planner, PlannerConfig,
+                              changeover_delay_for, standard_capacity)
 from .input import request_to_call
 from .store import DONE, FAILED, ClaimedItem, FinishedItem, FlushResult, JobStore
 
@@ -111,7 +111,7 @@ class RunOptions:
     max_item_errors: int = 5
     quota_stop_after: int = 5             # consecutive quota refusals that pause the job
     min_wall_timeout: float = 10.0        # real seconds; see _attempt
-    changeover_delay: float = DEFAULT_D
+    changeover_delay: float | None = None   # d of the planner; None: changeover_delay_for(window)
     margin: float = 60.0
     assumed_standard_latency: float = 20.0
     flush_interval: float = 0.05          # wall seconds between store commits
@@ -359,10 +359,13 @@ class Runner:
         self.rng = random.Random(opts.seed)
         self.opts.backoff.rng = self.rng
         now = self.clock.now()
+        # d: the user's, or the default scaled down for a close deadline (see changeover_delay_for)
+        self.d = opts.changeover_delay if opts.changeover_delay is not None else changeover_delay_for(
+            None if opts.deadline is None else max(0.0, opts.deadline - now))
         # slow start: on a calm provider the flex window reaches --concurrency within about
         # --concurrency successes; the first shed switches to plain AIMD (see AimdConfig)
         self.aimd = AimdController(AimdConfig(max_concurrency=max(1, opts.concurrency),
-                                              cooldown=max(1.0, 2 * opts.changeover_delay / 60), slow_start=True))
+                                              cooldown=max(1.0, 2 * self.d / 60), slow_start=True))
         self.limiter = RateLimiter(opts.rpm, opts.tpm, now=now)
         self.budget = Budget(max_cost=opts.max_cost)
         self.stats = Stats()
@@ -431,13 +434,13 @@ class Runner:
         # most a tenth of the time left): no flex answer can arrive before a flex latency has
         # passed, and judging the first minutes by results that cannot exist yet would buy
         # standard for nothing. The safety net still guards the deadline meanwhile.
-        grace = max(o.changeover_delay, 300.0)
+        grace = max(self.d, 300.0)
         t0 = now if deadline is None else now + min(grace, 0.1 * (deadline - now))
         cfg = PlannerConfig(
             t0=t0, total=total, deadline=deadline, tier_mode=tier_mode,
             standard_rate=standard_capacity(o.std_concurrency, o.assumed_standard_latency,
                                             o.rpm),
-            d=o.changeover_delay, margin=o.margin, tail=o.assumed_standard_latency,
+            d=self.d, margin=o.margin, tail=o.assumed_standard_latency,
             flex_timeout=o.flex_timeout, allow_batch=self.batch_ok, model_has_flex=self.flex_ok,
             model_has_batch=self.entry.supports_batch, batch_window=o.batch_window,
             batch_min_runway=o.batch_min_runway, done0=done, availability=o.availability)

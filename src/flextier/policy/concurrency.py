@@ -81,6 +81,10 @@ class AimdController:
     is a float internally (so growth of ``increase / window`` per success adds up to about
     ``increase`` per full window) and :attr:`limit` is its floor, always in
     ``[1, max_concurrency]``.
+
+    After a shed episode (cuts with no success between them; a long outage drives the window to
+    1), the window slow-starts back to half the size it had when the episode began, as TCP does
+    up to its ``ssthresh``, and grows additively from there.
     """
 
     def __init__(self, config: AimdConfig) -> None:
