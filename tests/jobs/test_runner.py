@@ -291,3 +291,21 @@ def test_second_answer_of_a_hedged_item_is_a_duplicate_not_a_second_result(make_
     assert kinds == ["billed", "duplicate"] and st.counts()["done"] == 1
     assert runner.stats.spent == t["spent"] and runner.stats.duplicate_cost == t["duplicate_cost"] > 0
     assert t["by_tier"] == {"standard": t["spent"]}
+
+
+@pytest.mark.parametrize("window,given,d", [(3600.0, None, 30.0), (3 * 3600.0, None, 90.0), (48 * 3600.0, None, 120.0),
+                                            (None, None, 120.0), (3600.0, 200.0, 200.0)])
+def test_changeover_delay_scales_with_a_close_deadline_unless_set(make_store, window, given, d):
+    """A 1 h job keeps a 30 s changeover delay (its reserve at the end is then ~2.5 min, not 5.5);
+    a far or absent deadline keeps the 120 s default; a delay the user sets is used as is."""
+    from flextier.catalog import default_catalog
+    from flextier.emulator import ScaledClock
+    from flextier.jobs.runner import Runner, RunOptions
+
+    entry = default_catalog().resolve("openai/gpt-5.4-mini")
+    clock = ScaledClock(1000, "2026-11-24T14:00")
+    runner = Runner(make_store(1), _HangingFlex(entry),
+                    RunOptions(model=entry, deadline=None if window is None else clock.now() + window,
+                               changeover_delay=given), clock=clock, output=None)
+    assert runner.d == pytest.approx(d, abs=0.5)   # (the scaled clock moves between reads)
+    assert runner._make_planner(clock.now()).config.d == runner.d
