@@ -282,19 +282,33 @@ def parse_h(text: str) -> float:
     return float(text)
 
 
-def run_scenario(sc: Scenario, log: Any) -> dict[str, Any]:
+def standard_rows_of(rows: list[dict]) -> list[dict]:
+    """A run's billed rows, one per item, repriced at standard: the all-standard ledger without
+    running it (same prompts, same seeded outputs, so the same tokens), for ``--policies flextier``."""
+    entry = default_catalog().resolve(MODEL)
+    out: dict[Any, dict] = {}
+    for r in rows:
+        if r.get("cost") in (None, "0") or not r.get("served_tier") or r.get("item") in out:
+            continue
+        u = Usage(r["input_tokens"], r.get("cached_tokens", 0), r["output_tokens"], r.get("reasoning_tokens", 0))
+        out[r.get("item")] = {**r, "served_tier": "standard", "cost": str(price_usage(u, entry, "standard").cost)}
+    return list(out.values())
+
+
+def run_scenario(sc: Scenario, log: Any, policies: tuple[str, ...] = POLICIES) -> dict[str, Any]:
     runs: dict[str, Run] = {}
-    for p in POLICIES:
+    for p in policies:
         runs[p] = r = run_one(sc, p)
         start_iso = datetime.fromtimestamp(r.job_start, tz=timezone.utc).strftime("%H:%M")
         log(f"  {sc.name:>12s} {p:22s} start {start_iso} ok {r.ok}/{sc.n} (by deadline {r.ok_by_deadline}) "
             f"met {r.met!s:5s} cost {r.cost:.4f} "
             f"tiers {r.items_by_tier} wall {r.wall_s:.0f}s" + (f" ERROR {r.error}" if r.error else ""))
-    base = runs["all-standard"]
-    std_rows = [r for r in base.ledger if r.get("served_tier") == "standard" and r.get("cost") not in (None, "0")]
     ref = runs["flextier"]
+    base = runs.get("all-standard")
+    std_rows = ([r for r in base.ledger if r.get("served_tier") == "standard" and r.get("cost") not in (None, "0")]
+                if base is not None else standard_rows_of(ref.ledger))
     lb = lower_bound(sc, std_rows, ref.origin, ref.job_start, ref.deadline)
-    base_cost = base.cost if base.cost > 0 else lb["standard_cost"]
+    base_cost = base.cost if base is not None and base.cost > 0 else lb["standard_cost"]
     out: dict[str, Any] = {"scenario": sc.name, "n": sc.n, "deadline_h": sc.deadline_s / H, "seed": sc.seed,
                            "start": sc.start, "time_scale": sc.time_scale, "policies": {}}
     per_item = base_cost / sc.n
@@ -319,7 +333,7 @@ def run_scenario(sc: Scenario, log: Any) -> dict[str, Any]:
 
 def summarise(results: list[dict]) -> dict[str, Any]:
     summ: dict[str, Any] = {}
-    for p in (*POLICIES, "lower-bound"):
+    for p in results[0]["policies"]:
         rs = [r["policies"][p] for r in results]
         ratios = [x["ratio"] for x in rs if x["ratio"] is not None]
         summ[p] = {"mean_ratio": sum(ratios) / len(ratios) if ratios else None,
@@ -331,7 +345,7 @@ def summarise(results: list[dict]) -> dict[str, Any]:
 
 
 def table(results: list[dict], summ: dict[str, Any]) -> str:
-    cols = (*POLICIES, "lower-bound")
+    cols = tuple(results[0]["policies"])
     head = f"{'scenario':>14s} " + " ".join(f"{c:>22s}" for c in cols) + f" {'ft/LB':>6s}"
     lines = ["cost / all-standard (deadline met: y/n)", head, "-" * len(head)]
     for r in results:
@@ -359,7 +373,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=None, help="requests per scenario (default 2000; 1000 with --quick)")
     ap.add_argument("--deadlines", default=None, help="emulated deadlines, e.g. 1h,3h,8h,24h,48h")
-    ap.add_argument("--seeds", default="1", help="comma-separated emulator seeds (each runs every scenario)")
+    ap.add_argument("--seeds", default="1", help="emulator seeds, e.g. 1,2,3 or 4-12 (each runs every scenario)")
+    ap.add_argument("--policies", default=",".join(POLICIES),
+                    help="which to run (flextier always; without all-standard the ratios divide by the standard "
+                         "price of flextier's own billed tokens)")
     ap.add_argument("--start", default="2026-11-24T14:00", help="emulated start (UTC; 2026-11-24 is a Tuesday)")
     ap.add_argument("--window-wall", type=float, default=None,
                     help="wall seconds one deadline window lasts (sets each scenario's time scale; default 50, 25 quick)")
@@ -372,10 +389,19 @@ def main() -> None:
     log = (lambda m: print(m, file=sys.stderr, flush=True))
     results = []
     t0 = time.perf_counter()
-    for seed in [int(s) for s in args.seeds.split(",")]:
+    wanted = {p.strip() for p in args.policies.split(",") if p.strip()}
+    unknown = wanted - set(POLICIES)
+    if unknown:
+        ap.error(f"--policies: unknown {', '.join(sorted(unknown))} (choose from {', '.join(POLICIES)})")
+    policies = tuple(p for p in POLICIES if p in wanted or p == "flextier")
+    seeds: list[int] = []
+    for part in args.seeds.split(","):
+        a, _, b = part.partition("-")
+        seeds += list(range(int(a), int(b) + 1)) if b else [int(a)]
+    for seed in seeds:
         for d in dls.split(","):
             sc = Scenario(name=f"{d}/s{seed}", n=n, deadline_s=parse_h(d), seed=seed, start=args.start)
-            results.append(run_scenario(sc, log))
+            results.append(run_scenario(sc, log, policies))
     summ = summarise(results)
     doc = {"policy": {"model": MODEL, "profile": "weekday", "knobs": KNOBS, "flex_concurrency": FLEX_CONC,
                       "standard_concurrency": STD_CONC, "max_tokens": MAX_TOKENS, "window_wall_s": WINDOW_WALL,
