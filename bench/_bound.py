@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 MINUTE = 60.0
 
@@ -51,6 +51,13 @@ class FlexWork:
     stretches: int         # (colour, stretch) pairs it summed over
     tau: float             # the service-time split it chose
     short_items: int       # items shorter than tau (each allowed one extra start)
+
+
+def flex_slots(knobs: Any, load: Any, t: float, cap: int) -> int:
+    """``n(t)``: the most flex requests the emulator's pool lets run at ``t`` (its ``can_dispatch``
+    rule, ``rho_s + n/K < theta_admit``), capped by ``K`` and the client's flex concurrency ``cap``."""
+    x = knobs.slots * (knobs.theta_admit - load.rho(t))
+    return min(knobs.slots, cap, math.ceil(x)) if x > 0 else 0
 
 
 def minute_slots(n_at: Callable[[float], int], t0: float, t_end: float, *, step: float = 1.0) -> list[tuple[float, float, int]]:

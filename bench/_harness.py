@@ -64,6 +64,15 @@ def emulator_process(profile: str = "calm", *knobs: str, seed: int = 0, time_sca
             proc.kill()
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``"1,2,3"`` or ``"1-12"`` (or a mix) as a list of seeds."""
+    out: list[int] = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+    return out
+
+
 def ledger(url: str) -> list[dict]:
     r = httpx.get(f"{url}/_emulator/ledger", timeout=120)
     r.raise_for_status()

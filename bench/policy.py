@@ -72,8 +72,8 @@ from typing import Any, Iterator
 
 import httpx
 
-from _bound import flex_work_bound, knapsack_saving, minute_slots
-from _harness import emulator_process, ledger
+from _bound import flex_slots, flex_work_bound, knapsack_saving, minute_slots
+from _harness import emulator_process, ledger, parse_seeds
 from flextier.catalog import default_catalog
 from flextier.cost import Usage, price_usage
 from flextier.emulator.capacity import StandardLoad, expected_headroom
@@ -254,11 +254,7 @@ def lower_bound(sc: Scenario, std_rows: list[dict], origin: float, t0: float, t1
         jobs.append((s, std, flex, batch))
     total_std = sum((j[1] for j in jobs), Decimal(0))
     sizes = [j[0] for j in jobs]
-
-    def n_at(t: float) -> int:
-        x = knobs.slots * (knobs.theta_admit - load.rho(t))
-        return min(knobs.slots, FLEX_CONC, math.ceil(x)) if x > 0 else 0
-
+    n_at = (lambda t: flex_slots(knobs, load, t, FLEX_CONC))
     work = flex_work_bound(minute_slots(n_at, t0, t1 - min(sizes)), t1, sizes)
     saved, flex_items = knapsack_saving([(s, std, flex) for s, std, flex, _ in jobs], work.slot_seconds)
     cost = total_std - saved
@@ -394,11 +390,7 @@ def main() -> None:
     if unknown:
         ap.error(f"--policies: unknown {', '.join(sorted(unknown))} (choose from {', '.join(POLICIES)})")
     policies = tuple(p for p in POLICIES if p in wanted or p == "flextier")
-    seeds: list[int] = []
-    for part in args.seeds.split(","):
-        a, _, b = part.partition("-")
-        seeds += list(range(int(a), int(b) + 1)) if b else [int(a)]
-    for seed in seeds:
+    for seed in parse_seeds(args.seeds):
         for d in dls.split(","):
             sc = Scenario(name=f"{d}/s{seed}", n=n, deadline_s=parse_h(d), seed=seed, start=args.start)
             results.append(run_scenario(sc, log, policies))

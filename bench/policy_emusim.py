@@ -37,7 +37,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bound import flex_work_bound, minute_slots  # noqa: E402
+from _bound import flex_slots, flex_work_bound, minute_slots  # noqa: E402
+from _harness import parse_seeds  # noqa: E402
 from flextier.emulator.capacity import FlexPool, StandardLoad, Verdict, expected_headroom  # noqa: E402
 from flextier.emulator.clock import parse_start  # noqa: E402
 from flextier.emulator.profiles import build_knobs  # noqa: E402
@@ -56,14 +57,9 @@ def service_s(knobs: Any) -> float:
     return (knobs.ttft_s + knobs.per_output_token_s * MAX_TOKENS) * knobs.latency_scale * knobs.flex_slowdown
 
 
-def flex_slots(knobs: Any, load: StandardLoad, t: float) -> int:
-    x = knobs.slots * (knobs.theta_admit - load.rho(t))
-    return min(knobs.slots, FLEX_CONC, math.ceil(x)) if x > 0 else 0
-
-
 def lower_bound(knobs: Any, load: StandardLoad, t0: float, t1: float, n: int, s: float) -> dict[str, float]:
     """bench/policy.py's hindsight bound (``bench/_bound.py``) for identical items (flex costs half)."""
-    minutes = minute_slots(lambda t: flex_slots(knobs, load, t), t0, t1 - s)
+    minutes = minute_slots(lambda t: flex_slots(knobs, load, t, FLEX_CONC), t0, t1 - s)
     work = flex_work_bound(minutes, t1, [s])
     main = sum(k * (hi - lo) for lo, hi, k in minutes)
     f = min(float(n), work.slot_seconds / s)
@@ -227,7 +223,7 @@ def run(deadline_h: float, seed: int, *, n: int = 2000, start: str = "2026-11-24
                     streak += 1
                     ready.appendleft(i)
                     break
-        short = max(0, flex_slots(knobs, load, now) - len(pool.running))
+        short = max(0, flex_slots(knobs, load, now, FLEX_CONC) - len(pool.running))
         if short and now < D - S:
             why = ("queued" if pool.queue else "no-ready-items" if not ready
                    else "flex-closed" if dec.standard_all or not dec.flex_open
@@ -236,7 +232,7 @@ def run(deadline_h: float, seed: int, *, n: int = 2000, start: str = "2026-11-24
         now += 1.0
     t = now
     while t < D - S:                                                # flex capacity left after the job
-        lost["after-end"] = lost.get("after-end", 0.0) + flex_slots(knobs, load, t) / S
+        lost["after-end"] = lost.get("after-end", 0.0) + flex_slots(knobs, load, t, FLEX_CONC) / S
         t += 1.0
     lb = lower_bound(knobs, load, t_start, D, n, S)
     ratio = cost / n
@@ -245,14 +241,6 @@ def run(deadline_h: float, seed: int, *, n: int = 2000, start: str = "2026-11-24
             "flex_items": n_flex, "standard_items": n_std, "bound_flex_items": round(lb["flex_items"]),
             "bound_carry": round(lb["carry_items"]), "lost": {k: round(v) for k, v in sorted(lost.items())},
             "finished_min_before_deadline": None if last is None else round((D - last) / 60, 1)}
-
-
-def _seeds(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        a, _, b = part.partition("-")
-        out += list(range(int(a), int(b) + 1)) if b else [int(a)]
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     rows = [run(float(dl.strip().rstrip("h")), s, n=args.n, start=args.start, d=args.d, forecast=not args.no_forecast)
-            for dl in args.deadlines.split(",") for s in _seeds(args.seeds)]
+            for dl in args.deadlines.split(",") for s in parse_seeds(args.seeds)]
     if args.json:
         print(json.dumps({"rows": rows}, indent=1))
         return 0

@@ -6,7 +6,6 @@ random capacity profiles, and a client that keeps the emulator's own flex pool s
 """
 from __future__ import annotations
 
-import math
 import random
 import sys
 from decimal import Decimal
@@ -16,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from _bound import flex_work_bound, knapsack_saving, minute_slots  # noqa: E402
+from _bound import flex_slots, flex_work_bound, knapsack_saving, minute_slots  # noqa: E402
 
 from flextier.emulator.capacity import FlexPool, StandardLoad, Verdict  # noqa: E402
 from flextier.emulator.profiles import build_knobs  # noqa: E402
@@ -124,10 +123,7 @@ def test_saturating_the_emulators_own_flex_pool_stays_under_the_bound() -> None:
         assert not preempted
         now += 0.5
 
-    def n_at(t: float) -> int:
-        x = knobs.slots * (knobs.theta_admit - load.rho(t))
-        return min(knobs.slots, 32, math.ceil(x)) if x > 0 else 0
-
+    n_at = (lambda t: flex_slots(knobs, load, t, 32))
     bound = flex_work_bound(minute_slots(n_at, t0, t1 - min(sizes)), t1, sizes).slot_seconds
     assert 0.9 * bound <= work <= bound
 
