@@ -68,3 +68,26 @@ def test_tier_cost_of_a_summed_workload_decides_uplift_by_request_size():
     std = entry.tier_prices("standard")
     assert tier_cost(total, std, entry, request_input_tokens=250_000) == Decimal(625) + Decimal("1.5")
     assert tier_cost(total, std, entry) > Decimal(1000)  # priced as one giant request: uplifted
+
+
+# providers.md section 8.6: the same workload (50,000 calls x 2,000 in + 1,000 out) on every model,
+# standard -> flex/batch, hand-computed from the price tables there. Gemini 2.5 Pro and 3.1 Pro were
+# wrong (uplifted) before the per-request fix.
+SECTION_8_6 = {
+    "openai/gpt-5.5": ("2000", "1000"), "openai/gpt-5.4": ("1000", "500"), "openai/gpt-5.4-mini": ("300", "150"),
+    "openai/o3": ("600", "300"), "openai/o4-mini": ("330", "165"), "gemini/gemini-2.5-pro": ("625", "312.50"),
+    "gemini/gemini-2.5-flash": ("155", "77.50"), "gemini/gemini-3-flash": ("200", "100"),
+    "gemini/gemini-3.1-pro": ("800", "400"), "bedrock/nova-pro": ("240", "120"), "bedrock/nova-lite": ("18", "9"),
+    "bedrock/nova-micro": ("10.50", "5.25"), "bedrock/qwen3-235b": ("66", "33"),
+    "anthropic/claude-sonnet-4-6": ("1050", "525"), "anthropic/claude-haiku-4-5": ("350", "175"),
+    "anthropic/claude-opus-4-7": ("1750", "875"),
+}
+
+
+def test_catalog_matches_the_reference_workload_table():
+    for model, (std, discounted) in SECTION_8_6.items():
+        rows = _rows(model, 50_000, 2_000, 1_000)
+        assert rows[("standard", False)] == Decimal(std), model
+        assert rows[("batch", False)] == Decimal(discounted), model
+        if rows[("flex", False)] is not None:
+            assert rows[("flex", False)] == Decimal(discounted), model
