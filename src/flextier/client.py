@@ -400,18 +400,17 @@ class _GeminiObserver(_Observer):
             s = served_from(headers, ust)
             if s != "unknown" or self.served is None:
                 self.served = s
-        finished = False
         tok = False
         for c in getattr(ev, "candidates", None) or []:
             if c.finish_reason is not None:
-                self.done = finished = True
+                self.done = True
             for p in ((c.content.parts if c.content else None) or []):
                 if p.text or p.function_call:
                     tok = True
         if um is not None:
             self.usage = usage_from_sdk(um)
-            # counts so far on every chunk; the chunk with the finish reason carries the bill
-            self.usage_final = finished
+            # counts so far on every chunk; from the chunk with the finish reason on, it is the bill
+            self.usage_final = self.done
         return tok
 
 

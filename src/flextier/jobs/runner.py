@@ -914,6 +914,7 @@ class Runner:
             return False
         self.budget.settle((w.seq, tier), None)
         w.possibly_billed += 1
+        self.stats.errors["ProviderFault"] += 1
         self.store.add_attempt(w.seq, tier, "ProviderFault", latency, 200, "implausible_usage", True, now)
         self.store.event(now, "provider_fault", {"item": w.custom_id, "tier": tier, "why": why,
                                                  "usage": oc.usage.as_dict()})
