@@ -121,3 +121,26 @@ def test_honest_usage_at_the_bound_is_accepted(hostile, tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     job, totals, items = _status()
     assert all(it["state"] == "done" for it in items) and totals["billed_total"] > 0
+
+
+def test_model_without_a_known_maximum_still_refuses_an_absurd_answer(hostile, tmp_path, capsys):
+    # no max_tokens and a catalog maximum of null: only the absolute ceiling bounds the answer
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"models": [{"name": MODEL, "max_output_tokens": None}]}))
+    rc = main(["run", str(_job(tmp_path, 3)), "--model", MODEL, "--base-url", hostile.base_url, "--tier", "flex",
+               "--concurrency", "1", "--quiet", "--prices", str(prices)])
+    err = capsys.readouterr().err
+    assert rc == 3 and "1,000,000,000,000,000 output tokens" in err, err
+
+
+def test_implausible_usage_rules():
+    from flextier.cost import Usage
+    from flextier.policy.budget import implausible_usage
+
+    assert implausible_usage(Usage(10, 0, 16), out_bound=16) is None
+    assert "17 output" in implausible_usage(Usage(10, 0, 17), out_bound=16)
+    assert implausible_usage(Usage(10, 0, 80), out_bound=16, answers=5) is None      # n answers
+    assert "5 answers" in implausible_usage(Usage(10, 0, 81), out_bound=16, answers=5)
+    # a short reference to a big cached context is fine up to the floor; beyond it is not
+    assert implausible_usage(Usage(1_000_000, 0, 5), out_bound=16, prompt_upper_bound=20) is None
+    assert "input tokens" in implausible_usage(Usage(3_000_000, 0, 5), out_bound=16, prompt_upper_bound=20)

@@ -274,7 +274,9 @@ def output_bound(req: Any, model: ModelEntry) -> tuple[int | None, str]:
 #: An input claim beyond this many times the prompt's own upper bound is not believable ...
 IMPLAUSIBLE_INPUT_FACTOR = 100
 #: ... unless it is below this floor, kept above every model's context window (1,050,000 tokens
-#: for gpt-5.4/5.5 today), so cached contexts, images and files behind a short reference never trip it.
+#: for gpt-5.4/5.5 today), so cached contexts, images and files behind a short reference never trip
+#: it. No single answer can be longer either: it is also the output bound of a model whose maximum
+#: output is unknown.
 IMPLAUSIBLE_INPUT_FLOOR = 2_000_000
 
 
@@ -283,15 +285,17 @@ def implausible_usage(usage: Usage, *, out_bound: int | None, answers: int = 1,
     """Why ``usage`` cannot be the bill of the request it answers, or None when it can.
 
     Output above the request's bound times its answers is impossible for an honest provider
-    (the bound is what the request allowed, or the model's own maximum). Input is checked
-    generously: only a claim above both :data:`IMPLAUSIBLE_INPUT_FACTOR` times the prompt's
-    upper bound and :data:`IMPLAUSIBLE_INPUT_FLOOR` counts. Such an answer is a provider fault:
-    the caller must stop spending, not price the claim.
+    (the bound is what the request allowed, or the model's own maximum; with neither known,
+    :data:`IMPLAUSIBLE_INPUT_FLOOR`). Input is checked generously: only a claim above both
+    :data:`IMPLAUSIBLE_INPUT_FACTOR` times the prompt's upper bound and the floor counts. Such an
+    answer is a provider fault: the caller must stop spending, not price the claim.
     """
-    if out_bound is not None and usage.output_tokens > out_bound * max(1, answers):
-        allowed = out_bound * max(1, answers)
+    n = max(1, answers)
+    per_answer = out_bound if out_bound is not None else IMPLAUSIBLE_INPUT_FLOOR
+    if usage.output_tokens > per_answer * n:
+        allowed = per_answer * n
         return (f"claims {usage.output_tokens:,} output tokens where the request allowed at most {allowed:,}"
-                + (f" ({answers} answers x {out_bound:,})" if answers > 1 else ""))
+                + (f" ({n} answers x {per_answer:,})" if n > 1 else ""))
     if prompt_upper_bound is not None:
         limit = max(IMPLAUSIBLE_INPUT_FACTOR * prompt_upper_bound, IMPLAUSIBLE_INPUT_FLOOR)
         if usage.input_tokens > limit:
