@@ -139,3 +139,18 @@ def test_cut_stream_is_unknown_never_zero(emu, make_policy, clock, name):
     rows = [r for r in emu.ledger()[before:] if r["outcome"] == "ok"]
     assert n > 1 and len(rows) == 1
     _matches(flextier.info(s), rows[0])
+
+
+def test_langchain_streaming_through_a_wrapped_client_sees_the_same_chunks(emu, make_policy):
+    """A library built on the SDK (LangChain) that did not ask for usage gets exactly the chunks it
+    would get unwrapped: no usage-only chunk leaks into its message stream."""
+    pytest.importorskip("langchain_openai")
+    from langchain_openai import ChatOpenAI
+
+    seen = []
+    for cl in (C.openai_client(emu), flextier.wrap(C.openai_client(emu), make_policy(tier="standard"))):
+        llm = ChatOpenAI(model="gpt-5.4", api_key="test", base_url=emu.openai_base_url, streaming=True,
+                         stream_usage=False, client=cl.chat.completions, root_client=cl, max_retries=0)
+        chunks = list(llm.stream("Tell me something."))
+        seen.append(([c.content for c in chunks], [c.usage_metadata for c in chunks if c.usage_metadata]))
+    assert seen[0] == seen[1] and seen[1][1] == []

@@ -663,7 +663,7 @@ class Runner:
         self._prepare(w)
         if self.opts.max_cost is not None:
             if w.est_cost is None:  # the CLI checks prices up front; this guards the Python API
-                raise UserInputError(f"--max-cost needs known prices and a max_tokens bound for {self.entry.name}",
+                raise UserInputError(f"--max-cost needs known prices for {self.entry.name}",
                                      field="--max-cost")
             if not self.budget.fits(w.est_cost):
                 return math.inf
