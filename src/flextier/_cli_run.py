@@ -284,6 +284,11 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
         # No --max-tokens needed: each request is bounded by its own max_tokens, else by the model's
         # maximum output in the catalog; the runner refuses (exit 2) an item that has neither.
         require_known_prices(entry, ("flex", "standard") if tier in ("auto", "flex") else ("standard",))
+        std = entry.tier_prices("standard")
+        if not a.max_tokens and entry.max_output_tokens and std is not None and std.output is not None and not a.quiet:
+            _err(f"flextier: --max-cost: a line without max_tokens reserves {entry.max_output_tokens:,} output tokens "
+                 f"(the catalog's maximum for {entry.name}, ${entry.max_output_tokens * std.output / 1_000_000:,.4f} "
+                 f"at standard) until its answer arrives; --max-tokens N reserves less")
     emulate = a.emulate
     if emulate:
         from .emulator import PROFILES
