@@ -544,7 +544,7 @@ def _finalize_stream(result: CallResult, obs: _Observer) -> None:
         c = price_usage(obs.usage, result.model, result.tier)
         result.cost, result.standard_cost = c.cost, c.standard_cost
     else:  # not consumed yet, cut, or abandoned before the bill arrived: unknown, never $0
-        result.usage = None  # type: ignore[assignment]
+        result.usage = None
         result.cost = result.standard_cost = None
 
 
