@@ -281,10 +281,14 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
         raise UserInputError("must be between 0 and 2", field="--temperature")
     cap = parse_money(a.max_cost) if a.max_cost is not None else None
     if cap is not None:
-        if not a.max_tokens:
-            raise UserInputError("a --max-cost job needs --max-tokens, so every request's cost has an upper bound",
-                                 field="--max-tokens")
+        # No --max-tokens needed: each request is bounded by its own max_tokens, else by the model's
+        # maximum output in the catalog; the runner refuses (exit 2) an item that has neither.
         require_known_prices(entry, ("flex", "standard") if tier in ("auto", "flex") else ("standard",))
+        std = entry.tier_prices("standard")
+        if not a.max_tokens and entry.max_output_tokens and std is not None and std.output is not None and not a.quiet:
+            _err(f"flextier: --max-cost: a line without max_tokens reserves {entry.max_output_tokens:,} output tokens "
+                 f"(the catalog's maximum for {entry.name}, ${entry.max_output_tokens * std.output / 1_000_000:,.4f} "
+                 f"at standard) until its answer arrives; --max-tokens N reserves less")
     emulate = a.emulate
     if emulate:
         from .emulator import PROFILES
@@ -475,7 +479,7 @@ def register(app: typer.Typer) -> None:
                                                            help="Most standard requests in flight."),
         rpm: Optional[float] = typer.Option(None, "--rpm", help="Requests per minute limit."),
         tpm: Optional[float] = typer.Option(None, "--tpm", help="Tokens per minute limit."),
-        max_cost: Optional[str] = typer.Option(None, "--max-cost", help="Spending cap in USD (needs --max-tokens)."),
+        max_cost: Optional[str] = typer.Option(None, "--max-cost", help="Spending cap in USD: spent + reserved never passes it (see README)."),
         ordered: bool = typer.Option(False, "--ordered", help="Write results in input order."),
         skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Run without the invalid lines."),
         prompt_template: Optional[str] = typer.Option(None, "--prompt-template",

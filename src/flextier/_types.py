@@ -73,7 +73,7 @@ class CallResult:
     text: str
     raw: Any
     tier: str
-    usage: Usage
+    usage: Usage | None          # None = unknown (a stream cut or abandoned before its final usage)
     cost: Decimal | None
     standard_cost: Decimal | None
     attempts: list[Attempt] = field(default_factory=list)

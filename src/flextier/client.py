@@ -25,9 +25,12 @@ exception as ``__cause__`` and the attempts as ``.attempts``), the same as ``com
 
 Streaming: a flex stream may fall back only until its first token arrives (the wrapper
 reads ahead to it); after that, errors surface to the caller as taxonomy errors. Usage
-and cost of a stream are known once it is consumed (OpenAI Chat needs
-``stream_options={"include_usage": True}`` for usage; flextier does not add it because it
-changes the chunks the caller sees).
+and cost of a stream are known once the provider's final usage arrives (its last event);
+until then, and for good when the stream is cut or abandoned before it, ``info(stream)``
+has ``usage``, ``cost`` and ``standard_cost`` None ("unknown"), never 0. A wrapped OpenAI
+Chat stream asks for usage itself (``stream_options.include_usage``) and, unless the caller
+asked for it, hides the extra usage-only chunk and the ``usage: null`` field the option
+adds to every chunk, so the caller sees the chunks it would have seen and the cost is exact.
 """
 from __future__ import annotations
 
@@ -153,10 +156,16 @@ def _lookup(catalog: Catalog, provider: str, model: str | None) -> ModelEntry:
 
 
 class _Observer:
-    """Watches stream events: first token, served tier, usage, in-stream errors."""
+    """Watches stream events: first token, served tier, usage, in-stream errors.
+
+    ``usage`` may be partial while the stream runs (Anthropic's ``message_start`` counts one
+    output token, Gemini's chunks count what was sent so far); ``usage_final`` says it came
+    from the event that carries the bill, and only then is a stream priced.
+    """
 
     served: str | None = None
     usage: Usage | None = None
+    usage_final: bool = False     # usage came from the provider's final (billing) event
     done: bool = False            # saw the provider's end-of-message event
 
     def __init__(self, tier: str) -> None:
@@ -165,6 +174,10 @@ class _Observer:
     def observe(self, ev: Any) -> bool:
         """Update state; return True if ``ev`` carries the first token (or any token)."""
         return True
+
+    def hidden(self, ev: Any) -> bool:
+        """True for an event flextier asked for itself that the caller must not see."""
+        return False
 
     def error(self, ev: Any) -> ProviderError | None:
         return None
@@ -200,10 +213,16 @@ class _Spec:
     def observer(self, tier: str, endpoint: str) -> _Observer:
         return _Observer(tier)
 
+    def stream_kwargs(self, kw: dict[str, Any], endpoint: str, obs: _Observer) -> dict[str, Any]:
+        """Change a streaming call's arguments (OpenAI Chat asks for usage); default: as is."""
+        return kw
+
 
 # OpenAI ---------------------------------------------------------------------------------
 
 class _OpenAIChatObserver(_Observer):
+    hide_usage = False            # flextier added include_usage: hide what the option adds
+
     def observe(self, ev: Any) -> bool:
         st = getattr(ev, "service_tier", None)
         if st is not None:
@@ -213,6 +232,9 @@ class _OpenAIChatObserver(_Observer):
         if u is not None:
             from .providers.openai import usage_from_body
             self.usage = usage_from_body(u.model_dump())
+            self.usage_final = True   # Chat sends usage once, in the last chunk
+        elif self.hide_usage:
+            _unset(ev, "usage")       # the option adds "usage": null to every chunk
         tok = False
         for c in getattr(ev, "choices", None) or []:
             if c.finish_reason:
@@ -221,6 +243,17 @@ class _OpenAIChatObserver(_Observer):
             if d is not None and (d.content or d.tool_calls or getattr(d, "refusal", None)):
                 tok = True
         return tok
+
+    def hidden(self, ev: Any) -> bool:
+        return self.hide_usage and not (getattr(ev, "choices", None) or []) and getattr(ev, "usage", None) is not None
+
+
+def _unset(ev: Any, name: str) -> None:
+    """Make a pydantic SDK object look as if ``name`` never came on the wire (``to_dict()`` and
+    ``model_dump(exclude_unset=True)`` leave it out, as they would without include_usage)."""
+    fs = getattr(ev, "__pydantic_fields_set__", None)
+    if isinstance(fs, set):
+        fs.discard(name)
 
 
 class _OpenAIResponsesObserver(_Observer):
@@ -236,6 +269,7 @@ class _OpenAIResponsesObserver(_Observer):
             if resp.usage is not None:
                 from .providers.openai import usage_from_body
                 self.usage = usage_from_body(resp.usage.model_dump())
+                self.usage_final = typ in ("response.completed", "response.incomplete")
         if typ in ("response.completed", "response.incomplete", "response.failed"):
             self.done = True
         return typ.endswith(".delta")
@@ -283,6 +317,17 @@ class _OpenAISpec(_Spec):
     def observer(self, tier, endpoint):
         return _OpenAIResponsesObserver(tier) if endpoint == "responses" else _OpenAIChatObserver(tier)
 
+    def stream_kwargs(self, kw: dict[str, Any], endpoint: str, obs: _Observer) -> dict[str, Any]:
+        """A Chat stream asks for usage itself; the observer hides what the caller did not ask for."""
+        if endpoint != "chat" or not isinstance(obs, _OpenAIChatObserver):
+            return kw
+        so = kw.get("stream_options")
+        so = dict(so) if isinstance(so, Mapping) else {}
+        if so.get("include_usage") is True:
+            return kw
+        obs.hide_usage = True
+        return {**kw, "stream_options": {**so, "include_usage": True}}
+
 
 # Anthropic ------------------------------------------------------------------------------
 
@@ -302,6 +347,7 @@ class _AnthropicObserver(_Observer):
             u = dict(self._start or {})
             u.update({k: v for k, v in ev.usage.model_dump().items() if v is not None})
             self.usage = usage_from_body(u)
+            self.usage_final = True   # message_start counted one output token; this is the bill
         elif typ == "message_stop":
             self.done = True
         return typ == "content_block_delta"
@@ -354,8 +400,6 @@ class _GeminiObserver(_Observer):
             s = served_from(headers, ust)
             if s != "unknown" or self.served is None:
                 self.served = s
-        if um is not None:
-            self.usage = usage_from_sdk(um)
         tok = False
         for c in getattr(ev, "candidates", None) or []:
             if c.finish_reason is not None:
@@ -363,6 +407,10 @@ class _GeminiObserver(_Observer):
             for p in ((c.content.parts if c.content else None) or []):
                 if p.text or p.function_call:
                     tok = True
+        if um is not None:
+            self.usage = usage_from_sdk(um)
+            # counts so far on every chunk; from the chunk with the finish reason on, it is the bill
+            self.usage_final = self.done
         return tok
 
 
@@ -440,6 +488,7 @@ class _BedrockObserver(_Observer):
             md = ev["metadata"]
             if md.get("usage"):
                 self.usage = usage_from_body(md["usage"])
+                self.usage_final = True   # the metadata event after messageStop is the bill
             if md.get("serviceTier") is not None:
                 self.served = served_tier(md["serviceTier"])
         if "messageStop" in ev:
@@ -490,10 +539,13 @@ def _finalize_stream(result: CallResult, obs: _Observer) -> None:
         result.tier = obs.served
         if result.attempts:
             result.attempts[-1].served_tier = obs.served
-    if obs.usage is not None:
+    if obs.usage is not None and obs.usage_final:
         result.usage = obs.usage
         c = price_usage(obs.usage, result.model, result.tier)
         result.cost, result.standard_cost = c.cost, c.standard_cost
+    else:  # not consumed yet, cut, or abandoned before the bill arrived: unknown, never $0
+        result.usage = None
+        result.cost = result.standard_cost = None
 
 
 def _check_complete(obs: _Observer) -> None:
@@ -553,7 +605,9 @@ class FlexStream(_StreamBase):
             while self._buf:
                 yield self._buf.pop(0)
             for ev in self._it:
-                yield self._check(ev)
+                ev = self._check(ev)
+                if not self._obs.hidden(ev):
+                    yield ev
             _check_complete(self._obs)
         except Exception as exc:
             self._translate(exc)
@@ -585,7 +639,9 @@ class AsyncFlexStream(_StreamBase):
             while self._buf:
                 yield self._buf.pop(0)
             async for ev in self._it:
-                yield self._check(ev)
+                ev = self._check(ev)
+                if not self._obs.hidden(ev):
+                    yield ev
             _check_complete(self._obs)
         except Exception as exc:
             self._translate(exc)
@@ -636,6 +692,9 @@ class _Engine:
 
         def send(tier: str, timeout: float | None) -> AttemptOutcome:
             kw = spec.prepare(kwargs, tier, timeout, keep)
+            obs = spec.observer(tier, endpoint)
+            if stream:
+                kw = spec.stream_kwargs(kw, endpoint, obs)
             try:
                 resp = method(tier)(**kw)
                 if not stream:
@@ -643,14 +702,14 @@ class _Engine:
                 inner = resp
                 src = resp["stream"] if isinstance(resp, dict) else resp
                 it = iter(src)
-                obs = spec.observer(tier, endpoint)
                 buf: list[Any] = []
                 for ev in it:
                     first = obs.observe(ev)
                     err = obs.error(ev)
                     if err is not None:
                         raise err
-                    buf.append(ev)
+                    if not obs.hidden(ev):
+                        buf.append(ev)
                     if first:
                         break
                 else:
@@ -677,19 +736,22 @@ class _Engine:
 
         async def send(tier: str, timeout: float | None) -> AttemptOutcome:
             kw = spec.prepare(kwargs, tier, timeout, keep)
+            obs = spec.observer(tier, endpoint)
+            if stream:
+                kw = spec.stream_kwargs(kw, endpoint, obs)
             try:
                 resp = await method(tier)(**kw)
                 if not stream:
                     return spec.outcome(resp, tier)
                 it = resp.__aiter__()
-                obs = spec.observer(tier, endpoint)
                 buf: list[Any] = []
                 async for ev in it:
                     first = obs.observe(ev)
                     err = obs.error(ev)
                     if err is not None:
                         raise err
-                    buf.append(ev)
+                    if not obs.hidden(ev):
+                        buf.append(ev)
                     if first:
                         break
                 else:
@@ -711,6 +773,7 @@ class _Engine:
             obj, fs = result.raw
             fs._result = result
             result.raw = obj
+            _finalize_stream(result, fs._obs)  # unknown until the final usage (read ahead, or later)
             _remember(obj, result)
             if fs is not obj:
                 _remember(fs, result)

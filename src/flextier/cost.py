@@ -75,17 +75,35 @@ class Cost:
         return s * 100 / self.standard_cost
 
 
-def tier_cost(usage: Usage, prices: TierPrices | None, entry: ModelEntry | None = None) -> Decimal | None:
-    """Dollars for ``usage`` at one tier's prices; None when any needed price is unknown."""
-    if prices is None:
-        return None
-    uncached = usage.input_tokens - usage.cached_input_tokens
+def tier_rates(prices: TierPrices, entry: ModelEntry | None, request_input_tokens: int
+               ) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
+    """(input, cached input, output) rates for one request whose prompt has ``request_input_tokens``.
+
+    The long-context uplift is a per-request rule: providers raise the rate of a request whose
+    *own* prompt passes the threshold, never of a workload whose total does.
+    """
     in_rate, cached_rate, out_rate = prices.input, prices.cached_input, prices.output
-    if entry is not None and entry.long_context and usage.input_tokens > entry.long_context.above_input_tokens:
+    if entry is not None and entry.long_context and request_input_tokens > entry.long_context.above_input_tokens:
         lc = entry.long_context
         in_rate = None if in_rate is None else in_rate * lc.input_multiplier
         cached_rate = None if cached_rate is None else cached_rate * lc.input_multiplier
         out_rate = None if out_rate is None else out_rate * lc.output_multiplier
+    return in_rate, cached_rate, out_rate
+
+
+def tier_cost(usage: Usage, prices: TierPrices | None, entry: ModelEntry | None = None, *,
+              request_input_tokens: int | None = None) -> Decimal | None:
+    """Dollars for ``usage`` at one tier's prices; None when any needed price is unknown.
+
+    ``usage`` is one request unless ``request_input_tokens`` is given: then it is the sum of
+    requests that each had that many input tokens (a workload of identical calls), and the
+    long-context uplift is decided by that per-request size, not by the sum.
+    """
+    if prices is None:
+        return None
+    per_request = usage.input_tokens if request_input_tokens is None else request_input_tokens
+    in_rate, cached_rate, out_rate = tier_rates(prices, entry, per_request)
+    uncached = usage.input_tokens - usage.cached_input_tokens
     total = Decimal(0)
     for tokens, rate in ((uncached, in_rate), (usage.cached_input_tokens, cached_rate),
                          (usage.output_tokens, out_rate)):
@@ -114,4 +132,4 @@ def fmt_usd(value: Decimal | None, places: int = 2) -> str:
     return f"${value:,.{places}f}"
 
 
-__all__ = ["Usage", "Cost", "price_usage", "tier_cost", "fmt_usd"]
+__all__ = ["Usage", "Cost", "price_usage", "tier_cost", "tier_rates", "fmt_usd"]

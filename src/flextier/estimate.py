@@ -3,7 +3,9 @@
 Prices a whole workload (calls x tokens) at standard, flex and batch, with and
 without a cached share of the input, from the catalog. Totals are computed on the
 workload's total token counts in exact Decimal arithmetic, so "$200 vs $100" is
-exactly that, not a float that prints as 199.99999.
+exactly that, not a float that prints as 199.99999. The long-context uplift is
+decided per call, by one call's own input size (``--input-tokens``), never by the
+workload's total: 50,000 short calls are 50,000 short calls.
 """
 from __future__ import annotations
 
@@ -60,7 +62,7 @@ def estimate(entry: ModelEntry, calls: int, input_tokens: int, output_tokens: in
     variants = [(False, Usage(total_in, 0, total_out))]
     if cached_fraction > 0:
         variants.append((True, Usage(total_in, cached_in, total_out)))
-    baseline = tier_cost(variants[0][1], entry.tier_prices("standard"), entry)
+    baseline = tier_cost(variants[0][1], entry.tier_prices("standard"), entry, request_input_tokens=input_tokens)
     rows: list[EstimateRow] = []
     for tier in ESTIMATE_TIERS:
         for cached, usage in variants:
@@ -71,7 +73,7 @@ def estimate(entry: ModelEntry, calls: int, input_tokens: int, output_tokens: in
                 note = ("no flex tier for this model: use batch (50% off, async, up to 24 h)"
                         if tier == "flex" else f"no {tier} tier for this model")
             else:
-                cost = tier_cost(usage, entry.tier_prices(tier), entry)
+                cost = tier_cost(usage, entry.tier_prices(tier), entry, request_input_tokens=input_tokens)
                 if cost is None:
                     note = "price unknown (not confirmed by any source)"
             saved = None

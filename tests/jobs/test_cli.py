@@ -46,7 +46,6 @@ def test_invalid_input_nothing_sent(emulator, write_jsonl, capsys):
     (["--tier", "batch", "--max-cost", "5", "--max-tokens", "10"], "--tier"),  # a batch cannot honour a cap
     (["--concurrency", "0"], "--concurrency"),
     (["--max-cost", "lots"], "--max-cost"),
-    (["--max-cost", "5"], "--max-tokens"),
     (["--emulate", "sunny"], "--emulate"),
     (["--model", "openai/gpt-9-ultra"], "--model"),
 ])

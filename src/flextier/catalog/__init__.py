@@ -61,6 +61,10 @@ class ModelEntry:
     source: str
     source_date: str
     long_context: LongContext | None = None
+    max_output_tokens: int | None = None
+    """The most output tokens (reasoning included) one answer can have; None = unknown. A
+    ``--max-cost`` job bounds a request that sets no ``max_tokens`` of its own by this."""
+    max_output_source: str = ""
 
     def tier_prices(self, tier: str) -> TierPrices | None:
         """The prices at ``tier``, or None when the tier is not offered or not priced."""
@@ -82,6 +86,7 @@ class ModelEntry:
             "prices": {t: (p.as_dict() if p else None) for t, p in self.prices.items()},
             "cache_discount_stacks": dict(self.cache_discount_stacks),
             "source": self.source, "source_date": self.source_date,
+            "max_output_tokens": self.max_output_tokens, "max_output_source": self.max_output_source,
         }
 
 
@@ -102,6 +107,13 @@ def _dec(value: Any, *, where: str, file: str, line: int | None) -> Decimal | No
 def _line_of(text: str, needle: str) -> int | None:
     """Best-effort line number of ``needle`` in a price file, for error messages."""
     idx = text.find(needle)
+    return None if idx < 0 else text.count("\n", 0, idx) + 1
+
+
+def _line_after(text: str, anchor: str, needle: str) -> int | None:
+    """Line of the first ``needle`` after ``anchor`` (a field of one model, not of the first)."""
+    start = text.find(anchor)
+    idx = text.find(needle, max(start, 0))
     return None if idx < 0 else text.count("\n", 0, idx) + 1
 
 
@@ -257,6 +269,13 @@ def _parse(data: Any, *, file: str, text: str, base: Catalog | None = None) -> C
             except (KeyError, ValueError, InvalidOperation):
                 raise UserInputError("long_context needs above_input_tokens, input_multiplier, output_multiplier",
                                      file=file, line=line, field=f"{name}.long_context") from None
+        max_out = existing.max_output_tokens if existing else None
+        if "max_output_tokens" in m:
+            max_out = m["max_output_tokens"]
+            if max_out is not None and (isinstance(max_out, bool) or not isinstance(max_out, int) or max_out <= 0):
+                raise UserInputError(f"max_output_tokens must be a positive integer or null, got {max_out!r}",
+                                     file=file, line=_line_after(text, f'"{name}"', '"max_output_tokens"') or line,
+                                     field=f"{name}.max_output_tokens")
         aliases = m.get("aliases", list(existing.aliases) if existing else [])
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
             raise UserInputError("'aliases' must be a list of strings", file=file, line=line, field=f"{name}.aliases")
@@ -270,6 +289,8 @@ def _parse(data: Any, *, file: str, text: str, base: Catalog | None = None) -> C
             source=str(m.get("source", existing.source if existing else file)),
             source_date=str(m.get("source_date", existing.source_date if existing else data.get("read_on", ""))),
             long_context=long_context,
+            max_output_tokens=max_out,
+            max_output_source=str(m.get("max_output_source", existing.max_output_source if existing else "")),
         ))
     cat = Catalog(entries, read_on=str(data.get("read_on", "")), sources=(file,))
     cat.provider_rules = provider_rules

@@ -229,9 +229,6 @@ async def astream_job(items: Iterable[Any] | AsyncIterable[Any], *, model: str |
     dl = parse_deadline(deadline, now, utc=not isinstance(clk, WallClock), field="deadline")
     cap = parse_money(max_cost, "max_cost") if max_cost is not None else None
     params = {k: v for k, v in {"max_tokens": max_tokens, "temperature": temperature}.items() if v is not None}
-    if cap is not None and not max_tokens:
-        raise UserInputError("a max_cost job needs max_tokens, so each request's cost has an upper bound",
-                             field="max_tokens")
     tmpdir = None
     if store is None:
         tmpdir = tempfile.mkdtemp(prefix="flextier-job-")

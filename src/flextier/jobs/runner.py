@@ -50,7 +50,8 @@ from .._types import AttemptOutcome, CallRequest
 from ..catalog import ModelEntry
 from ..cost import price_usage
 from ..policy.backoff import Backoff
-from ..policy.budget import Budget, estimate_cost, prompt_tokens_upper_bound
+from ..policy.budget import (Budget, estimate_cost, implausible_usage, output_bound, prompt_tokens_upper_bound,
+                             request_answers, request_output_limit)
 from ..policy.concurrency import AimdConfig, AimdController, RateLimiter
 from ..policy.errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
                              TierNotSupported, Timeout, Unauthorized, UserInputError)
@@ -148,6 +149,9 @@ class Work:
     possibly_billed: int
     req: CallRequest | None = None
     max_out: int | None = None
+    out_bound: int | None = None  # per answer: the request's own limit, else the catalog's maximum
+    answers: int = 1              # n (candidateCount): the reservation holds this many answers
+    prompt_ub: int | None = None
     est_tokens: int = 0
     est_cost: Decimal | None = None
     errors: int = 0
@@ -271,12 +275,7 @@ class OutputSink:
 # --------------------------------------------------------------------------------------
 
 def _max_out(req: CallRequest, job_max: int | None) -> int | None:
-    src = req.native if req.native is not None else req.params
-    for k in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
-        v = src.get(k) if src else None
-        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
-            return v
-    return job_max
+    return request_output_limit(req) or job_max
 
 
 def _inject_max(req: CallRequest, n: int) -> None:
@@ -595,9 +594,15 @@ class Runner:
         prompt_src: Any = req.native if req.native is not None else (req.messages or [])
         prompt_ub = prompt_tokens_upper_bound(prompt_src)
         w.est_tokens = prompt_ub // 3 + (w.max_out or 256)
+        w.out_bound, _ = output_bound(req, self.entry)
+        w.answers, w.prompt_ub = request_answers(req), prompt_ub
+        if self.opts.max_cost is not None and w.out_bound is None:
+            raise UserInputError(f"item {w.custom_id!r} sets no max_tokens and the catalog has no maximum output for "
+                                 f"{self.entry.name}, so --max-cost cannot bound its cost; give --max-tokens N",
+                                 file=(self.store.job() or {}).get("input_path"), line=w.line, field="max_tokens")
         # Reserve at the standard price even on flex: a flex request served at standard (the
-        # provider decides) must not be able to push spend past the cap.
-        w.est_cost = estimate_cost(self.entry, "standard", prompt_ub, w.max_out or 0) \
+        # provider decides) must not be able to push spend past the cap. n answers reserve n outputs.
+        w.est_cost = estimate_cost(self.entry, "standard", prompt_ub, (w.out_bound or 0) * w.answers) \
             if self.opts.max_cost is not None else None
         w.req = req
 
@@ -658,7 +663,7 @@ class Runner:
         self._prepare(w)
         if self.opts.max_cost is not None:
             if w.est_cost is None:  # the CLI checks prices up front; this guards the Python API
-                raise UserInputError(f"--max-cost needs known prices and a max_tokens bound for {self.entry.name}",
+                raise UserInputError(f"--max-cost needs known prices for {self.entry.name}",
                                      field="--max-cost")
             if not self.budget.fits(w.est_cost):
                 return math.inf
@@ -841,6 +846,8 @@ class Runner:
         self.store.add_attempt(w.seq, tier, "Cancelled", None, None, None, True, self.clock.now())
 
     def _on_success(self, w: Work, tier: str, oc: AttemptOutcome, latency: float, now: float) -> None:
+        if self._provider_fault(w, tier, oc, latency, now):
+            return
         served = oc.served_tier or "unknown"
         try:
             cost = price_usage(oc.usage, self.entry, served) if served != "unknown" else None
@@ -894,6 +901,30 @@ class Runner:
             tier=tier, attempts=w.attempts, served_tier=served, cost=c, standard_cost=sc, error_class=None,
             latency=latency, finished_at=now, possibly_billed=w.possibly_billed, text=oc.text))
         self._after_final(w)
+
+    def _provider_fault(self, w: Work, tier: str, oc: AttemptOutcome, latency: float, now: float) -> bool:
+        """An answer whose usage its request could not have produced: pause, never price the claim.
+
+        The claimed bill is not believed (it is not spent money, and not in the ledger); the
+        send counts at its reserved upper bound and as possibly billed, the item goes back to
+        pending, and the job pauses (exit 3) so no more money goes to a provider that bills this.
+        """
+        why = implausible_usage(oc.usage, out_bound=w.out_bound, answers=w.answers, prompt_upper_bound=w.prompt_ub)
+        if why is None:
+            return False
+        self.budget.settle((w.seq, tier), None)
+        w.possibly_billed += 1
+        self.stats.errors["ProviderFault"] += 1
+        self.store.add_attempt(w.seq, tier, "ProviderFault", latency, 200, "implausible_usage", True, now)
+        self.store.event(now, "provider_fault", {"item": w.custom_id, "tier": tier, "why": why,
+                                                 "usage": oc.usage.as_dict()})
+        if not w.final:
+            self.ready.appendleft(w)
+        if self._stop is None:
+            self._stop = JobPaused(f"provider fault: item {w.custom_id!r} (line {w.line}) {why}; the job is paused "
+                                   f"and nothing was priced from that answer. Check the endpoint, then resume",
+                                   kind="provider_fault")
+        return True
 
     def _cancel_other_copy(self, w: Work, tier: str, now: float) -> None:
         """The first copy of a hedged item won: stop the other, which may still be billed."""

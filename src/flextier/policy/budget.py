@@ -9,8 +9,13 @@ the attempt was not billed (a flex 429) it is dropped (:meth:`Budget.release`).
 
 The guarantee "never over the cap" holds as long as estimates are upper bounds; that is why
 :func:`estimate_cost` counts every prompt byte as a token, prices no token as cached and
-assumes the full ``max_tokens`` of output. A settle above its estimate is still recorded
-(money already spent cannot be refused) and is visible as :attr:`Budget.overrun`.
+assumes the full output bound for every answer the request asks for. The output bound of a
+request (:func:`output_bound`) is its own ``max_tokens`` (in whichever spelling its provider
+uses), else the model's maximum output from the catalog; only when neither exists is the
+request unbounded. ``n`` answers (``candidateCount`` on Gemini) reserve ``n`` times the bound.
+A settle above its estimate is still recorded (money already spent cannot be refused) and is
+visible as :attr:`Budget.overrun`; an answer whose usage is impossible for its request is a
+provider fault (:func:`implausible_usage`), never spent money to keep going on.
 
 Unknown prices: a capped job cannot bound its spend if any price it may pay is unknown.
 :func:`require_known_prices` turns that into a clear error before anything is sent, and
@@ -190,10 +195,120 @@ def _count_strings(obj: Any) -> int:
     return len(json.dumps(obj))
 
 
+def _positive_int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+
+def _first(d: Any, keys: Iterable[str]) -> int | None:
+    if not isinstance(d, dict):
+        return None
+    for k in keys:
+        v = _positive_int(d.get(k))
+        if v is not None:
+            return v
+    return None
+
+
+#: Where each provider's body keeps the output limit (per answer), as flextier sends it.
+_TOP_LIMIT_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens", "maxOutputTokens")
+_GEMINI_CONFIGS = ("generationConfig", "generation_config", "config")
+_GEMINI_LIMIT_KEYS = ("maxOutputTokens", "max_output_tokens")
+_BEDROCK_CONFIGS = ("inferenceConfig", "inference_config")
+_BEDROCK_LIMIT_KEYS = ("maxTokens", "max_tokens")
+_ANSWER_KEYS = ("n", "candidateCount", "candidate_count")
+
+
+def request_output_limit(req: Any) -> int | None:
+    """The output limit one answer of ``req`` asks for itself, or None when it sets none.
+
+    Reads the portable ``params`` (``max_tokens``/``max_completion_tokens``/``max_output_tokens``)
+    or a native body: OpenAI ``max_completion_tokens``/``max_tokens``/``max_output_tokens``,
+    Anthropic ``max_tokens``, Gemini ``generationConfig.maxOutputTokens``, Bedrock
+    ``inferenceConfig.maxTokens``.
+    """
+    src = req.native if getattr(req, "native", None) is not None else getattr(req, "params", None)
+    if not isinstance(src, dict):
+        return None
+    v = _first(src, _TOP_LIMIT_KEYS)
+    if v is not None:
+        return v
+    for ck in _GEMINI_CONFIGS:
+        v = _first(src.get(ck), _GEMINI_LIMIT_KEYS)
+        if v is not None:
+            return v
+    for ck in _BEDROCK_CONFIGS:
+        v = _first(src.get(ck), _BEDROCK_LIMIT_KEYS)
+        if v is not None:
+            return v
+    return None
+
+
+def request_answers(req: Any) -> int:
+    """How many answers ``req`` asks for (OpenAI ``n``, Gemini ``candidateCount``); 1 by default."""
+    src = req.native if getattr(req, "native", None) is not None else getattr(req, "params", None)
+    if not isinstance(src, dict):
+        return 1
+    v = _first(src, _ANSWER_KEYS)
+    if v is None:
+        for ck in _GEMINI_CONFIGS:
+            v = _first(src.get(ck), _ANSWER_KEYS)
+            if v is not None:
+                break
+    return v or 1
+
+
+def output_bound(req: Any, model: ModelEntry) -> tuple[int | None, str]:
+    """(upper bound on one answer's output tokens, where it came from).
+
+    The request's own limit wins ("request"); else the model's maximum output from the catalog
+    ("catalog"); else ``(None, "none")``: the request's cost has no bound.
+    """
+    own = request_output_limit(req)
+    if own is not None:
+        return own, "request"
+    if model.max_output_tokens:
+        return model.max_output_tokens, "catalog"
+    return None, "none"
+
+
+#: An input claim beyond this many times the prompt's own upper bound is not believable ...
+IMPLAUSIBLE_INPUT_FACTOR = 100
+#: ... unless it is below this floor, kept above every model's context window (1,050,000 tokens
+#: for gpt-5.4/5.5 today), so cached contexts, images and files behind a short reference never trip
+#: it. No single answer can be longer either: it is also the output bound of a model whose maximum
+#: output is unknown.
+IMPLAUSIBLE_INPUT_FLOOR = 2_000_000
+
+
+def implausible_usage(usage: Usage, *, out_bound: int | None, answers: int = 1,
+                      prompt_upper_bound: int | None = None) -> str | None:
+    """Why ``usage`` cannot be the bill of the request it answers, or None when it can.
+
+    Output above the request's bound times its answers is impossible for an honest provider
+    (the bound is what the request allowed, or the model's own maximum; with neither known,
+    :data:`IMPLAUSIBLE_INPUT_FLOOR`). Input is checked generously: only a claim above both
+    :data:`IMPLAUSIBLE_INPUT_FACTOR` times the prompt's upper bound and the floor counts. Such an
+    answer is a provider fault: the caller must stop spending, not price the claim.
+    """
+    n = max(1, answers)
+    per_answer = out_bound if out_bound is not None else IMPLAUSIBLE_INPUT_FLOOR
+    if usage.output_tokens > per_answer * n:
+        allowed = per_answer * n
+        return (f"claims {usage.output_tokens:,} output tokens where the request allowed at most {allowed:,}"
+                + (f" ({n} answers x {per_answer:,})" if n > 1 else ""))
+    if prompt_upper_bound is not None:
+        limit = max(IMPLAUSIBLE_INPUT_FACTOR * prompt_upper_bound, IMPLAUSIBLE_INPUT_FLOOR)
+        if usage.input_tokens > limit:
+            return (f"claims {usage.input_tokens:,} input tokens for a prompt of at most "
+                    f"{prompt_upper_bound:,} tokens")
+    return None
+
+
 def estimate_cost(model: ModelEntry, tier: str, prompt_tokens: int, max_output_tokens: int) -> Decimal | None:
     """Upper-bound cost of one attempt at ``tier``: all input uncached, full ``max_output_tokens``
-    of output (reasoning included), long-context uplift applied. None when a needed price is
-    unknown. ``max_output_tokens`` must be given: without it a request's cost has no bound."""
+    of output (reasoning included; the bound times ``n`` for a request with ``n`` answers),
+    long-context uplift applied. None when a needed price is unknown. ``max_output_tokens``
+    must be given: without it a request's cost has no bound (see :func:`output_bound`)."""
     if prompt_tokens < 0 or max_output_tokens < 0:
         raise ValueError("token counts must be >= 0")
     usage = Usage(input_tokens=int(prompt_tokens), output_tokens=int(max_output_tokens))
@@ -219,4 +334,5 @@ def require_known_prices(model: ModelEntry, tiers: Iterable[str]) -> None:
 
 
 __all__ = ["Budget", "estimate_cost", "prompt_tokens_upper_bound", "require_known_prices",
-           "MESSAGE_OVERHEAD_TOKENS"]
+           "MESSAGE_OVERHEAD_TOKENS", "request_output_limit", "request_answers", "output_bound",
+           "implausible_usage", "IMPLAUSIBLE_INPUT_FACTOR", "IMPLAUSIBLE_INPUT_FLOOR"]
