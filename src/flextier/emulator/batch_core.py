@@ -76,7 +76,7 @@ class BatchKnobs:
     line_error_p: float = 0.0       # chance a line fails with a server error (seeded, not billed)
     fail_keys: str = ""             # comma-separated item keys that always fail with a server error
     bedrock_min_records: int = 1    # Bedrock's minimum records per job (AWS: 100); 1 keeps tests small
-    s3_endpoint_url: str = ""       # where Bedrock jobs read input / write output (moto in tests)
+    s3_endpoint_url: str = ""       # Bedrock jobs' S3: "" = the emulator's own (/s3); else another on loopback
     s3_region: str = "us-east-1"
 
     def replace(self, **changes: Any) -> "BatchKnobs":

@@ -68,6 +68,7 @@ class Emulator:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
+        self._offline: Any = None
 
     # -- URLs ------------------------------------------------------------------------------
     @property
@@ -95,12 +96,39 @@ class Emulator:
     def anthropic_base_url(self) -> str:
         return self.url
 
+    @property
+    def s3_endpoint_url(self) -> str:
+        """The emulator's in-memory S3 (path-style; Bedrock batch input and output, :mod:`.s3`)."""
+        from .s3 import PREFIX
+
+        return self.url + PREFIX
+
+    @property
+    def s3(self) -> Any:
+        """The :class:`~.s3.S3Store` behind :attr:`s3_endpoint_url` (e.g. ``emu.s3.create_bucket("b")``)."""
+        from .s3 import s3_store
+
+        return s3_store(self.engine)
+
     def base_urls(self) -> dict[str, str]:
         return {"openai": self.openai_base_url, "gemini": self.gemini_base_url,
                 "bedrock": self.bedrock_endpoint_url, "anthropic": self.anthropic_base_url}
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> "Emulator":
+        from .._loopback import offline
+
+        # while it runs, every client flextier builds in this process must point at loopback (issue 11)
+        self._offline = offline("flextier.emulator.serve")
+        self._offline.__enter__()
+        try:
+            return self._start()
+        except BaseException:
+            self._offline.__exit__(None, None, None)
+            self._offline = None
+            raise
+
+    def _start(self) -> "Emulator":
         fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         # proto must be IPPROTO_TCP: asyncio only sets TCP_NODELAY on such sockets (else +40 ms per response)
         sock = socket.socket(fam, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -133,6 +161,9 @@ class Emulator:
         if self._sock is not None:
             self._sock.close()
         self._server = self._thread = self._sock = None
+        if self._offline is not None:
+            self._offline.__exit__(None, None, None)
+            self._offline = None
 
     def __enter__(self) -> "Emulator":
         return self.start()

@@ -234,15 +234,19 @@ class RunnerBatch:
 
 
 def make_batch_backend(entry: Any, *, base_url: str | None, api_key: str | None, s3_uri: str | None = None,
-                       role_arn: str | None = None, required: bool = False) -> Any:
+                       role_arn: str | None = None, required: bool = False,
+                       s3_endpoint_url: str | None = None) -> Any:
     """The batch backend for a job, or None when the batch lane is not available for it.
 
     ``required`` (``--tier batch``) turns "not available" into a :class:`UserInputError`
     that says what is missing. Bedrock needs an S3 location for input and output
     (``--batch-s3-uri s3://bucket/prefix``) and a service role Bedrock can assume
-    (``--batch-role-arn``); the S3 endpoint follows boto3's own settings
-    (``AWS_ENDPOINT_URL_S3``).
+    (``--batch-role-arn``); the S3 endpoint is ``s3_endpoint_url`` (``--emulate``: the
+    emulator's own S3) or boto3's own settings (``AWS_ENDPOINT_URL_S3``). While emulating,
+    every client the backend builds must be on loopback (:mod:`flextier._loopback`).
     """
+    from .._loopback import check_endpoint
+
     from ..policy.errors import UserInputError
 
     def no(why: str) -> None:
@@ -267,8 +271,9 @@ def make_batch_backend(entry: Any, *, base_url: str | None, api_key: str | None,
         except ImportError as exc:
             return no(f"the Bedrock batch lane needs boto3 ({exc})")
         kw.update(bucket=bucket, prefix=prefix.strip("/") or "flextier", role_arn=role_arn, endpoint_url=base_url,
-                  region=region)
+                  region=region, s3_endpoint_url=s3_endpoint_url)
     else:
+        check_endpoint(base_url, f"{entry.provider} batch")
         kw.update(base_url=base_url, api_key=api_key)
     from ..batch import get_backend
 
