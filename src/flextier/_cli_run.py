@@ -409,6 +409,10 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
 
             r = build_report(st)
             typer.echo(format_report(r))
+            from .jobs.batching import lane_switches
+
+            for line in lane_switches(st):   # why work left the batch lane (issue 11 item 5)
+                typer.echo(line)
             if emu is not None:
                 from .cost import fmt_usd
 

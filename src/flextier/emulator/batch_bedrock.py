@@ -45,6 +45,11 @@ _S3 = re.compile(r"^s3://([a-z0-9][-.a-z0-9]{1,61}[a-z0-9])(?:/(.*))?$")
 _ID = re.compile(r"(?:arn:aws(?:-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:model-invocation-job/)?([a-z0-9]{12})$")
 
 
+_SUBMIT_ERRORS = {400: "ValidationException", 403: "AccessDeniedException", 404: "ResourceNotFoundException",
+                  409: "ConflictException", 429: "ThrottlingException", 500: "InternalServerException",
+                  503: "ServiceUnavailableException"}
+
+
 def job_arn(job_id: str) -> str:
     return f"arn:aws:bedrock:{REGION}:{ACCOUNT}:model-invocation-job/{job_id}"
 
@@ -238,6 +243,10 @@ class BedrockBatchAPI:
             body = await read_json(request)
         except BadJSON as exc:
             return _err(400, "ValidationException", str(exc))
+        forced = self.be.knobs.submit_error       # the submit_error knob: the service refuses the job
+        if forced:
+            kind = _SUBMIT_ERRORS.get(forced, "InternalServerException")
+            return _err(forced, kind, f"{kind}: the emulator refuses new batch jobs (batch knob submit_error)")
         for f in ("jobName", "roleArn", "modelId", "inputDataConfig", "outputDataConfig"):
             if f not in body:
                 return _err(400, "ValidationException", f"1 validation error detected: Value null at '{f}' failed "
