@@ -97,6 +97,10 @@ class BatchKnobs:
             v = getattr(new, f.name)
             if isinstance(v, (int, float)) and v < 0 and f.name != "stall_at":
                 raise ValueError(f"batch knob {f.name} must be >= 0")
+            if isinstance(v, (int, float)) and not (abs(v) <= 1e10):          # NaN, inf, absurd (issue 18 §7)
+                raise ValueError(f"batch knob {f.name} must be a finite number at most 1e10, got {v!r}")
+        if new.parallelism > 1000 or new.bedrock_min_records > 50_000:
+            raise ValueError("batch knob parallelism must be at most 1000 and bedrock_min_records at most 50000")
         if new.submit_error and not 400 <= new.submit_error <= 599:
             raise ValueError("batch knob submit_error must be 0 (accept) or an HTTP error status (400-599)")
         if not 0 <= new.expire_p <= 1 or not 0 <= new.line_error_p <= 1:
