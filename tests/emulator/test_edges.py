@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from flextier.emulator import KnobError, serve
-from flextier.emulator.http import Limits, loopback_host
+from flextier.emulator.edges import Limits, loopback_host
 
 T = 0.4                                        # head / body timeout in these tests (wall seconds)
 LIMITS = Limits(header_timeout=T, body_timeout=T, max_json_body=256 * 1024, max_upload=8 * 1024 * 1024)

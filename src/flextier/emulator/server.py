@@ -22,7 +22,7 @@ import uvicorn
 from .app import apply_profile, build_app, stats
 from .clock import ScaledClock
 from .engine import Engine
-from .http import EdgeGuard, Limits, guarded_protocol
+from .edges import EdgeGuard, Limits, guarded_protocol
 from .profiles import build_knobs, load_profile_file
 
 __all__ = ["Emulator", "serve"]
