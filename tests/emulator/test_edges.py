@@ -29,6 +29,18 @@ def emu() -> Iterator:
         yield e
 
 
+@pytest.fixture(params=["httptools", "h11"])
+def raw_emu(request, monkeypatch) -> Iterator:
+    """The emulator on each of uvicorn's HTTP parsers (httptools when installed, else h11)."""
+    import flextier.emulator.server as server
+
+    monkeypatch.setattr(server, "_http_impl", lambda: request.param)
+    with serve(time_scale=2000.0, limits=LIMITS) as e:
+        assert type(e._server.config.http_protocol_class).__name__ == "type"
+        assert e._server.config.http_protocol_class.__name__.lower().startswith(f"guarded{request.param}")
+        yield e
+
+
 def _sock(emu) -> socket.socket:
     s = socket.create_connection(("127.0.0.1", emu.port), timeout=5)
     return s
@@ -100,14 +112,14 @@ def test_control_posts_need_a_json_content_type(emu, ctype, data):
 
 # -- slow and malformed requests ----------------------------------------------------------------
 
-def test_slowloris_connections_are_closed_in_time(emu):
-    socks = [_sock(emu) for _ in range(50)]
+def test_slowloris_connections_are_closed_in_time(raw_emu):
+    socks = [_sock(raw_emu) for _ in range(50)]
     for i, s in enumerate(socks):
         if i % 2:                                # half send part of a head, half nothing at all
             s.sendall(b"GET /_emulator/clock HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: ")
     t0 = time.monotonic()
     # meanwhile the server still answers others
-    assert httpx.get(emu.url + "/_emulator/clock", timeout=5).status_code == 200
+    assert httpx.get(raw_emu.url + "/_emulator/clock", timeout=5).status_code == 200
     closed = 0
     for i, s in enumerate(socks):
         data, gone = _read_all(s, max(0.1, t0 + 20 * T - time.monotonic()))
@@ -118,8 +130,8 @@ def test_slowloris_connections_are_closed_in_time(emu):
     assert closed == 50
 
 
-def test_slowloris_trickling_a_head_byte_by_byte_is_cut_off(emu):
-    s = _sock(emu)
+def test_slowloris_trickling_a_head_byte_by_byte_is_cut_off(raw_emu):
+    s = _sock(raw_emu)
     head = b"GET /_emulator/clock HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 100
     t0 = time.monotonic()
     s.settimeout(0.05)
@@ -139,13 +151,13 @@ def test_slowloris_trickling_a_head_byte_by_byte_is_cut_off(emu):
     assert gone, "the connection outlived 20 head timeouts"
 
 
-def test_content_length_longer_than_the_body_is_closed_in_time(emu):
-    s = _sock(emu)
+def test_content_length_longer_than_the_body_is_closed_in_time(raw_emu):
+    s = _sock(raw_emu)
     s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
               b"Authorization: Bearer x\r\nContent-Length: 1000\r\n\r\n{\"model\": ")
     data, gone = _read_all(s, 20 * T)
     assert gone and _status(data) in (None, 400, 408)
-    assert not [r for r in emu.ledger() if r.get("cost")]        # nothing served or billed
+    assert not [r for r in raw_emu.ledger() if r.get("cost")]        # nothing served or billed
 
 
 @pytest.mark.parametrize("raw", [
@@ -155,8 +167,8 @@ def test_content_length_longer_than_the_body_is_closed_in_time(emu):
     + b"\r\n",
     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,                # a TLS hello on plain HTTP
 ], ids=["http09", "1mb-header", "10000-headers", "tls-hello"])
-def test_malformed_requests_get_4xx_and_a_close(emu, raw):
-    s = _sock(emu)
+def test_malformed_requests_get_4xx_and_a_close(raw_emu, raw):
+    s = _sock(raw_emu)
     try:
         s.sendall(raw)
     except (BrokenPipeError, ConnectionResetError):
@@ -164,7 +176,7 @@ def test_malformed_requests_get_4xx_and_a_close(emu, raw):
     data, gone = _read_all(s, 20 * T)
     assert gone
     assert data == b"" or _status(data) in (400, 408, 431), data[:200]
-    assert httpx.get(emu.url + "/_emulator/clock", timeout=5).status_code == 200
+    assert httpx.get(raw_emu.url + "/_emulator/clock", timeout=5).status_code == 200
 
 
 # -- bodies -----------------------------------------------------------------------------------------
