@@ -1,7 +1,10 @@
 """Suite-wide guards.
 
-* Network: tests may only talk to loopback. Any attempt to connect elsewhere fails
-  loudly, so no test can reach a real provider by accident.
+* Network: tests may only talk to loopback. Any attempt to connect elsewhere, or to
+  resolve a non-loopback name (a DNS query leaves the machine too), fails loudly, so no
+  test can reach a real provider by accident. Every refused attempt is also recorded in
+  ``BLOCKED``, and a test during which one happened fails even if the code under test
+  swallowed the error (a retry loop, a lane that falls back): offline means offline.
 * Catalog: each test starts from the built-in catalog (no FLEXTIER_PRICES leakage).
 """
 from __future__ import annotations
@@ -13,6 +16,26 @@ import pytest
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
+_real_getaddrinfo = socket.getaddrinfo
+
+#: every non-loopback connection or name lookup a test attempted (and was refused)
+BLOCKED: list[str] = []
+
+
+def _refuse(why: str) -> OSError:
+    BLOCKED.append(why)
+    return OSError(why)
+
+
+def _loopback_name(host) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    if not isinstance(host, str) or host in ("localhost",) or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def _check(address) -> None:
@@ -23,9 +46,16 @@ def _check(address) -> None:
         try:
             ip = ipaddress.ip_address(host.split("%")[0])
         except ValueError:
-            raise OSError(f"test tried to reach a non-loopback host by name: {host!r}")
+            raise _refuse(f"test tried to reach a non-loopback host by name: {host!r}")
         if not ip.is_loopback:
-            raise OSError(f"test tried to reach a non-loopback address: {host!r}")
+            raise _refuse(f"test tried to reach a non-loopback address: {host!r}")
+
+
+def _guarded_getaddrinfo(host, *args, **kwargs):
+    if host is not None and not _loopback_name(host):
+        BLOCKED.append(f"test tried to resolve a non-loopback name: {host!r}")
+        raise socket.gaierror(socket.EAI_NONAME, f"test tried to resolve a non-loopback name: {host!r}")
+    return _real_getaddrinfo(host, *args, **kwargs)
 
 
 def _guarded_connect(self, address):
@@ -42,6 +72,23 @@ def _guarded_connect_ex(self, address):
 
 socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
 socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+socket.getaddrinfo = _guarded_getaddrinfo  # type: ignore[assignment]
+
+
+@pytest.fixture
+def blocked_network() -> list[str]:
+    """The suite's record of refused non-loopback attempts (tests compare its length before and after)."""
+    return BLOCKED
+
+
+@pytest.fixture(autouse=True)
+def _offline_means_offline(request):
+    """Fail the test if it attempted any non-loopback connection or lookup, swallowed or not."""
+    before = len(BLOCKED)
+    yield
+    leaked = BLOCKED[before:]
+    if leaked and not request.node.get_closest_marker("allow_blocked_network"):
+        pytest.fail(f"{len(leaked)} non-loopback network attempt(s): {leaked[:3]}", pytrace=False)
 
 
 @pytest.fixture(autouse=True)
@@ -52,3 +99,8 @@ def _fresh_catalog(monkeypatch):
     set_default_catalog(None)
     yield
     set_default_catalog(None)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "allow_blocked_network: the test provokes a refused non-loopback attempt "
+                                       "on purpose")

@@ -78,6 +78,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"  OpenAI     base_url      {emu.openai_base_url}")
         typer.echo(f"  Gemini     base_url      {emu.gemini_base_url}  (api version v1beta)")
         typer.echo(f"  Bedrock    endpoint_url  {emu.bedrock_endpoint_url}")
+        typer.echo(f"  S3         endpoint_url  {emu.s3_endpoint_url}  (path-style; Bedrock batch input/output)")
         typer.echo(f"  Anthropic  base_url      {emu.anthropic_base_url}")
         typer.echo(f"  control    {emu.url}/_emulator/{{ledger,stats,profile,clock,batch}}   (Ctrl-C to stop)")
         try:

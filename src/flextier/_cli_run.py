@@ -67,6 +67,7 @@ class RunArgs:
     seed: int = 0
     batch_s3_uri: Optional[str] = None
     batch_role_arn: Optional[str] = None
+    batch_s3_endpoint: Optional[str] = None     # set by execute: the emulator's S3 when emulating
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -195,6 +196,25 @@ def _check_bedrock_batch(s3_uri: Optional[str], role_arn: Optional[str]) -> None
     if not _ROLE_ARN.match(role_arn):
         raise UserInputError(f"expected an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME), got {role_arn!r}",
                              field="--batch-role-arn")
+
+
+def _offline_s3(stack: contextlib.ExitStack, a: RunArgs, s3_url: str, *, emu: Any) -> None:
+    """Against an emulator, offline means offline (issue 11): every client flextier builds must be
+    on loopback, and the Bedrock batch lane's S3 is the emulator's own (``--emulate``: with the
+    job's bucket created in it; ``--base-url``: unless boto3 is pointed elsewhere on purpose)."""
+    from ._loopback import offline
+
+    stack.enter_context(offline("--emulate" if emu is not None else "--base-url (a flextier emulator)"))
+    if emu is None and (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")):
+        return
+    a.batch_s3_endpoint = s3_url
+    if emu is not None and a.batch_s3_uri and a.batch_s3_uri.startswith("s3://"):
+        from .emulator.s3 import S3Error
+
+        try:
+            emu.s3.create_bucket(a.batch_s3_uri[5:].split("/", 1)[0])
+        except S3Error as exc:
+            raise UserInputError(f"{exc.message} ({a.batch_s3_uri!r})", field="--batch-s3-uri") from None
 
 
 def _check_positive(name: str, v: Optional[float], *, integer: bool = False) -> None:
@@ -327,10 +347,13 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
             domain = "emulated"
             # the emulated provider's daily curve is known: the planner leans on its quiet hours
             a.extra.setdefault("availability", emu.availability_forecast())
+            _offline_s3(stack, a, emu.s3_endpoint_url, emu=emu)
         else:
             base_url = a.base_url
             clock = _remote_emulator_clock(base_url) if base_url else None
             domain = "emulated" if clock is not None else "wall"
+            if clock is not None and base_url:   # a flextier emulator on loopback: stay offline too
+                _offline_s3(stack, a, base_url.rstrip("/") + "/s3", emu=None)
             if clock is None:
                 from .jobs.runner import WallClock
 
@@ -390,6 +413,10 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
 
             r = build_report(st)
             typer.echo(format_report(r))
+            from .jobs.batching import lane_switches
+
+            for line in lane_switches(st):   # why work left the batch lane (issue 11 item 5)
+                typer.echo(line)
             if emu is not None:
                 from .cost import fmt_usd
 
@@ -416,7 +443,8 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
         from .jobs.batching import make_batch_backend
 
         batch_backend = make_batch_backend(entry, base_url=base_url, api_key=api_key, s3_uri=a.batch_s3_uri,
-                                           role_arn=a.batch_role_arn, required=tier == "batch")
+                                           role_arn=a.batch_role_arn, required=tier == "batch",
+                                           s3_endpoint_url=a.batch_s3_endpoint)
     opts = RunOptions(model=entry, tier_mode=tier, deadline=deadline, concurrency=concurrency,
                       standard_concurrency=a.standard_concurrency, rpm=a.rpm, tpm=a.tpm, max_cost=cap,
                       ordered=bool(a.ordered), params=params, seed=a.seed, **a.extra)

@@ -10,6 +10,11 @@ Bedrock has a minimum job size (AWS: 100 records; ``min_items``): smaller chunks
 submitted and the lane sends those items on the online tiers. ``clientRequestToken`` is
 the local batch id, so submitting the same chunk twice (a retry after a crash) returns
 the same job instead of paying twice; :meth:`find` looks the job up by name.
+
+S3 is wherever ``s3_endpoint_url`` (or boto3's own settings, e.g. ``AWS_ENDPOINT_URL_S3``)
+points; ``flextier run --emulate`` points it at the emulator's built-in S3 (path-style, at
+``{emulator}/s3``). While emulating, both clients are refused unless they are on loopback
+(:mod:`flextier._loopback`).
 """
 from __future__ import annotations
 
@@ -44,10 +49,17 @@ class BedrockBatch(BatchBackend):
                  s3_endpoint_url: str | None = None, region: str = "us-east-1", timeout_hours: int = 24,
                  min_items: int = MIN_RECORDS) -> None:
         super().__init__(entry)
+        from .._loopback import check_client
+
         self.client = client or boto3.client("bedrock", endpoint_url=endpoint_url, region_name=region,
                                              config=_NO_RETRY)
+        # path-style: a custom endpoint (the emulator's /s3, moto) has no per-bucket host names
         self.s3 = s3_client or boto3.client("s3", endpoint_url=s3_endpoint_url, region_name=region,
-                                            config=_NO_RETRY)
+                                            config=_NO_RETRY.merge(Config(s3={"addressing_style": "path"}))
+                                            if s3_endpoint_url else _NO_RETRY)
+        # while emulating, both must be on loopback (boto3's defaults and AWS_ENDPOINT_URL_* are real AWS)
+        check_client(self.client, "Bedrock control plane")
+        check_client(self.s3, "S3")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.role_arn = role_arn

@@ -14,6 +14,11 @@ What it guarantees, and why each rule exists:
   cancellation, missing from the output) are retried *one by one* through ``retry_one``
   (the runner's online path: flex, then standard) or, without it, handed back to the
   caller as leftovers. Lines the provider rejected as bad requests are final failures.
+* **Every hand-back says why.** ``leftover_reason`` (and ``LaneReport.leftover_reasons``) tell
+  the caller why items left the lane (not accepted, under the provider's minimum, unanswered
+  lines, a rescue): under ``--tier batch`` the runner keeps them pending and pauses the job with
+  that reason instead of sending them online (:mod:`flextier.jobs.batching`); under ``--tier
+  auto`` they go online and the summary says why.
 * **Expired batches are salvaged.** Their partial output is recorded like any other result;
   only the unfinished lines are retried.
 * **First result wins.** :meth:`LaneStore.record_result` must refuse a second final result
@@ -129,6 +134,7 @@ class LaneReport:
     retried: int = 0                   # lines retried one by one through retry_one
     duplicates: int = 0                # billed batch answers that lost to another copy
     leftovers: list[str] = field(default_factory=list)
+    leftover_reasons: list[tuple[int, str]] = field(default_factory=list)   # (items, why) per hand-back
     abandoned: bool = False
     batches: dict[str, str] = field(default_factory=dict)   # local id -> last known state
 
@@ -184,6 +190,8 @@ class BatchLane:
         self._tracked: dict[str, _Tracked] = {}
         self._statuses: dict[str, BatchStatus] = {}
         self.report = LaneReport()
+        #: why the items of the latest hand-back left the batch lane (read by ``on_leftovers``)
+        self.leftover_reason: str | None = None
 
     # -- public ---------------------------------------------------------------------------------
     async def run(self, items: Iterable[BatchItem] = ()) -> LaneReport:
@@ -244,7 +252,7 @@ class BatchLane:
                 self.store.batch_state(tr.local_id, "cancelled", at=now, message="abandoned before submission")
             handed.extend(tr.item_ids)
         self.report.abandoned = True
-        self._leftovers(handed)
+        self._leftovers(handed, "straggler rescue: the planner cancelled the open batches to meet the deadline")
         return handed
 
     # -- submission ---------------------------------------------------------------------------------
@@ -254,7 +262,9 @@ class BatchLane:
     async def _submit_new(self, chunk: list[BatchItem]) -> None:
         ids = [it.item_id for it in chunk]
         if len(chunk) < self.backend.min_items:
-            self._leftovers(ids)        # never entered a batch: they are still pending in the store
+            # never entered a batch: they are still pending in the store
+            self._leftovers(ids, f"{len(chunk)} items are under {self.backend.provider}'s minimum of "
+                                 f"{self.backend.min_items} records per batch job")
             return
         local_id = self._new_local_id()
         self.store.batch_intent(local_id, self.backend.provider, ids, at=self.clock())
@@ -270,7 +280,7 @@ class BatchLane:
             handle = await asyncio.to_thread(self.backend.submit, chunk, tr.local_id)
         except Exception as exc:  # noqa: BLE001 - classified below
             if is_refusal(exc) or tr.attempts >= self.max_submit_attempts:
-                log.warning("batch %s was not accepted (%s); its items go to the online lanes", tr.local_id, exc)
+                log.warning("batch %s was not accepted (%s); its items leave the batch lane", tr.local_id, exc)
                 self._give_up(tr, "failed", str(exc))
             else:
                 log.warning("submitting batch %s failed (%s); will look for it and retry", tr.local_id, exc)
@@ -304,7 +314,7 @@ class BatchLane:
         self.store.batch_state(tr.local_id, state, at=now, message=message[:500])
         self.store.release(tr.item_ids, at=now)
         self.report.batches[tr.local_id] = state
-        self._leftovers(tr.item_ids)
+        self._leftovers(tr.item_ids, f"the provider did not accept batch {tr.local_id}: {message[:300]}")
 
     # -- polling and collection --------------------------------------------------------------------------
     def _active(self) -> list[_Tracked]:
@@ -368,7 +378,9 @@ class BatchLane:
         ids = [r.item_id for r in failed]
         if self.retry_one is None:
             self.store.release(ids, at=self.clock())
-            self._leftovers(ids)
+            kinds = sorted({str((r.error or {}).get("kind") or "error") for r in failed})
+            self._leftovers(ids, f"{len(ids)} lines of a batch ended unanswered ({', '.join(kinds)}) and are "
+                                 f"worth retrying")
             return
         done = self.store.finished(ids)       # retried before a crash: never send twice
         items = {it.item_id: it for it in self.store.load_items([i for i in ids if i not in done])}
@@ -391,9 +403,11 @@ class BatchLane:
                 self.store.record_duplicate(res, cost=cost, at=now)
                 self.report.duplicates += 1
 
-    def _leftovers(self, ids: list[str]) -> None:
+    def _leftovers(self, ids: list[str], why: str) -> None:
         if not ids:
             return
         self.report.leftovers.extend(ids)
+        self.report.leftover_reasons.append((len(ids), why))
+        self.leftover_reason = why
         if self.on_leftovers is not None:
             self.on_leftovers(list(ids))

@@ -29,6 +29,7 @@ from .http import BadJSON, json_response, read_json
 from .knobs import KnobError
 from .openai_api import OpenAIAPI
 from .profiles import PROFILES, build_knobs
+from .s3 import s3_routes  # issue 11: the in-memory S3 of Bedrock batch rehearsals
 
 __all__ = ["build_app", "register_routes", "RouteFactory", "apply_profile", "stats", "EmulatorApp"]
 
@@ -102,6 +103,7 @@ def _control_routes(engine: Engine) -> list[BaseRoute]:
 def build_app(engine: Engine) -> Starlette:
     routes: list[BaseRoute] = _control_routes(engine)
     routes += batch_routes(engine)  # issue 7: ahead of the online dialects (Gemini's POST catch-all)
+    routes += s3_routes(engine)     # issue 11: path-style S3 under /s3 (Bedrock batch input/output)
     for api in (OpenAIAPI(engine), GeminiAPI(engine), BedrockAPI(engine), AnthropicAPI(engine)):
         routes += api.routes()
     for factory in _EXTRA:

@@ -2,10 +2,11 @@
 
 ``POST /model-invocation-job`` (CreateModelInvocationJob), ``GET /model-invocation-job/{id}``,
 ``POST /model-invocation-job/{id}/stop`` and ``GET /model-invocation-jobs``, with the
-shapes of botocore's ``bedrock`` 2023-04-20 model. Input and output live on S3, read
-and written through boto3 at the ``s3_endpoint_url`` batch knob (moto's server in
-tests; the emulator refuses to run Bedrock jobs without one, so it can never touch
-real AWS). Input lines are ``{"recordId", "modelInput"}``; the output is
+shapes of botocore's ``bedrock`` 2023-04-20 model. Input and output live on S3: the
+emulator's own in-memory S3 (:mod:`.s3`, served at ``{emulator}/s3``) by default, so a
+rehearsal is complete offline; or, when the ``s3_endpoint_url`` batch knob is set, another
+S3 on loopback read and written through boto3 (moto's server in the tests that check real-S3
+compatibility). A non-loopback knob is refused: the emulator never touches real AWS. Input lines are ``{"recordId", "modelInput"}``; the output is
 ``{output}/{jobId}/{input file}.out`` with ``{"recordId", "modelInput", "modelOutput"}``
 or ``{"recordId", "modelInput", "error": {"errorCode", "errorMessage"}}`` lines for the
 records that were processed (a stopped or expired job has partial output), plus
@@ -31,6 +32,7 @@ from starlette.routing import BaseRoute, Route
 from .batch_core import BatchEngine, BatchJob, BatchLine, parse_with, rfc3339
 from .bedrock_api import BedrockAPI
 from .http import BadJSON, json_response, read_json
+from .s3 import S3Store, s3_store
 from .wire import Call
 
 __all__ = ["BedrockBatchAPI", "job_arn"]
@@ -43,6 +45,11 @@ _S3 = re.compile(r"^s3://([a-z0-9][-.a-z0-9]{1,61}[a-z0-9])(?:/(.*))?$")
 _ID = re.compile(r"(?:arn:aws(?:-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:model-invocation-job/)?([a-z0-9]{12})$")
 
 
+_SUBMIT_ERRORS = {400: "ValidationException", 403: "AccessDeniedException", 404: "ResourceNotFoundException",
+                  409: "ConflictException", 429: "ThrottlingException", 500: "InternalServerException",
+                  503: "ServiceUnavailableException"}
+
+
 def job_arn(job_id: str) -> str:
     return f"arn:aws:bedrock:{REGION}:{ACCOUNT}:model-invocation-job/{job_id}"
 
@@ -51,6 +58,39 @@ def _err(status: int, error_type: str, message: str) -> Response:
     return json_response({"message": message}, status,
                          {"x-amzn-ErrorType": f"{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/",
                           "x-amzn-RequestId": "00000000-0000-0000-0000-000000000000"})
+
+
+class _StoreS3:
+    """The emulator's own S3, in-process (what the client uploaded through ``/s3`` is what the job reads)."""
+
+    def __init__(self, store: S3Store) -> None:
+        self.store = store
+
+    def read(self, bucket: str, key: str) -> bytes:
+        return self.store.read(bucket, key)
+
+    def keys(self, bucket: str, prefix: str) -> list[str]:
+        return self.store.keys(bucket, prefix)
+
+    def put(self, bucket: str, key: str, data: bytes) -> None:
+        self.store.put(bucket, key, data, "application/octet-stream")
+
+
+class _BotoS3:
+    """Another S3 on loopback (the ``s3_endpoint_url`` knob), through boto3."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def read(self, bucket: str, key: str) -> bytes:
+        return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def keys(self, bucket: str, prefix: str) -> list[str]:
+        return [o["Key"] for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+                for o in page.get("Contents", [])]
+
+    def put(self, bucket: str, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=bucket, Key=key, Body=data)
 
 
 def _text_blocks(content: Any) -> list[dict[str, Any]]:
@@ -90,15 +130,20 @@ class BedrockBatchAPI:
 
     # -- S3 --------------------------------------------------------------------------------------------
     def _s3(self) -> Any:
+        """Where jobs read and write: the built-in S3, or boto3 at the ``s3_endpoint_url`` knob (loopback only)."""
+        k = self.be.knobs
+        if not k.s3_endpoint_url:
+            return _StoreS3(s3_store(self.be.engine))
+        from .._loopback import check_endpoint
+
+        check_endpoint(k.s3_endpoint_url, "emulator's S3 (batch knob s3_endpoint_url)", always=True)
         import boto3
         from botocore.config import Config
 
-        k = self.be.knobs
-        if not k.s3_endpoint_url:
-            raise RuntimeError("the emulator has no S3 endpoint: set the batch knob s3_endpoint_url")
-        return boto3.client("s3", endpoint_url=k.s3_endpoint_url, region_name=k.s3_region,
-                            aws_access_key_id="emulator", aws_secret_access_key="emulator",
-                            config=Config(retries={"max_attempts": 2, "mode": "standard"}))
+        return _BotoS3(boto3.client("s3", endpoint_url=k.s3_endpoint_url, region_name=k.s3_region,
+                                    aws_access_key_id="emulator", aws_secret_access_key="emulator",
+                                    config=Config(retries={"max_attempts": 2, "mode": "standard"},
+                                                  s3={"addressing_style": "path"})))
 
     def _read_input(self, uri: str) -> list[tuple[str, bytes]]:
         """(key, bytes) of every JSONL object at ``uri`` (a file, or a prefix holding files)."""
@@ -108,13 +153,8 @@ class BedrockBatchAPI:
         bucket, key = m.group(1), m.group(2) or ""
         s3 = self._s3()
         if key and not key.endswith("/"):
-            return [(key, s3.get_object(Bucket=bucket, Key=key)["Body"].read())]
-        out = []
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
-            for obj in page.get("Contents", []):
-                if obj["Key"].endswith(".jsonl"):
-                    out.append((obj["Key"], s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()))
-        return out
+            return [(key, s3.read(bucket, key))]
+        return [(k, s3.read(bucket, k)) for k in s3.keys(bucket, key) if k.endswith(".jsonl")]
 
     def _write_output(self, job: BatchJob) -> None:
         m = _S3.match(job.meta["output_uri"])
@@ -145,8 +185,8 @@ class BedrockBatchAPI:
             by_file.setdefault(job.meta["line_files"][ln.idx], []).append(json.dumps(rec).encode())
         for name in dict.fromkeys(job.meta["line_files"]):
             data = b"\n".join(by_file.get(name, [])) + (b"\n" if by_file.get(name) else b"")
-            s3.put_object(Bucket=bucket, Key=f"{base}/{posixpath.basename(name)}.out", Body=data)
-        s3.put_object(Bucket=bucket, Key=f"{base}/manifest.json.out", Body=json.dumps(counts).encode())
+            s3.put(bucket, f"{base}/{posixpath.basename(name)}.out", data)
+        s3.put(bucket, f"{base}/manifest.json.out", json.dumps(counts).encode())
 
     async def _on_end(self, job: BatchJob) -> None:
         if job.state == "failed":
@@ -203,6 +243,10 @@ class BedrockBatchAPI:
             body = await read_json(request)
         except BadJSON as exc:
             return _err(400, "ValidationException", str(exc))
+        forced = self.be.knobs.submit_error       # the submit_error knob: the service refuses the job
+        if forced:
+            kind = _SUBMIT_ERRORS.get(forced, "InternalServerException")
+            return _err(forced, kind, f"{kind}: the emulator refuses new batch jobs (batch knob submit_error)")
         for f in ("jobName", "roleArn", "modelId", "inputDataConfig", "outputDataConfig"):
             if f not in body:
                 return _err(400, "ValidationException", f"1 validation error detected: Value null at '{f}' failed "

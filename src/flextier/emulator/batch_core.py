@@ -76,8 +76,9 @@ class BatchKnobs:
     line_error_p: float = 0.0       # chance a line fails with a server error (seeded, not billed)
     fail_keys: str = ""             # comma-separated item keys that always fail with a server error
     bedrock_min_records: int = 1    # Bedrock's minimum records per job (AWS: 100); 1 keeps tests small
-    s3_endpoint_url: str = ""       # where Bedrock jobs read input / write output (moto in tests)
+    s3_endpoint_url: str = ""       # Bedrock jobs' S3: "" = the emulator's own (/s3); else another on loopback
     s3_region: str = "us-east-1"
+    submit_error: int = 0           # Bedrock: answer CreateModelInvocationJob with this 4xx/5xx (0: accept)
 
     def replace(self, **changes: Any) -> "BatchKnobs":
         """A copy with ``changes`` applied (strings from HTTP/CLI are coerced); unknown names are errors."""
@@ -96,6 +97,12 @@ class BatchKnobs:
             v = getattr(new, f.name)
             if isinstance(v, (int, float)) and v < 0 and f.name != "stall_at":
                 raise ValueError(f"batch knob {f.name} must be >= 0")
+            if isinstance(v, (int, float)) and not (abs(v) <= 1e10):          # NaN, inf, absurd (issue 18 §7)
+                raise ValueError(f"batch knob {f.name} must be a finite number at most 1e10, got {v!r}")
+        if new.parallelism > 1000 or new.bedrock_min_records > 50_000:
+            raise ValueError("batch knob parallelism must be at most 1000 and bedrock_min_records at most 50000")
+        if new.submit_error and not 400 <= new.submit_error <= 599:
+            raise ValueError("batch knob submit_error must be 0 (accept) or an HTTP error status (400-599)")
         if not 0 <= new.expire_p <= 1 or not 0 <= new.line_error_p <= 1:
             raise ValueError("probabilities must be in [0, 1]")
         return new

@@ -4,6 +4,11 @@ SSE/event-stream responses that can be cut short, and connection-reset faults.
 Starlette's own StreamingResponse cannot end a response *without* completing it,
 which is exactly what the truncated-stream and connection-reset faults need, so
 :class:`EmuStream` is a minimal ASGI response that can.
+
+JSON bodies are capped in size and nesting (:class:`~.edges.Limits`, issue 18 section 7):
+over either, :func:`read_json` raises :class:`BadJSON`, which each dialect answers with its own
+400, instead of a 500 (deep nesting) or an unbounded read. The server's other edges are in
+:mod:`.edges`.
 """
 from __future__ import annotations
 
@@ -15,14 +20,34 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .edges import DEFAULT_LIMITS, LIMITS_KEY, Limits
+
 __all__ = ["json_response", "read_json", "DisconnectWatch", "EmuStream", "ResetResponse", "AbortStream",
-           "client_item", "BadJSON"]
+           "client_item", "BadJSON", "BodyTooLarge", "Limits"]
 
 _ITEM_HEADERS = ("x-flextier-item", "x-client-request-id", "idempotency-key")
 
 
 class BadJSON(ValueError):
     pass
+
+
+class BodyTooLarge(BadJSON):
+    """A JSON body over :attr:`Limits.max_json_body` (answered as the dialect's 400)."""
+
+
+def _depth_over(obj: Any, limit: int) -> bool:
+    """True if ``obj`` nests deeper than ``limit`` (iterative: no recursion of its own)."""
+    stack = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if d > limit:
+            return True
+        if isinstance(o, dict):
+            stack.extend((v, d + 1) for v in o.values() if isinstance(v, (dict, list)))
+        elif isinstance(o, list):
+            stack.extend((v, d + 1) for v in o if isinstance(v, (dict, list)))
+    return False
 
 
 # one encoder, reused; bodies are trees built per request, so the cycle check is skipped
@@ -77,8 +102,9 @@ def json_response(obj: Any, status: int = 200, headers: Mapping[str, str] | None
     return JSONBody(_ENCODE(obj).encode("utf-8"), status, headers)
 
 
-async def _body(request: Request) -> bytes:
-    """The request body; like ``await request.body()`` (cached on the request), minus the generator."""
+async def _body(request: Request, limit: int | None = None) -> bytes:
+    """The request body; like ``await request.body()`` (cached on the request), minus the generator.
+    Over ``limit`` bytes: :class:`BodyTooLarge` (nothing more is read)."""
     try:
         return request._body          # type: ignore[attr-defined]
     except AttributeError:
@@ -87,6 +113,7 @@ async def _body(request: Request) -> bytes:
         return await request.body()   # raises "Stream consumed", as Starlette would
     receive = request.receive
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         kind = message["type"]
@@ -94,6 +121,9 @@ async def _body(request: Request) -> bytes:
             chunk = message.get("body", b"")
             if chunk:
                 chunks.append(chunk)
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise BodyTooLarge(f"request body too large: more than {limit} bytes")
             if not message.get("more_body", False):
                 break
         elif kind == "http.disconnect":
@@ -105,13 +135,19 @@ async def _body(request: Request) -> bytes:
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    body = await _body(request)
+    limits: Limits = request.scope.get(LIMITS_KEY) or DEFAULT_LIMITS
+    body = await _body(request, limits.max_json_body)
     try:
         data = _loads(body or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadJSON(f"could not parse the JSON body of your request: {exc}") from None
+    except RecursionError:
+        raise BadJSON(f"the JSON body of your request nests deeper than {limits.max_json_depth} levels") from None
     if not isinstance(data, dict):
         raise BadJSON("request body must be a JSON object")
+    # cheap test first: a body can only nest as deep as it has brackets
+    if body.count(b"{") + body.count(b"[") > limits.max_json_depth and _depth_over(data, limits.max_json_depth):
+        raise BadJSON(f"the JSON body of your request nests deeper than {limits.max_json_depth} levels")
     return data
 
 

@@ -29,6 +29,21 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Upper bounds of knobs whose absurd values would hang or exhaust the emulator (``slots=1e10``:
+#: a pool that never sheds and a batch model stepping through 10^10 slot-seconds per second).
+_MAX: dict[str, float] = {
+    "slots": 100_000, "replicas": 100_000, "q_max": 1_000_000, "cache_lru_size": 10_000_000,
+    "cache_min_tokens": 10_000_000, "cache_block_tokens": 1_000_000, "output_tokens_median": 10_000_000,
+    "output_tokens_max": 10_000_000, "rpm_limit": 10**12, "tpm_limit": 10**15, "r_day": 1_000.0,
+    "u_peak": 10.0, "constant_rho": 10.0, "theta_admit": 10.0, "theta_shed": 10.0, "theta_batch": 10.0,
+    "preempt_at": 10.0, "overload_rho": 10.0, "burst_sigma": 10.0, "weekend_factor": 100.0,
+    "reasoning_ratio": 1_000.0, "latency_scale": 1_000_000.0, "flex_slowdown": 1_000_000.0,
+    "output_tokens_sigma": 10.0,
+}
+_MAX_TIME_S = 1e10           # any *_s knob: ~300 years of emulated time is plenty
+_MAX_ANY = 1e15              # any other number (a knob added later included)
+
+
 @dataclass(frozen=True)
 class Knobs:
     """Emulator settings. Times are emulated seconds; probabilities are per request."""
@@ -111,6 +126,12 @@ class Knobs:
     def validate(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                if v != v or v in (float("inf"), float("-inf")):
+                    raise KnobError(f"{f.name} must be a finite number, got {v!r}", f.name)
+                top = _MAX.get(f.name, _MAX_TIME_S if f.name.endswith("_s") else _MAX_ANY)
+                if abs(v) > top:
+                    raise KnobError(f"{f.name} must be at most {top:g}, got {v!r}", f.name)
             if f.name in _CHOICES and v not in _CHOICES[f.name]:
                 raise KnobError(f"{f.name} must be one of {', '.join(_CHOICES[f.name])}, got {v!r}", f.name)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0 and f.name != "tz_offset_h":
@@ -119,6 +140,8 @@ class Knobs:
                 raise KnobError(f"{f.name} is a probability in [0, 1], got {v!r}", f.name)
         if self.slots < 1:
             raise KnobError("slots must be >= 1", "slots")
+        if not -24 <= self.tz_offset_h <= 24:
+            raise KnobError(f"tz_offset_h must be in [-24, 24], got {self.tz_offset_h!r}", "tz_offset_h")
         if not 0 <= self.burst_ar < 1:
             raise KnobError("burst_ar must be in [0, 1)", "burst_ar")
         if self.r_day < 1:

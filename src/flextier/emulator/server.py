@@ -22,6 +22,7 @@ import uvicorn
 from .app import apply_profile, build_app, stats
 from .clock import ScaledClock
 from .engine import Engine
+from .edges import EdgeGuard, Limits, guarded_protocol
 from .profiles import build_knobs, load_profile_file
 
 __all__ = ["Emulator", "serve"]
@@ -41,6 +42,15 @@ def _http_impl() -> str:
     return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
 
 
+def _protocol(limits: Limits) -> type:
+    """uvicorn's HTTP protocol class with the emulator's head/body timeouts and head limits."""
+    if _http_impl() == "httptools":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    else:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base   # type: ignore[assignment]
+    return guarded_protocol(base, limits)
+
+
 # The plain asyncio loop, not uvloop: they serve the same requests per CPU second here,
 # but uvloop's libuv accepts one connection per loop iteration, so when 256 clients
 # connect while the loop is saturated, the last ones wait seconds to be accepted (a
@@ -53,7 +63,9 @@ class Emulator:
 
     def __init__(self, profile: str = "calm", seed: int = 0, time_scale: float = 1.0,
                  start: Any = "2026-11-24T15:00", host: str = "127.0.0.1", port: int = 0,
-                 profile_file: str | None = None, **knobs: Any) -> None:
+                 profile_file: str | None = None, limits: Limits | None = None, **knobs: Any) -> None:
+        """``limits``: the HTTP edges (head/body timeouts, head and body sizes; :class:`~.http.Limits`)."""
+        self.limits = limits or Limits()
         file_knobs: dict[str, Any] = {}
         if profile_file is not None:
             base, file_knobs = load_profile_file(profile_file)
@@ -68,6 +80,7 @@ class Emulator:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
+        self._offline: Any = None
 
     # -- URLs ------------------------------------------------------------------------------
     @property
@@ -95,12 +108,39 @@ class Emulator:
     def anthropic_base_url(self) -> str:
         return self.url
 
+    @property
+    def s3_endpoint_url(self) -> str:
+        """The emulator's in-memory S3 (path-style; Bedrock batch input and output, :mod:`.s3`)."""
+        from .s3 import PREFIX
+
+        return self.url + PREFIX
+
+    @property
+    def s3(self) -> Any:
+        """The :class:`~.s3.S3Store` behind :attr:`s3_endpoint_url` (e.g. ``emu.s3.create_bucket("b")``)."""
+        from .s3 import s3_store
+
+        return s3_store(self.engine)
+
     def base_urls(self) -> dict[str, str]:
         return {"openai": self.openai_base_url, "gemini": self.gemini_base_url,
                 "bedrock": self.bedrock_endpoint_url, "anthropic": self.anthropic_base_url}
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> "Emulator":
+        from .._loopback import offline
+
+        # while it runs, every client flextier builds in this process must point at loopback (issue 11)
+        self._offline = offline("flextier.emulator.serve")
+        self._offline.__enter__()
+        try:
+            return self._start()
+        except BaseException:
+            self._offline.__exit__(None, None, None)
+            self._offline = None
+            raise
+
+    def _start(self) -> "Emulator":
         fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         # proto must be IPPROTO_TCP: asyncio only sets TCP_NODELAY on such sockets (else +40 ms per response)
         sock = socket.socket(fam, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -110,9 +150,10 @@ class Emulator:
         sock.set_inheritable(True)
         self._sock = sock
         self._port = sock.getsockname()[1]
-        config = uvicorn.Config(build_app(self.engine), log_config=None, log_level="warning",
+        app = EdgeGuard(build_app(self.engine), self.limits, bind_host=self.host)
+        config = uvicorn.Config(app, log_config=None, log_level="warning",
                                 access_log=False, limit_concurrency=None, backlog=2048, lifespan="on",
-                                timeout_keep_alive=300, timeout_graceful_shutdown=0.5, http=_http_impl(),
+                                timeout_keep_alive=300, timeout_graceful_shutdown=0.5, http=_protocol(self.limits),
                                 loop=_LOOP, proxy_headers=False, server_header=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
@@ -133,6 +174,9 @@ class Emulator:
         if self._sock is not None:
             self._sock.close()
         self._server = self._thread = self._sock = None
+        if self._offline is not None:
+            self._offline.__exit__(None, None, None)
+            self._offline = None
 
     def __enter__(self) -> "Emulator":
         return self.start()
@@ -193,10 +237,10 @@ class Emulator:
 @contextlib.contextmanager
 def serve(profile: str = "calm", seed: int = 0, time_scale: float = 1.0, start: Any = "2026-11-24T15:00",
           host: str = "127.0.0.1", port: int = 0, profile_file: str | None = None,
-          **knobs: Any) -> Iterator[Emulator]:
+          limits: Limits | None = None, **knobs: Any) -> Iterator[Emulator]:
     """Run an emulator for the duration of the ``with`` block."""
     emu = Emulator(profile=profile, seed=seed, time_scale=time_scale, start=start, host=host, port=port,
-                   profile_file=profile_file, **knobs)
+                   profile_file=profile_file, limits=limits, **knobs)
     emu.start()
     try:
         yield emu

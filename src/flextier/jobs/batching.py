@@ -21,6 +21,13 @@ it needs to hand work to provider batches and take it back.
   (billed + duplicate rows) equals the provider's bill.
 * **Commit before report.** The lane store commits through the runner's own flush, so batch
   results reach the output file and the counters exactly like online ones.
+* **A forced tier is an order** (issue 11 item 5). Under ``--tier batch`` nothing ever goes
+  online: items the lane hands back (a batch the provider did not accept, a chunk under
+  Bedrock's minimum, lines a batch left unanswered) stay pending, and when the lane has
+  nothing open any more the job pauses (:class:`~flextier.jobs.runner.JobPaused`, exit 3)
+  with the lane's reason; a resume submits them in a new batch. Under ``--tier auto`` they
+  go to flex/standard, and the reason is an event (``batch_leftovers``) that the summary
+  prints (:func:`lane_switches`).
 """
 from __future__ import annotations
 
@@ -40,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("flextier.runner")
 
-__all__ = ["RunnerBatch"]
+__all__ = ["RunnerBatch", "lane_switches"]
 
 
 class _LaneStore(JobStoreLane):
@@ -75,6 +82,8 @@ class RunnerBatch:
         self.seen = False             # a batch lane ran in this run: online results must check is_final
         self.reserved_left = 0        # reserved items not yet handed to the lane's splitter
         self.failed: str | None = None
+        self.forced = runner.opts.tier_mode == "batch"   # --tier batch: never send an item online
+        self.refused: list[tuple[int, str]] = []          # (items, why) kept back under --tier batch
 
     # -- hooks given to the lane ----------------------------------------------------------
     def flush(self) -> None:
@@ -106,12 +115,19 @@ class RunnerBatch:
         d = self.runner.decision
         return d is not None and d.batch_rescue != "none"
 
-    def on_leftovers(self, ids: list[str]) -> None:
-        """Items back from the batch lane go to the online lanes: pending again, claim loop woken."""
+    def on_leftovers(self, ids: list[str], why: str | None = None) -> None:
+        """Items back from the batch lane: pending again. ``--tier auto``: the online lanes take
+        them (claim loop woken; the summary says why). ``--tier batch``: they wait for a resume
+        and the job pauses once the lane has nothing open (:meth:`_done`)."""
         r = self.runner
         seqs = self._seqs(ids)
         r.store.unreserve(seqs)      # never entered a batch (the lane released the others already)
-        r.store.event(r.clock.now(), "batch_leftovers", {"items": len(ids)})
+        why = why or "handed back by the batch lane"
+        if self.forced:
+            self.refused.append((len(ids), why))
+            r.store.event(r.clock.now(), "batch_refused", {"items": len(ids), "why": why[:500]})
+            return
+        r.store.event(r.clock.now(), "batch_leftovers", {"items": len(ids), "why": why[:500]})
         r.store_drained = False
         r._wake.set()
 
@@ -143,8 +159,8 @@ class RunnerBatch:
     def _lane(self, *, reattach: bool) -> BatchLane:
         r = self.runner
         lane = BatchLane(self.backend, _LaneStore(self, reattach=reattach), clock=r.clock.now, sleep=r.clock.asleep,
-                         poll_interval=r.opts.batch_poll_interval, should_abandon=self.should_abandon,
-                         on_leftovers=self.on_leftovers)
+                         poll_interval=r.opts.batch_poll_interval, should_abandon=self.should_abandon)
+        lane.on_leftovers = lambda ids: self.on_leftovers(ids, lane.leftover_reason)
         self.lanes.append(lane)
         self.seen = True
         return lane
@@ -184,8 +200,8 @@ class RunnerBatch:
                     req = request_to_call(c.request, r.entry, r.opts.params)
                     self.prepare(req)
                 except Exception as exc:  # noqa: BLE001 - the online path reports it properly
-                    log.warning("item %s cannot go into a batch (%s); sending it online", c.custom_id, exc)
-                    self.on_leftovers([c.custom_id])
+                    log.warning("item %s cannot go into a batch (%s)", c.custom_id, exc)
+                    self.on_leftovers([c.custom_id], f"its request cannot be built: {exc}")
                     continue
                 yield BatchItem(c.custom_id, req)
         self.reserved_left = 0
@@ -202,6 +218,8 @@ class RunnerBatch:
             return
         exc = task.exception()
         if exc is None:
+            if self.forced and self.refused and not self.active and r._stop is None:
+                r._stop = self.refusal()
             return
         # The lane failed outside its own error handling (a backend bug, a store error). Its
         # items must not stay stuck in the batch state: back to the online lanes, loudly.
@@ -220,6 +238,18 @@ class RunnerBatch:
         r.store_drained = False
         r.batch_failed(self.failed)
 
+    def refusal(self) -> Any:
+        """The pause of a ``--tier batch`` job whose items the batch lane could not take."""
+        from .runner import JobPaused
+
+        n = sum(k for k, _ in self.refused)
+        whys = list(dict.fromkeys(w for _, w in self.refused))
+        name = (self.runner.store.job() or {}).get("name") or "JOB"
+        return JobPaused(f"--tier batch: the batch lane could not take {n} item{'s' * (n != 1)} "
+                         f"({'; '.join(whys)[:400]}); none was sent on another tier. The job is saved: fix the "
+                         f"cause and resume it (flextier resume {name}), or rerun the command with --tier auto "
+                         f"to let flextier use flex and standard", kind="batch")
+
     async def stop(self) -> None:
         """Shutdown: stop polling (open batches stay open for a resume), unreserve unsubmitted items."""
         for t in list(self.tasks):
@@ -234,15 +264,19 @@ class RunnerBatch:
 
 
 def make_batch_backend(entry: Any, *, base_url: str | None, api_key: str | None, s3_uri: str | None = None,
-                       role_arn: str | None = None, required: bool = False) -> Any:
+                       role_arn: str | None = None, required: bool = False,
+                       s3_endpoint_url: str | None = None) -> Any:
     """The batch backend for a job, or None when the batch lane is not available for it.
 
     ``required`` (``--tier batch``) turns "not available" into a :class:`UserInputError`
     that says what is missing. Bedrock needs an S3 location for input and output
     (``--batch-s3-uri s3://bucket/prefix``) and a service role Bedrock can assume
-    (``--batch-role-arn``); the S3 endpoint follows boto3's own settings
-    (``AWS_ENDPOINT_URL_S3``).
+    (``--batch-role-arn``); the S3 endpoint is ``s3_endpoint_url`` (``--emulate``: the
+    emulator's own S3) or boto3's own settings (``AWS_ENDPOINT_URL_S3``). While emulating,
+    every client the backend builds must be on loopback (:mod:`flextier._loopback`).
     """
+    from .._loopback import check_endpoint
+
     from ..policy.errors import UserInputError
 
     def no(why: str) -> None:
@@ -267,8 +301,9 @@ def make_batch_backend(entry: Any, *, base_url: str | None, api_key: str | None,
         except ImportError as exc:
             return no(f"the Bedrock batch lane needs boto3 ({exc})")
         kw.update(bucket=bucket, prefix=prefix.strip("/") or "flextier", role_arn=role_arn, endpoint_url=base_url,
-                  region=region)
+                  region=region, s3_endpoint_url=s3_endpoint_url)
     else:
+        check_endpoint(base_url, f"{entry.provider} batch")
         kw.update(base_url=base_url, api_key=api_key)
     from ..batch import get_backend
 
@@ -276,3 +311,23 @@ def make_batch_backend(entry: Any, *, base_url: str | None, api_key: str | None,
         return get_backend(entry, **kw)
     except ImportError as exc:
         return no(f"the batch lane for {entry.provider} needs its SDK ({exc})")
+
+
+def lane_switches(store: Any) -> list[str]:
+    """Summary lines: why work left the batch lane (``--tier auto`` switched lanes, or ``--tier
+    batch`` kept items back), one line per reason, from the events of the job's latest run."""
+    moved: dict[str, int] = {}
+    kept: dict[str, int] = {}
+    events = store.events()
+    starts = [i for i, (_, kind, _) in enumerate(events) if kind == "run_start"]
+    events = events[starts[-1]:] if starts else events
+    for _, kind, d in events:
+        if kind in ("batch_leftovers", "batch_refused") and isinstance(d, dict):
+            bucket = moved if kind == "batch_leftovers" else kept
+            why = str(d.get("why") or "handed back by the batch lane")
+            bucket[why] = bucket.get(why, 0) + int(d.get("items") or 0)
+    out = [f"batch lane: {n} items sent online instead ({why})" for why, n in moved.items()]
+    out += [f"batch lane: {n} items kept back, not sent on another tier ({why})" for why, n in kept.items()]
+    out += [f"batch lane: failed ({d.get('error')})" for _, kind, d in events
+            if kind == "batch_lane_failed" and isinstance(d, dict)]
+    return out

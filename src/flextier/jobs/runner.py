@@ -566,6 +566,9 @@ class Runner:
     def _refill(self) -> None:
         if self.batch_ok and not self.batch.started and (self.decision is None or self.decision.use_batch):
             return  # the planner may send the pending items to a batch: do not take them online first
+        if self.batch is not None and self.batch.forced and self.batch.started:
+            self.store_drained = True  # --tier batch: nothing goes online; what the lane hands back pauses the job
+            return
         have = len(self.ready) + len(self.delayed)
         want = self._want() - len(self.flex_active) - len(self.std_active)
         if self.store_drained or have >= max(1, want // 2):

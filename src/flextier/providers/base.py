@@ -343,6 +343,12 @@ def get_adapter(entry: ModelEntry, *, base_url: str | None = None, api_key: str 
     sets client-level timeouts where the SDK cannot take one per call (botocore).
     """
     cls = adapter_class(entry.provider)
+    from .._loopback import check_client, check_endpoint   # while emulating: loopback only (issue 11)
+
+    if client is not None:
+        check_client(client, entry.provider)
+    else:
+        check_endpoint(base_url, entry.provider)
     tmo = dict(timeouts or {})
     key_hash = hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else None
     ck = (entry.provider, base_url, key_hash, id(client) if client is not None else None,
