@@ -51,16 +51,15 @@ def embedding_spec(entry: ModelEntry | None) -> dict[str, Any] | None:
     return None if entry is None else embedding_specs().get(entry.name)
 
 
-def vector(seed: int, model: str, text: str, dims: int, native: int, normalize: bool = True) -> list[float]:
-    """A deterministic embedding: ``native`` components from a digest of the text, the first ``dims`` kept."""
+def vector(seed: int, model: str, text: str, dims: int, native: int, renormalize: bool = True) -> list[float]:
+    """A deterministic embedding: a unit vector of ``native`` components from a digest of the
+    text, its first ``dims`` kept (and scaled back to unit length if ``renormalize``)."""
     rng = request_rng(seed, "embedding", model, text)
-    raw = array("b", rng.randbytes(native))[:dims]
-    if normalize:
-        norm = math.sqrt(sum(x * x for x in raw)) or 1.0
-        inv = 1.0 / norm
-    else:
-        inv = 1.0 / (127.0 * math.sqrt(native / 3.0))   # roughly unit length at the native size
-    return [round(x * inv, 8) for x in raw]
+    raw = array("b", rng.randbytes(native))
+    head = raw[:dims] if dims < native else raw
+    norm = math.sqrt(sum(x * x for x in (head if renormalize else raw))) or 1.0
+    inv = 1.0 / norm
+    return [round(x * inv, 8) for x in head]
 
 
 def _base64(values: list[float]) -> str:
@@ -243,7 +242,7 @@ class GeminiEmbeddings(GeminiAPI):
         seed = self.engine.seed
 
         def render(s: Session) -> dict[str, Any]:
-            embs = [{"values": vector(seed, entry.model_id, t, d, native, normalize=(d == native))}
+            embs = [{"values": vector(seed, entry.model_id, t, d, native, renormalize=False)}
                     for t, d in zip(texts, sizes)]
             if batch:
                 return {"embeddings": embs}
