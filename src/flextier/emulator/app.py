@@ -34,6 +34,7 @@ from .gemini_api import GeminiAPI
 from .http import BadJSON, json_response, read_json
 from .knobs import KnobError
 from .models_api import model_routes
+from .tokenizer import warm as warm_tokenizer
 from .openai_api import OpenAIAPI
 from .profiles import PROFILES, build_knobs
 
@@ -107,6 +108,7 @@ def _control_routes(engine: Engine) -> list[BaseRoute]:
 
 
 def build_app(engine: Engine) -> Starlette:
+    warm_tokenizer()     # load the BPE ranks at start-up, not on the first request
     routes: list[BaseRoute] = _control_routes(engine)
     routes += batch_routes(engine)  # issue 7: ahead of the online dialects (Gemini's POST catch-all)
     # issue 13: embeddings, token counts, model listings, InvokeModel — also ahead of that catch-all

@@ -25,12 +25,14 @@ import hashlib
 import json
 import random
 import re
+from array import array
+from collections import OrderedDict
 from typing import Any, Callable, Iterator, Sequence, overload
 
 _blake2b = hashlib.blake2b
 
 __all__ = ["tokenize", "count_tokens", "approx_count", "prompt_overhead", "generate_words", "request_rng",
-           "ENCODING", "exact"]
+           "ENCODING", "exact", "warm"]
 
 ENCODING = "o200k_base"
 
@@ -45,8 +47,8 @@ _VOCAB = (
 ).split()
 
 
-def _load_encoder() -> Callable[[str], list[int]] | None:
-    """The o200k encoder of ``bpe-openai`` (its Rust core directly: a few µs per prompt)."""
+def _load_encoder() -> tuple[Callable[[str], list[int]], Callable[[str], int]] | None:
+    """(encode, count) of ``bpe-openai``'s o200k (its Rust core directly: a few µs per short prompt)."""
     try:
         import bpe_openai
     except ImportError:          # pragma: no cover - the package is a dependency
@@ -56,20 +58,27 @@ def _load_encoder() -> Callable[[str], list[int]] | None:
     except Exception:            # pragma: no cover - a broken install: fall back, never fail a request
         return None
     backend = getattr(enc, "_backend", None)
-    fn = getattr(backend, "encode", None) or enc.encode_ordinary
-    return fn
+    encode = getattr(backend, "encode", None) or enc.encode_ordinary
+    count = getattr(backend, "count", None) or (lambda t: len(encode(t)))
+    return encode, count
 
 
-_encode: Callable[[str], list[int]] | None = None
+_fns: tuple[Callable[[str], list[int]], Callable[[str], int]] | None = None
 _loaded = False
 
 
-def _encoder() -> Callable[[str], list[int]] | None:
-    global _encode, _loaded
+def _encoder() -> tuple[Callable[[str], list[int]], Callable[[str], int]] | None:
+    global _fns, _loaded
     if not _loaded:
-        _encode = _load_encoder()
+        _fns = _load_encoder()
         _loaded = True
-    return _encode
+    return _fns
+
+
+def warm() -> None:
+    """Load the encoder now (about 0.3 s, once per process), e.g. when a server starts, so
+    the first request does not pay for it."""
+    _encoder()
 
 
 def exact() -> bool:
@@ -102,16 +111,24 @@ def approx_count(text: str) -> int:
 
 
 class TokenSeq(Sequence[str]):
-    """The token ids of a prompt, seen as strings only when someone looks (the prefix
-    cache hashes them for prompts past its minimum; most prompts are shorter)."""
+    """A prompt's tokens: the count at once, the ids (as strings) only when someone looks —
+    the prefix cache hashes them for prompts past its minimum; most prompts are shorter,
+    and counting is cheaper than encoding."""
 
-    __slots__ = ("_ids",)
+    __slots__ = ("_text", "_n", "_ids")
 
-    def __init__(self, ids: Sequence[int]) -> None:
+    def __init__(self, text: str, n: int | None = None, ids: Sequence[int] | None = None) -> None:
+        self._text = text
         self._ids = ids
+        self._n = len(ids) if ids is not None else (n if n is not None else _count(text))
+
+    def ids(self) -> Sequence[int]:
+        if self._ids is None:
+            self._ids = _ids(self._text)
+        return self._ids
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return self._n
 
     @overload
     def __getitem__(self, i: int) -> str: ...
@@ -120,21 +137,53 @@ class TokenSeq(Sequence[str]):
 
     def __getitem__(self, i: int | slice) -> str | list[str]:
         if isinstance(i, slice):
-            return [str(x) for x in self._ids[i]]
-        return str(self._ids[i])
+            return [str(x) for x in self.ids()[i]]
+        return str(self.ids()[i])
 
     def __iter__(self) -> Iterator[str]:
-        return (str(x) for x in self._ids)
+        return (str(x) for x in self.ids())
 
 
-def _ids(text: str) -> list[int]:
-    enc = _encoder()
-    assert enc is not None
+def _safe(fn: Callable[[str], Any], text: str) -> Any:
     try:
-        return enc(text)
+        return fn(text)
     except (UnicodeEncodeError, ValueError):
         # lone surrogates (JSON allows "\ud800") or a backend limit: count what UTF-8 can carry
-        return enc(text.encode("utf-8", "replace").decode("utf-8"))
+        return fn(text.encode("utf-8", "replace").decode("utf-8"))
+
+
+#: Long prompts repeat (a retry, a fallback to another tier, a shared document): their ids
+#: are kept in a small LRU, as 4-byte arrays. Encoding costs ~0.1-0.2 µs per character.
+_LONG = 1024
+_LRU_MAX = 512
+_lru: OrderedDict[str, array] = OrderedDict()
+
+
+def _ids(text: str) -> Sequence[int]:
+    fns = _encoder()
+    assert fns is not None
+    if len(text) < _LONG:
+        return _safe(fns[0], text)
+    hit = _lru.get(text)
+    if hit is not None:
+        try:
+            _lru.move_to_end(text)
+        except KeyError:             # evicted by another thread meanwhile: the ids are still right
+            pass
+        return hit
+    ids = array("I", _safe(fns[0], text))
+    _lru[text] = ids
+    if len(_lru) > _LRU_MAX:
+        _lru.popitem(last=False)
+    return ids
+
+
+def _count(text: str) -> int:
+    fns = _encoder()
+    assert fns is not None
+    if len(text) >= _LONG:
+        return len(_ids(text))       # long prompts: encode once, cached, and the cache needs the ids anyway
+    return _safe(fns[1], text)
 
 
 def tokenize(text: str) -> Sequence[str]:
@@ -142,7 +191,7 @@ def tokenize(text: str) -> Sequence[str]:
     if not text:
         return []
     if _encoder() is not None:
-        return TokenSeq(_ids(text))
+        return TokenSeq(text)
     return _approx_tokens(text)
 
 
@@ -161,7 +210,7 @@ def count_tokens(text: str) -> int:
     if not text:
         return 0
     if _encoder() is not None:
-        return len(_ids(text))
+        return _count(text)
     return approx_count(text)
 
 
