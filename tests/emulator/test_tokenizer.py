@@ -74,3 +74,33 @@ def test_anthropic_tool_prompt_overhead(choice, prompt):
     assert tk.prompt_overhead("anthropic", body) == prompt + tk.count_tokens(
         '[{"input_schema":{"type":"object"},"name":"t"}]')
     assert tk.prompt_overhead("anthropic", {"messages": []}) == 0
+
+
+def test_batch_line_is_billed_the_same_prompt_tokens_as_online(emulator):
+    import io
+    import json
+    import time
+    emu = emulator("calm", time_scale=3600.0)
+    c = openai_client(emu)
+    body = {"model": "gpt-5.4-mini", "max_completion_tokens": 5,
+            "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Same prompt"}]}
+    online = c.chat.completions.create(**body).usage.prompt_tokens
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": body}
+    f = c.files.create(file=("in.jsonl", io.BytesIO(json.dumps(line).encode())), purpose="batch")
+    b = c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    end = time.monotonic() + 20
+    while b.status not in ("completed", "failed", "expired", "cancelled") and time.monotonic() < end:
+        time.sleep(0.02)
+        b = c.batches.retrieve(b.id)
+    assert b.status == "completed"
+    out = json.loads(c.files.content(b.output_file_id).text.splitlines()[0])
+    assert out["response"]["body"]["usage"]["prompt_tokens"] == online == o200k("Be brief.\nSame prompt") + 9
+
+
+def test_without_the_package_a_calibrated_approximation_counts(monkeypatch):
+    monkeypatch.setattr(tk, "_fns", None)
+    monkeypatch.setattr(tk, "_loaded", True)
+    text = "Flex processing halves the price of requests that can wait."
+    assert not tk.exact()
+    assert tk.count_tokens(text) == tk.approx_count(text) == len(tk.tokenize(text))
+    assert abs(tk.count_tokens(text) - o200k(text)) <= 2
