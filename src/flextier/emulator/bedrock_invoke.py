@@ -36,8 +36,8 @@ from .bedrock_api import BedrockAPI
 from .engine import GenRequest, Session
 from .errors_shape import aws_error
 from .eventstream import event_frame
-from .http import dumps, json_response, read_json, BadJSON
-from .tokenizer import _anthropic_overhead, _bedrock_overhead, count_tokens, prompt_overhead
+from .http import BadJSON, dumps, json_response, read_json
+from .tokenizer import count_tokens, prompt_overhead
 from .wire import Call, WireError
 
 __all__ = ["BedrockInvokeAPI", "family", "TIER_HEADER"]
@@ -111,18 +111,14 @@ def prompt_of(fam: str, body: dict[str, Any]) -> tuple[str, Any, str | None]:
     return "\n".join(parts), mt, None
 
 
+_DIALECT = {"anthropic": "anthropic", "nova": "bedrock", "chat": "tools"}
+
+
 def native_overhead(fam: str, body: dict[str, Any]) -> int:
-    """Documented framing/tool tokens of a model-native body (see :mod:`.tokenizer`)."""
-    try:
-        if fam == "anthropic":
-            return _anthropic_overhead(body)
-        if fam == "nova":
-            return _bedrock_overhead(body)
-        if fam == "chat":
-            return prompt_overhead("gemini", body)     # tools' JSON only: no documented framing here
-    except (TypeError, AttributeError, ValueError):
-        return 0
-    return 0
+    """Documented framing/tool tokens of a model-native body (see :func:`.tokenizer.prompt_overhead`):
+    Claude's as on Anthropic, Nova's ``toolConfig`` as in Converse, other models' ``tools`` JSON."""
+    dialect = _DIALECT.get(fam)
+    return prompt_overhead(dialect, body) if dialect else 0
 
 
 def _b64_event(obj: dict[str, Any]) -> bytes:

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .anthropic_api import AnthropicAPI
+from .embeddings import embedding_spec
 from .engine import Engine
 from .errors_shape import anthropic_error, google_error
 from .gemini_api import GeminiAPI
@@ -44,7 +45,6 @@ def count_routes(engine: Engine) -> list[BaseRoute]:
                                 "supported methods.")
         if not req_body.get("contents"):
             return google_error(400, "* CountTokensRequest.contents: contents is not specified")
-        from .embeddings import embedding_spec
         entry = engine.catalog.find_wire("gemini", model)
         if embedding_spec(entry) is not None:
             text = "\n".join(p["text"] for c in req_body["contents"] if isinstance(c, dict)

@@ -307,8 +307,10 @@ def _bedrock_overhead(body: dict[str, Any]) -> int:
     return _json_tokens(tools) if isinstance(tools, list) and tools else 0
 
 
+#: Request dialects: the four online APIs (Bedrock's is Converse) and ``tools`` for a body that
+#: carries OpenAI-style ``tools`` without documented framing (Bedrock InvokeModel of DeepSeek/Qwen).
 _OVERHEAD = {"openai": _openai_overhead, "anthropic": _anthropic_overhead, "gemini": _gemini_overhead,
-             "bedrock": _bedrock_overhead}
+             "bedrock": _bedrock_overhead, "tools": _gemini_overhead}
 
 
 def prompt_overhead(provider: str, body: dict[str, Any]) -> int:
