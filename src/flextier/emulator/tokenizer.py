@@ -95,8 +95,9 @@ _PIECE_RE = re.compile(r" ?[A-Za-z]+| ?\d{1,3}| ?[^\sA-Za-z\d]+|\s+")
 def approx_count(text: str) -> int:
     """Tokens of ``text`` without a vocabulary: one per pre-token piece, plus one per 6
     letters beyond the first 6 of a word, plus one per non-ASCII character beyond the
-    first of a piece. Against o200k: -7% on English prose, +7% on Python, +1% on JSON
-    (README paragraphs, emulator source, the catalog file)."""
+    first of a piece. Against o200k on this repository's Markdown, Python and JSON (262k
+    tokens): -4.8%, +4.9%, -1.7% in total; per 2,000-character chunk the median error is
+    4.6%, 5.8%, 1.3% (p90 11%, 12%, 6%)."""
     n = 0
     for m in _PIECE_RE.finditer(text):
         piece = m.group()
