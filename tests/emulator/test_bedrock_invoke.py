@@ -134,3 +134,16 @@ def test_count_tokens_equals_what_invoke_and_converse_bill(calm):
     assert n_invoke == billed["input_tokens"] == o200k(text)
     assert n_conv["inputTokens"] == conv["inputTokens"] == o200k(text)
     assert len(calm.ledger()) == 2          # counting is free: only the two generations are rows
+
+
+def test_invoke_stream_openai_compatible_body_qwen(calm):
+    body = json.dumps({"messages": [{"role": "user", "content": "hello qwen"}], "max_tokens": 25})
+    r = bedrock_client(calm).invoke_model_with_response_stream(modelId="qwen.qwen3-32b-v1:0", body=body,
+                                                               serviceTier="flex")
+    events = [json.loads(e["chunk"]["bytes"]) for e in r["body"]]
+    assert all(e["object"] == "chat.completion.chunk" for e in events)
+    text = "".join(e["choices"][0]["delta"].get("content", "") for e in events)
+    last = events[-1]
+    assert last["choices"][0]["finish_reason"] in ("stop", "length")
+    assert last["usage"]["completion_tokens"] == o200k(text) and last["usage"]["prompt_tokens"] == o200k("hello qwen")
+    assert r["serviceTier"] == "flex" and calm.ledger()[0]["served_tier"] == "flex"
