@@ -28,15 +28,15 @@ from .bedrock_api import BedrockAPI
 from .bedrock_invoke import BedrockInvokeAPI
 from .count_tokens import count_routes
 from .embeddings import GeminiEmbeddings, OpenAIEmbeddings
-from .errors_shape import route_error
 from .engine import Engine
+from .errors_shape import route_error
 from .gemini_api import GeminiAPI
 from .http import BadJSON, json_response, read_json
 from .knobs import KnobError
 from .models_api import model_routes
-from .tokenizer import warm as warm_tokenizer
 from .openai_api import OpenAIAPI
 from .profiles import PROFILES, build_knobs
+from .tokenizer import warm as warm_tokenizer
 
 __all__ = ["build_app", "register_routes", "RouteFactory", "apply_profile", "stats", "EmulatorApp"]
 
