@@ -4,6 +4,7 @@ from __future__ import annotations
 import anthropic
 import pytest
 
+from emu_tokens import cached_len, o200k, shared_prefix
 from flextier.emulator.clients import anthropic_client
 
 MSG = [{"role": "user", "content": "hello claude"}]
@@ -13,7 +14,7 @@ def test_messages_success_standard_tier(calm):
     c = anthropic_client(calm)
     r = c.messages.create(model="claude-sonnet-4-6", max_tokens=200, messages=MSG, service_tier="standard_only")
     assert r.usage.service_tier == "standard" and r.content[0].text
-    assert r.usage.input_tokens == 2 and r.usage.output_tokens <= 200
+    assert r.usage.input_tokens == o200k("hello claude") and r.usage.output_tokens <= 200
     row, = calm.ledger()
     assert (row["model"], row["served_tier"], row["outcome"]) == ("anthropic/claude-sonnet-4-6", "standard", "ok")
     assert row["request_id"] == r.id
@@ -51,5 +52,7 @@ def test_cache_read_excluded_from_input_tokens(calm):
     content = [{"type": "text", "text": long, "cache_control": {"type": "ephemeral"}}]
     c.messages.create(model="claude-sonnet-4-6", max_tokens=20, messages=[{"role": "user", "content": content}])
     r = c.messages.create(model="claude-sonnet-4-6", max_tokens=20, messages=[{"role": "user", "content": content}])
-    assert r.usage.cache_read_input_tokens == 1152 and r.usage.input_tokens == 1200 - 1152
-    assert calm.ledger()[1]["input_tokens"] == 1200 and calm.ledger()[1]["cached_tokens"] == 1152
+    n = o200k(long)
+    hit = cached_len(n)
+    assert hit >= 1024 and r.usage.cache_read_input_tokens == hit and r.usage.input_tokens == n - hit
+    assert calm.ledger()[1]["input_tokens"] == n and calm.ledger()[1]["cached_tokens"] == hit

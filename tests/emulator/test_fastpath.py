@@ -46,7 +46,8 @@ def test_fast_and_slow_paths_over_http(calm):
             assert r.status_code == 200 and r.json()["service_tier"] == "flex"
             assert r.headers["content-type"] == "application/json"
             assert int(r.headers["content-length"]) == len(r.content)
-        assert c.get("/v1/chat/completions").status_code == 405
+        wrong = c.get("/v1/chat/completions")       # wrong method: OpenAI's own 404 "Invalid URL" (issue 13)
+        assert wrong.status_code == 404 and wrong.json()["error"]["type"] == "invalid_request_error"
         assert c.post("/v1/no-such-endpoint", json={}).status_code == 404
         for model in ("gemini-2.5-flash", "gemini-3-flash-preview"):     # path parameters per path
             r = c.post(f"/v1beta/models/{model}:generateContent", json={"contents": [{"parts": [{"text": "x"}]}]})

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from google.genai import errors, types
 
+from emu_tokens import cached_len, o200k, shared_prefix
 from flextier.emulator.clients import gemini_client
 
 
@@ -14,7 +15,7 @@ def test_flex_success_served_tier_header_and_usage(calm):
     assert r.sdk_http_response.headers["x-gemini-service-tier"] == "flex"
     assert r.text
     u = r.usage_metadata
-    assert u.prompt_token_count == 2 and u.thoughts_token_count > 0
+    assert u.prompt_token_count == o200k("hello gemini") and u.thoughts_token_count > 0
     assert u.total_token_count == u.prompt_token_count + u.candidates_token_count + u.thoughts_token_count
     row, = calm.ledger()
     assert (row["model"], row["requested_tier"], row["served_tier"], row["outcome"]) == \

@@ -428,8 +428,11 @@ def parse_with(builder: Callable[..., Call], *args: Any) -> tuple[Call | None, t
     """Parse one line with an online dialect's builder; a rejected line keeps its error response."""
     from .wire import WireError
     import json as _json
+    from .tokenizer import prompt_overhead
     try:
-        return builder(*args), None
+        call = builder(*args)
+        call.req.prompt_overhead += prompt_overhead(call.req.provider, args[0])   # as online (issue 13)
+        return call, None
     except WireError as exc:
         try:
             body = _json.loads(bytes(exc.response.body))

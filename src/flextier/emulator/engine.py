@@ -70,6 +70,8 @@ class GenRequest:
     reasoning_scale: float = 1.0
     item: str | None = None
     server_timeout_s: float | None = None
+    prompt_overhead: int = 0      # framing + tool tokens beyond prompt_text (tokenizer.prompt_overhead)
+    no_output: bool = False       # embeddings: input only, nothing generated or billed as output
 
 
 @dataclass
@@ -140,6 +142,8 @@ class Engine:
         reasoning = 0
         if req.reasoning and req.reasoning_scale > 0:
             reasoning = int(round(visible * k.reasoning_ratio * req.reasoning_scale * rng.uniform(0.5, 1.5)))
+        if req.no_output:
+            visible = reasoning = 0
         finish = "stop"
         if req.max_tokens is not None:
             cap = max(1, req.max_tokens)
@@ -148,7 +152,7 @@ class Engine:
                 visible = max(0, cap - reasoning)
                 finish = "length"
         words = generate_words(rng, visible)
-        plan = Plan(words, reasoning, len(tokens), 0, finish, 0.0, tokens)
+        plan = Plan(words, reasoning, len(tokens) + req.prompt_overhead, 0, finish, 0.0, tokens)
         plan.service_s = self.service_time(req, plan)
         return plan
 

@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute
 
 from ..catalog import ModelEntry
 from .engine import EmuError, Engine, GenRequest, Session
+from .tokenizer import prompt_overhead
 from .http import BadJSON, DisconnectWatch, EmuStream, ResetResponse, client_item, dumps, json_response, read_json
 
 __all__ = ["WireAPI", "WireError", "Call", "REFUSED_KEY_PREFIX", "presented_key"]
@@ -87,6 +88,10 @@ class WireAPI:
         """The provider's answer to a refused key (see :data:`REFUSED_KEY_PREFIX`)."""
         raise NotImplementedError
 
+    def overhead(self, body: dict[str, Any]) -> int:
+        """Prompt tokens beyond the message text (framing, tools): see :func:`.tokenizer.prompt_overhead`."""
+        return prompt_overhead(self.provider, body)
+
     # shared flow -------------------------------------------------------------------------------
     async def run(self, request: Request, build: Callable[[dict[str, Any], Request], Call]) -> Any:
         try:
@@ -106,7 +111,9 @@ class WireAPI:
                               status=resp.status_code, usage=None, request_id="", item=item, billed=False)
             return resp
         try:
-            call = build(await read_json(request), request)
+            body = await read_json(request)
+            call = build(body, request)
+            call.req.prompt_overhead += self.overhead(body)   # issue 13: framing + tool tokens
         except BadJSON as exc:
             resp = self.bad_request(str(exc))
             engine.ledger.add(ts=engine.clock.now(), provider=self.provider, model=None, model_wire="",
