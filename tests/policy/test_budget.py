@@ -145,8 +145,11 @@ def test_prompt_bound_counts_bytes_and_framing():
     assert prompt_tokens_upper_bound("héllo") == 6 + MESSAGE_OVERHEAD_TOKENS
     msgs = [{"role": "system", "content": "be brief"},
             {"role": "user", "content": [{"type": "text", "text": "日本"}]}]
-    expected = len("system") + len("be brief") + len("user") + len("text") + len("日本".encode()) \
+    key = lambda k: len(k) + 1  # noqa: E731  (keys count: a tool's schema is mostly property names)
+    expected = key("role") + len("system") + key("content") + len("be brief") \
+        + key("role") + len("user") + key("content") + key("type") + len("text") + key("text") + len("日本".encode()) \
         + 2 * MESSAGE_OVERHEAD_TOKENS
     assert prompt_tokens_upper_bound(msgs) == expected
-    assert prompt_tokens_upper_bound({"input": "abc", "max_output_tokens": 50}) == 3 + 2 + MESSAGE_OVERHEAD_TOKENS
+    assert prompt_tokens_upper_bound({"input": "abc", "max_output_tokens": 50}) == \
+        key("input") + 3 + key("max_output_tokens") + 2 + MESSAGE_OVERHEAD_TOKENS
 

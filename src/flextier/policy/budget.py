@@ -163,6 +163,13 @@ class Budget:
 MESSAGE_OVERHEAD_TOKENS = 8
 """Per-message framing tokens (role markers etc.); generous compared with OpenAI's 3-4."""
 
+TOOL_OVERHEAD_TOKENS = 600
+"""Tokens a provider adds when a request declares tools: Anthropic's tool-use system prompt is
+346 tokens (Claude 4, ``tool_choice`` auto), OpenAI frames each function with a few more; the
+declarations' own JSON is counted byte by byte on top of this."""
+
+_TOOL_KEYS = ("tools", "toolConfig", "functions", "tool_choice")
+
 
 def prompt_tokens_upper_bound(prompt: str | Iterable[dict[str, Any]] | dict[str, Any]) -> int:
     """An upper bound on the input tokens of a prompt, without a tokenizer.
@@ -176,7 +183,8 @@ def prompt_tokens_upper_bound(prompt: str | Iterable[dict[str, Any]] | dict[str,
     if isinstance(prompt, str):
         return len(prompt.encode("utf-8")) + MESSAGE_OVERHEAD_TOKENS
     if isinstance(prompt, dict):
-        return _count_strings(prompt) + MESSAGE_OVERHEAD_TOKENS
+        tools = any(prompt.get(k) for k in _TOOL_KEYS)
+        return _count_strings(prompt) + MESSAGE_OVERHEAD_TOKENS + (TOOL_OVERHEAD_TOKENS if tools else 0)
     total = 0
     for msg in prompt:
         total += _count_strings(msg) + MESSAGE_OVERHEAD_TOKENS
@@ -186,8 +194,8 @@ def prompt_tokens_upper_bound(prompt: str | Iterable[dict[str, Any]] | dict[str,
 def _count_strings(obj: Any) -> int:
     if isinstance(obj, str):
         return len(obj.encode("utf-8"))
-    if isinstance(obj, dict):
-        return sum(_count_strings(v) for v in obj.values())
+    if isinstance(obj, dict):  # keys count too: a tool's JSON schema is mostly property names
+        return sum(len(str(k).encode("utf-8")) + 1 + _count_strings(v) for k, v in obj.items())
     if isinstance(obj, (list, tuple)):
         return sum(_count_strings(v) for v in obj)
     if obj is None or isinstance(obj, bool):
