@@ -5,8 +5,9 @@ the store is opened (or resumed) by :func:`flextier.jobs.api.open_job`, and the 
 does the rest. Every bad flag or input raises :class:`UserInputError` naming the flag, so
 ``flextier`` prints one line and exits 2 before anything is sent.
 
-Exit codes: 0 every item done; 1 finished but some items failed; 2 bad input (nothing
-sent); 3 paused, resumable (spending cap reached, quota exhausted); 130 interrupted.
+Exit codes (and their precedence when several apply) live in :mod:`flextier.jobs.exitcodes`:
+0 done, 1 some items failed, 2 bad input, 3 paused, 4 deadline missed, 130 interrupted,
+143 terminated.
 """
 from __future__ import annotations
 
@@ -401,6 +402,7 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
 def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], clock: Any, deadline: Optional[float],
          tier: str, concurrency: int, a: RunArgs, cap: Optional[Decimal], params: dict[str, Any], out: str,
          *, utc: bool) -> int:
+    from .jobs.exitcodes import finished_code
     from .jobs.progress import Progress
     from .jobs.runner import JobPaused, OutputSink, Runner, RunOptions
     from .providers import get_adapter
@@ -440,7 +442,7 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
             raise
         await progress.stop()
         st.update_job(state="done", finished_at=clock.now(), message=None)
-        return EXIT_FAILED_ITEMS if runner.stats.failed else 0
+        return finished_code(st, runner.stats.failed)
 
     try:
         return asyncio.run(main())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -306,8 +307,20 @@ pre{{background:#f6f6f6;padding:1em;white-space:pre-wrap}}h2{{font-size:1.1em;ma
 """
 
 
-def write_html(r: dict[str, Any], path: str | Path) -> Path:
+def html_path(r: dict[str, Any], path: str | Path) -> Path:
+    """Where ``--html PATH`` writes: PATH itself, or ``PATH/<job>.html`` when PATH is a directory
+    (an existing one, or any path written with a trailing slash)."""
+    text = str(path)
     p = Path(path)
+    if p.is_dir() or text.endswith(("/", os.sep)):
+        name = str(r["job"].get("name") or "job").replace(os.sep, "_").replace("/", "_")
+        return p / f"{name}.html"
+    return p
+
+
+def write_html(r: dict[str, Any], path: str | Path) -> Path:
+    """Write the page (creating parent directories) and return the file written."""
+    p = html_path(r, path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(render_html(r), encoding="utf-8")
     return p
