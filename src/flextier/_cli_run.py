@@ -307,6 +307,11 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
         if stored.get("state") == "importing":
             stored = {}
 
+    # load the provider's SDK now, before an emulated clock starts: at x600 its ~1.5 s import
+    # was 15 emulated minutes gone from the deadline before the first request (issue 11 item 9)
+    from .providers import adapter_class
+
+    adapter_class(entry.provider)
     with contextlib.ExitStack() as stack:
         emu = None
         if emulate:
@@ -402,6 +407,7 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
 def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], clock: Any, deadline: Optional[float],
          tier: str, concurrency: int, a: RunArgs, cap: Optional[Decimal], params: dict[str, Any], out: str,
          *, utc: bool) -> int:
+    from .jobs.clocklag import LagMonitor, record_lag
     from .jobs.exitcodes import finished_code
     from .jobs.progress import Progress
     from .jobs.runner import JobPaused, OutputSink, Runner, RunOptions
@@ -424,7 +430,9 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
     if runner.stats.recovered and not a.quiet:
         _err(f"flextier: {runner.stats.recovered} items were in flight when the job stopped; they are sent "
              f"again and marked 'possibly billed'")
-    progress = Progress(runner.snapshot, quiet=a.quiet, utc=utc, title=f"flextier run {st.job()['name']}")
+    lag = (LagMonitor(clock.time_scale, inflight=lambda: len(runner.flex_active) + len(runner.std_active))
+           if getattr(clock, "time_scale", 1.0) > 1 else None)  # issue 11 item 9: client lag vs emulated time
+    progress = Progress(runner.snapshot, quiet=a.quiet, utc=utc, title=f"flextier run {st.job()['name']}", lag=lag)
 
     async def main() -> int:
         st.update_job(state="running", started_at=clock.now(), message=None)
@@ -448,6 +456,7 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
         return asyncio.run(main())
     finally:
         sink.close()
+        record_lag(st, lag, clock.now())
 
 
 _COMMON = {

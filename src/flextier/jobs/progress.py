@@ -90,7 +90,8 @@ class Progress:
     """Refreshes a display from ``snapshot()`` until stopped. Never raises into the job."""
 
     def __init__(self, snapshot: Callable[[], Stats], *, stream: TextIO | None = None, live: bool | None = None,
-                 quiet: bool = False, interval: float | None = None, utc: bool = False, title: str = "") -> None:
+                 quiet: bool = False, interval: float | None = None, utc: bool = False, title: str = "",
+                 lag: Any = None) -> None:
         self.snapshot = snapshot
         self.stream = stream or sys.stderr
         self.live = (self.stream.isatty() if live is None else live) and not quiet
@@ -100,6 +101,7 @@ class Progress:
         self.title = title
         self._task: asyncio.Task[Any] | None = None
         self._live: Any = None
+        self.lag = lag  # a clocklag.LagMonitor: runs even when quiet (the summary reports it)
 
     def _panel(self) -> Any:
         from rich.panel import Panel
@@ -142,6 +144,8 @@ class Progress:
             pass
 
     def start(self) -> None:
+        if self.lag is not None:
+            self.lag.start()
         if self.quiet:
             return
         if self.live:
@@ -154,6 +158,8 @@ class Progress:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
+        if self.lag is not None:
+            await self.lag.stop()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cost import fmt_usd
+from . import clocklag
 from .store import JobStore
 
 TIER_COLORS = {"flex": "#2a9d8f", "standard": "#e76f51", "batch": "#457b9d", "priority": "#8e44ad",
@@ -88,7 +89,11 @@ def build_report(store: JobStore) -> dict[str, Any]:
         sp = totals["by_tier"].get(t, Decimal(0))
         st = totals["standard_by_tier"].get(t, Decimal(0))
         lanes[t] = {"items": items_by_tier.get(t, 0), "spent": sp, "standard": st, "saved": st - sp}
+    p50s = [v["p50"] for v in latency.values() if v["p50"]]
+    lag = clocklag.latest(store)
     return {
+        "clock_lag": None if lag is None else lag.as_dict(),
+        "clock_lag_note": clocklag.assess(lag, min(p50s) if p50s else None),
         "job": {k: job.get(k) for k in ("name", "model", "tier_mode", "deadline", "deadline_spec", "clock_domain",
                                         "created_at", "state", "input_path", "output_path", "runs", "message")},
         "counts": counts,
@@ -156,6 +161,8 @@ def format_report(r: dict[str, Any]) -> str:
         if lat["p50"] is not None:
             lines.append(f"latency {t}: p50 {lat['p50']:.1f}s p90 {lat['p90']:.1f}s p99 {lat['p99']:.1f}s "
                          f"({lat['n']} ok)")
+    if r.get("clock_lag_note"):
+        lines.append(clocklag.describe(r["clock_lag_note"]))
     if j.get("deadline"):
         dl = f"deadline {_when(j['deadline'], utc)}"
         if r["deadline_met"] is True:
