@@ -409,7 +409,7 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
          *, utc: bool) -> int:
     from .jobs.clocklag import LagMonitor, record_lag
     from .jobs.exitcodes import finished_code
-    from .jobs.progress import Progress
+    from .jobs.progress import Progress, stopped_message
     from .jobs.runner import JobPaused, OutputSink, Runner, RunOptions
     from .providers import get_adapter
 
@@ -447,6 +447,8 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
             return EXIT_PAUSED
         except asyncio.CancelledError:
             st.update_job(state="stopped", message="interrupted")
+            await progress.stop()
+            _err(stopped_message(st.job()["name"], str(st.path)))
             raise
         await progress.stop()
         st.update_job(state="done", finished_at=clock.now(), message=None)
@@ -543,6 +545,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Progress of a running or stopped job, read from its store."""
         from .cost import fmt_usd
+        from .jobs.progress import inflight_text, money_fields
         from .jobs.store import JobStore
 
         with JobStore(find_store(job, store), create=False) as st:
@@ -551,17 +554,21 @@ def register(app: typer.Typer) -> None:
             t = st.ledger_totals()
             tiers = st.tier_counts()
             pb, bound = st.possibly_billed()
+            in_batch = st.db.execute("SELECT COUNT(*) FROM items WHERE state = 'inflight' AND in_batch IS NOT NULL"
+                                     ).fetchone()[0]
         if as_json:
             typer.echo(json.dumps({"job": j.get("name"), "state": j.get("state"), "counts": c, "by_tier": tiers,
-                                   "spent": str(t["spent"]), "standard": str(t["standard"]),
+                                   "spent": None if t["unknown_cost_rows"] else str(t["spent"]),
+                                   "spent_known": str(t["spent"]), "unknown_cost_results": t["unknown_cost_rows"],
+                                   "standard": str(t["standard"]),
                                    "possibly_billed": pb, "message": j.get("message")}, indent=2))
             return
-        saved = "" if not t["standard"] else f" (saved {(t['standard'] - t['spent']) * 100 / t['standard']:.0f}%)"
+        m = money_fields(t["spent"], t["standard"], t["unknown_cost_rows"])  # same words as the live panel
         typer.echo(f"job {j.get('name')} [{j.get('state')}] model {j.get('model')}: "
-                   f"{c['done']}/{c['total']} done, {c['failed']} failed, {c['inflight']} in flight, "
-                   f"{c['pending']} pending")
+                   f"{c['done']}/{c['total']} done, {c['failed']} failed, "
+                   f"{inflight_text(c['inflight'] - in_batch, in_batch)} in flight, {c['pending']} pending")
         typer.echo("served: " + (", ".join(f"{k} {v}" for k, v in sorted(tiers.items())) or "-"))
-        typer.echo(f"spent {fmt_usd(t['spent'])} vs {fmt_usd(t['standard'])} at standard{saved}")
+        typer.echo(f"spent {m['spent']} vs {m['standard']} at standard (saved {m['saved']})")
         if pb:
             typer.echo(f"possibly billed: {pb} sends (at most {fmt_usd(bound)})")
         if j.get("message"):

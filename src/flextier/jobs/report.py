@@ -134,8 +134,12 @@ def format_report(r: dict[str, Any]) -> str:
     if r["by_tier"]:
         n = sum(r["by_tier"].values())
         lines.append("served: " + ", ".join(f"{t} {k} ({k * 100 / n:.0f}%)" for t, k in sorted(r["by_tier"].items())))
-    saved = "-" if r["saved_pct"] is None else f"{fmt_usd(r['saved'])} ({r['saved_pct']:.1f}%)"
-    lines.append(f"cost: {fmt_usd(r['spent'])} spent vs {fmt_usd(r['standard'])} at standard; saved {saved}")
+    if r["unknown_cost_rows"]:  # an unknown price makes the total and the saving unknown, never $0 / 100%
+        lines.append(f"cost: unknown (known part {fmt_usd(r['spent'])}) vs {fmt_usd(r['standard'])} at standard; "
+                     f"saved unknown")
+    else:
+        saved = "-" if r["saved_pct"] is None else f"{fmt_usd(r['saved'])} ({r['saved_pct']:.1f}%)"
+        lines.append(f"cost: {fmt_usd(r['spent'])} spent vs {fmt_usd(r['standard'])} at standard; saved {saved}")
     if r["spent_by_tier"]:
         lines.append("by tier: " + ", ".join(f"{t} {fmt_usd(v)}" for t, v in sorted(r["spent_by_tier"].items())))
     lanes = r.get("lanes") or {}
