@@ -401,6 +401,10 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
                            + (f" incl. {r['duplicates']['n']} duplicates" if r["duplicates"]["n"] else "") + ")")
             if a.html:
                 typer.echo(f"report: {write_html(r, a.html)}")
+        elif a.html:  # --quiet silences the summary, not the page asked for
+            from .jobs.report import build_report, write_html
+
+            write_html(build_report(st), a.html)
         return code
 
 

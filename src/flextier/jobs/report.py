@@ -309,7 +309,8 @@ def svg_cost(r: dict[str, Any]) -> str:
               charts.LegendItem("same work at the standard price", STANDARD_STYLE[0], "line", STANDARD_STYLE[1])]
     c, ticks = _time_chart("cost", r, y_ticks=yt, y_fmt=fmt, ylabel="cumulative USD", legend=legend)
     if cum:
-        pts = [(0.0, 0.0, 0.0)] + [(ts - t0, a, b) for ts, a, b in cum]
+        # nothing is spent before the first answer: flat at 0 until then, not a slope from the start
+        pts = [(0.0, 0.0, 0.0), (cum[0][0] - t0, 0.0, 0.0)] + [(ts - t0, a, b) for ts, a, b in cum]
         for idx, (color, dash) in ((2, STANDARD_STYLE), (1, SPENT_STYLE)):
             line = " ".join(f"{c.sx(max(0.0, p[0])):.1f},{c.sy(p[idx]):.1f}" for p in pts)
             d = f' stroke-dasharray="{dash}"' if dash else ""
