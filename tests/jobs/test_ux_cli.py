@@ -55,3 +55,33 @@ def test_every_exit_code_is_in_the_readme():
     section = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     for code in exitcodes.MEANINGS:
         assert f"| {code} |" in section, code
+
+
+def test_quiet_run_still_writes_the_html_page_into_a_directory(simple_jobs, tmp_path):
+    p = simple_jobs(3)
+    rc = main(["run", str(p), "--model", MODEL, "--emulate", "calm", "--time-scale", "200", "--quiet",
+               "--html", "pages/"])
+    assert rc == 0 and (tmp_path / "pages" / "jobs.html").is_file()
+
+
+def test_ctrl_c_prints_the_command_that_resumes(simple_jobs, tmp_path):
+    import os
+    import signal
+    import time
+
+    p = simple_jobs(40)
+    proc = subprocess.Popen([sys.executable, "-m", "flextier", "run", str(p), "--model", MODEL, "--emulate", "weekday",
+                             "--time-scale", "1", "--deadline", "2h"], cwd=tmp_path, stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()            # "flextier: starting job ..." once the job is open
+        assert "starting job" in line, line
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == exitcodes.EXIT_INTERRUPTED, err
+    assert "continue with: flextier resume jobs" in err, err
