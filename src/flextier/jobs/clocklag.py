@@ -159,11 +159,13 @@ def assess(lag: LagSummary | None, latency_p50: float | None) -> dict[str, Any] 
 def describe(a: dict[str, Any]) -> str:
     """One line for the summary and the report."""
     share = "most" if a["share"] >= 0.995 else f"{a['share'] * 100:.0f}%"
-    return (f"clock lag: at x{a['time_scale']:g} this process was too busy to keep up with emulated time "
-            f"(event loop {a['lag_mean_ms']:.0f} ms late on average, p90 {a['lag_p90_ms']:.0f} ms, wall); "
-            f"roughly {a['inflation_s']:.0f} emulated s of each request's latency, {share} of the p50, is that "
-            f"lag, and throughput and the deadline suffer with it. For true figures rehearse with "
-            f"--time-scale {a['suggested_scale']:g} (or fewer requests in flight: --concurrency)")
+    infl = a["inflation_s"]
+    infl_s = f"{infl:.1f}" if infl < 10 else f"{infl:.0f}"
+    return (f"clock lag: at x{a['time_scale']:g} this process could not keep up with emulated time: requests "
+            f"waited {a['lag_mean_ms']:.0f} ms (wall) on average for the busy event loop (p90 of samples "
+            f"{a['lag_p90_ms']:.0f} ms), roughly {infl_s} emulated s of each request's latency, {share} of the p50; "
+            f"latencies, throughput and the deadline margin shown are distorted. For true figures rehearse "
+            f"with --time-scale {a['suggested_scale']:g} or lower (or fewer requests in flight: --concurrency)")
 
 
 def record(store: Any, summary: LagSummary | None, ts: float) -> None:

@@ -146,7 +146,7 @@ def _held_back(db: Any, job: dict[str, Any], t0: float, width: float, nb: int, d
         elif tier == "standard":
             std.add(b)
     waiting = {b: n for b, n in flex_err.items() if b not in std}
-    if not waiting:
+    if len(waiting) < 2:  # one slice is noise (a single shed answered by the next try)
         return None
     return {"slices": len(waiting), "slice_s": width, "seconds": len(waiting) * width,
             "flex_errors": sum(waiting.values()), "early_by": deadline - last_done}
