@@ -186,7 +186,8 @@ class Chart:
         for v, label in x_ticks:
             x = self.sx(v)
             out.append(f'<line x1="{x:.1f}" y1="{B}" x2="{x:.1f}" y2="{B + 4}" stroke="#333"/>')
-            out.append(f'<text class="tick x" x="{x:.1f}" y="{B + 16}" text-anchor="middle">{html.escape(label)}</text>')
+            out.append(f'<text class="tick x" x="{x:.1f}" y="{B + 16}" text-anchor="middle">'
+                       f'{html.escape(label)}</text>')
         out.append(f'<line x1="{L}" y1="{B}" x2="{R}" y2="{B}" stroke="#333"/>')
         out.append(f'<line x1="{L}" y1="{T}" x2="{L}" y2="{B}" stroke="#333"/>')
         out.append(f'<text class="title x" x="{L + self.plot_w / 2:.1f}" y="{H - 8}" text-anchor="middle">'

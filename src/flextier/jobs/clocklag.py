@@ -23,7 +23,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-__all__ = ["LagMonitor", "LagSummary", "assess", "describe", "suggest_scale", "record", "record_lag", "latest", "EVENT_KIND"]
+__all__ = ["LagMonitor", "LagSummary", "assess", "describe", "suggest_scale", "record", "record_lag", "latest",
+           "EVENT_KIND"]
 
 #: the store event that keeps a run's lag summary (read back by ``flextier report``)
 EVENT_KIND = "clock_lag"

@@ -208,7 +208,8 @@ class Progress:
         pct = (s.finished / s.total * 100) if s.total else 100.0
         bar_w = 30
         fill = int(bar_w * pct / 100)
-        t.add_row("done", f"[green]{'█' * fill}[/green]{'░' * (bar_w - fill)} {f['done']} ({pct:.0f}%)  {f['rate']}")
+        bar = f"[green]{'█' * fill}[/green]{'░' * (bar_w - fill)}"
+        t.add_row("done", f"{bar} {f['done']} ({pct:.0f}%)  {f['rate']}")
         scale = getattr(self.lag, "time_scale", 1.0) if self.lag is not None else 1.0
         where = (f"emulated, x{scale:g}" if scale != 1 else "emulated") if self.utc else "local"
         t.add_row("clock", f"{f['clock']} ({where})   elapsed {f['elapsed']}")

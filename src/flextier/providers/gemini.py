@@ -32,8 +32,8 @@ from ..cost import Usage
 from ..policy.backoff import retry_delay_from_google_details
 from ..policy.errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
                              TierNotSupported, Timeout, Transient, Unauthorized)
-from .base import (BaseAdapter, Transport, tls_context, check_usage, item_headers, malformed_response, retry_after_of,
-                   served_tier, split_system, text_of_content)
+from .base import (BaseAdapter, Transport, check_usage, item_headers, malformed_response, retry_after_of,
+                   served_tier, split_system, text_of_content, tls_context)
 
 try:  # google-genai may run on httpx or on its fork httpx2; classify both
     import httpx2 as _httpx2

@@ -23,8 +23,8 @@ import openai as _openai
 from .._types import AttemptOutcome, CallRequest
 from ..cost import Usage
 from ..policy.errors import ProviderError, Timeout, Transient
-from .base import (BaseAdapter, Transport, tls_context, check_usage, classify_http, error_fields, item_headers,
-                   malformed_response, retry_after_of, served_tier)
+from .base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
+                   malformed_response, retry_after_of, served_tier, tls_context)
 
 __all__ = ["OpenAIAdapter", "WIRE_TIER", "usage_from_body", "text_from_body", "classify_openai"]
 
