@@ -34,7 +34,14 @@ _LAZY = {
 }
 
 
+# Subpackages the README reaches as attributes (``flextier.emulator.serve(...)`` right after
+# ``import flextier``); imported on first touch, like the names above.
+_LAZY_MODULES = ("emulator", "jobs", "providers", "batch", "client", "estimate", "advise")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     mod = _LAZY.get(name)
     if mod is None:
         raise AttributeError(f"module 'flextier' has no attribute {name!r}")

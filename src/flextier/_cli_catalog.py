@@ -30,6 +30,65 @@ def _pct(v) -> str:
     return "-" if v is None else f"{v:.1f}%"
 
 
+# ``flextier models`` columns, and the order they go when the terminal is too narrow: the id
+# is what users copy, so it is never cut; the yes/no columns repeat what "-" in a price says.
+_MODEL_COLUMNS = ("model", "aliases", "flex", "batch", "standard", "flex price", "batch price", "read on")
+_DROP_ORDER = ("aliases", "read on", "batch", "flex", "batch price", "standard", "flex price")
+
+
+def models_table(entries: list, cell, console: Console | None = None) -> list:
+    """The catalog table, fitted to the terminal: model ids whole, on one line, always.
+
+    Every other column wraps at its spaces, never inside a word or number, so its narrowest
+    is its longest word; columns are dropped (in ``_DROP_ORDER``) until those widths fit the
+    terminal. Returns the renderables to print (the table and, when columns were dropped, a
+    note saying which and where to find them).
+    """
+    console = console or Console()
+    rows = [{"model": e.name, "aliases": ", ".join(e.aliases), "flex": "yes" if e.supports_flex else "no",
+             "batch": "yes" if e.supports_batch else "no", "standard": cell(e, "standard"),
+             "flex price": cell(e, "flex"), "batch price": cell(e, "batch"), "read on": e.source_date}
+            for e in entries]
+
+    def narrowest(col: str) -> int:
+        if col == "model":  # one line, whole
+            return max([len(r["model"]) for r in rows] + [len(col)])
+        return max(len(w) for text in [col, *(r[col] for r in rows)] for w in (text.split() or [""]))
+
+    shown = list(_MODEL_COLUMNS)
+    need = lambda cols: sum(narrowest(c) + 2 for c in cols) + len(cols) + 1  # noqa: E731 (padding, borders)
+    for col in _DROP_ORDER:
+        if need(shown) <= console.width:
+            break
+        shown.remove(col)
+    # fixed widths, computed here: every column gets its narrowest, and the room left goes to
+    # the wrapping columns up to their natural width (Rich's own squeeze can overflow the terminal)
+    widest = {c: max(len(x) for x in [c, *(r[c] for r in rows)]) for c in shown}
+    width = {c: narrowest(c) for c in shown}
+    room = console.width - need(shown)
+    for group in ([c for c in shown if c not in ("aliases", "read on")], shown):  # prices grow first
+        while room > 0 and any(width[c] < widest[c] for c in group):
+            for c in group:  # a character at a time, round-robin, so the columns grow evenly
+                if room > 0 and width[c] < widest[c]:
+                    width[c] += 1
+                    room -= 1
+    t = Table(title="flextier catalog (USD per 1M tokens: input / cached / output)", title_justify="left",
+              padding=(0, 1))
+    for c in shown:
+        if c == "model":
+            t.add_column(c, no_wrap=True, width=width[c], overflow="ignore")
+        else:
+            t.add_column(c, width=width[c], overflow="fold")
+    for r in rows:
+        t.add_row(*(r[c] for c in shown))
+    dropped = [c for c in _MODEL_COLUMNS if c not in shown]
+    out: list = [t]
+    if dropped:
+        out.append(f"[dim]narrow terminal: {', '.join(dropped)} not shown ('-' = tier not offered); "
+                   f"widen it or use --json[/dim]")
+    return out
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def estimate(
@@ -80,12 +139,6 @@ def register(app: typer.Typer) -> None:
         if provider is not None and provider not in PROVIDERS:
             raise UserInputError(f"unknown provider {provider!r} (one of {', '.join(PROVIDERS)})", field="--provider")
         entries = cat.models(provider)
-        if as_json:
-            typer.echo(json.dumps({"catalog_read_on": cat.read_on, "models": [e.as_dict() for e in entries]}, indent=2))
-            return
-        table = Table(title="flextier catalog (USD per 1M tokens: input / cached / output)")
-        for col in ("model", "aliases", "flex", "batch", "standard", "flex price", "batch price", "read on"):
-            table.add_column(col)
 
         def cell(e, tier):
             p = e.tier_prices(tier)
@@ -96,11 +149,10 @@ def register(app: typer.Typer) -> None:
             f = lambda v: "unknown" if v is None else f"{v.normalize():f}"  # noqa: E731
             return f"{f(p.input)} / {f(p.cached_input)} / {f(p.output)}"
 
-        for e in entries:
-            table.add_row(e.name, ", ".join(e.aliases), "yes" if e.supports_flex else "no",
-                          "yes" if e.supports_batch else "no", cell(e, "standard"), cell(e, "flex"),
-                          cell(e, "batch"), e.source_date)
-        Console().print(table)
+        if as_json:
+            typer.echo(json.dumps({"catalog_read_on": cat.read_on, "models": [e.as_dict() for e in entries]}, indent=2))
+            return
+        Console().print(*models_table(entries, cell))
 
     @app.command()
     def advise(

@@ -5,8 +5,9 @@ the store is opened (or resumed) by :func:`flextier.jobs.api.open_job`, and the 
 does the rest. Every bad flag or input raises :class:`UserInputError` naming the flag, so
 ``flextier`` prints one line and exits 2 before anything is sent.
 
-Exit codes: 0 every item done; 1 finished but some items failed; 2 bad input (nothing
-sent); 3 paused, resumable (spending cap reached, quota exhausted); 130 interrupted.
+Exit codes (and their precedence when several apply) live in :mod:`flextier.jobs.exitcodes`:
+0 done, 1 some items failed, 2 bad input, 3 paused, 4 deadline missed, 130 interrupted,
+143 terminated.
 """
 from __future__ import annotations
 
@@ -330,6 +331,11 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
         if stored.get("state") == "importing":
             stored = {}
 
+    # load the provider's SDK now, before an emulated clock starts: at x600 its ~1.5 s import
+    # was 15 emulated minutes gone from the deadline before the first request (issue 11 item 9)
+    from .providers import adapter_class
+
+    adapter_class(entry.provider)
     with contextlib.ExitStack() as stack:
         emu = None
         if emulate:
@@ -426,13 +432,19 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
                            + (f" incl. {r['duplicates']['n']} duplicates" if r["duplicates"]["n"] else "") + ")")
             if a.html:
                 typer.echo(f"report: {write_html(r, a.html)}")
+        elif a.html:  # --quiet silences the summary, not the page asked for
+            from .jobs.report import build_report, write_html
+
+            write_html(build_report(st), a.html)
         return code
 
 
 def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], clock: Any, deadline: Optional[float],
          tier: str, concurrency: int, a: RunArgs, cap: Optional[Decimal], params: dict[str, Any], out: str,
          *, utc: bool) -> int:
-    from .jobs.progress import Progress
+    from .jobs.clocklag import LagMonitor, record_lag
+    from .jobs.exitcodes import finished_code
+    from .jobs.progress import Progress, stopped_message
     from .jobs.runner import JobPaused, OutputSink, Runner, RunOptions
     from .providers import get_adapter
 
@@ -454,7 +466,9 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
     if runner.stats.recovered and not a.quiet:
         _err(f"flextier: {runner.stats.recovered} items were in flight when the job stopped; they are sent "
              f"again and marked 'possibly billed'")
-    progress = Progress(runner.snapshot, quiet=a.quiet, utc=utc, title=f"flextier run {st.job()['name']}")
+    lag = (LagMonitor(clock.time_scale, inflight=lambda: len(runner.flex_active) + len(runner.std_active))
+           if getattr(clock, "time_scale", 1.0) > 1 else None)  # issue 11 item 9: client lag vs emulated time
+    progress = Progress(runner.snapshot, quiet=a.quiet, utc=utc, title=f"flextier run {st.job()['name']}", lag=lag)
 
     async def main() -> int:
         st.update_job(state="running", started_at=clock.now(), message=None)
@@ -469,15 +483,18 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
             return EXIT_PAUSED
         except asyncio.CancelledError:
             st.update_job(state="stopped", message="interrupted")
+            await progress.stop()
+            _err(stopped_message(st.job()["name"], str(st.path)))
             raise
         await progress.stop()
         st.update_job(state="done", finished_at=clock.now(), message=None)
-        return EXIT_FAILED_ITEMS if runner.stats.failed else 0
+        return finished_code(st, runner.stats.failed)
 
     try:
         return asyncio.run(main())
     finally:
         sink.close()
+        record_lag(st, lag, clock.now())
 
 
 _COMMON = {
@@ -564,6 +581,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Progress of a running or stopped job, read from its store."""
         from .cost import fmt_usd
+        from .jobs.progress import inflight_text, money_fields
         from .jobs.store import JobStore
 
         with JobStore(find_store(job, store), create=False) as st:
@@ -572,17 +590,21 @@ def register(app: typer.Typer) -> None:
             t = st.ledger_totals()
             tiers = st.tier_counts()
             pb, bound = st.possibly_billed()
+            in_batch = st.db.execute("SELECT COUNT(*) FROM items WHERE state = 'inflight' AND in_batch IS NOT NULL"
+                                     ).fetchone()[0]
         if as_json:
             typer.echo(json.dumps({"job": j.get("name"), "state": j.get("state"), "counts": c, "by_tier": tiers,
-                                   "spent": str(t["spent"]), "standard": str(t["standard"]),
+                                   "spent": None if t["unknown_cost_rows"] else str(t["spent"]),
+                                   "spent_known": str(t["spent"]), "unknown_cost_results": t["unknown_cost_rows"],
+                                   "standard": str(t["standard"]),
                                    "possibly_billed": pb, "message": j.get("message")}, indent=2))
             return
-        saved = "" if not t["standard"] else f" (saved {(t['standard'] - t['spent']) * 100 / t['standard']:.0f}%)"
+        m = money_fields(t["spent"], t["standard"], t["unknown_cost_rows"])  # same words as the live panel
         typer.echo(f"job {j.get('name')} [{j.get('state')}] model {j.get('model')}: "
-                   f"{c['done']}/{c['total']} done, {c['failed']} failed, {c['inflight']} in flight, "
-                   f"{c['pending']} pending")
+                   f"{c['done']}/{c['total']} done, {c['failed']} failed, "
+                   f"{inflight_text(c['inflight'] - in_batch, in_batch)} in flight, {c['pending']} pending")
         typer.echo("served: " + (", ".join(f"{k} {v}" for k, v in sorted(tiers.items())) or "-"))
-        typer.echo(f"spent {fmt_usd(t['spent'])} vs {fmt_usd(t['standard'])} at standard{saved}")
+        typer.echo(f"spent {m['spent']} vs {m['standard']} at standard (saved {m['saved']})")
         if pb:
             typer.echo(f"possibly billed: {pb} sends (at most {fmt_usd(bound)})")
         if j.get("message"):

@@ -26,10 +26,21 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+def _print_version(value: bool) -> None:
+    """``--version``: the package version, then exit 0 (eager, so it needs no command)."""
+    if value:
+        from . import __version__
+
+        typer.echo(f"flextier {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     prices: Optional[str] = typer.Option(
         None, "--prices", help="Price file (JSON or TOML) layered over the built-in catalog, for every command."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Show the version and exit."),
 ) -> None:
     """Global options. ``FLEXTIER_PRICES`` works like ``--prices``."""
     if prices:

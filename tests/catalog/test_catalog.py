@@ -74,10 +74,16 @@ def test_toml_price_file(tmp_path):
 
 
 @pytest.mark.parametrize("text,line,field", [
-    ('{"models": [\n  {"name": "openai/o3",\n   "prices": {"flex": {"input": -1}}}\n]}', 2, "openai/o3.prices.flex.input"),
+    ('{"models": [\n  {"name": "openai/o3",\n   "prices": {"flex": {"input": -1}}}\n]}', 3, "openai/o3.prices.flex.input"),
     ('{"models": [\n  {"name": "openai/o3", "prices": {"turbo": {}}}\n]}', 2, "openai/o3.prices.turbo"),
     ('{"models": [\n  {"name": "nope/x"}\n]}', 2, "models[0].name"),
-    ('{"models": [\n  {"name": "openai/o3",\n   "prices": {"flex": {"input": "abc"}}}\n]}', 2, "openai/o3.prices.flex.input"),
+    ('{"models": [\n  {"name": "openai/o3",\n   "prices": {"flex": {"input": "abc"}}}\n]}', 3, "openai/o3.prices.flex.input"),
+    # the value's own line, not its model's (a price file's error named line 1 for a value on line 2)
+    ('{"models": [{"name": "openai/o3",\n "prices": {"flex": {"input": 1, "output": "x"}}}]}', 2,
+     "openai/o3.prices.flex.output"),
+    ('{"models": [\n {"name": "openai/o3", "prices": {"flex": {"input": 1}}},\n'
+     ' {"name": "openai/o4-mini",\n  "prices": {\n   "flex": {\n    "input": 1,\n    "cached_input": 2,\n'
+     '    "output": -3}}}\n]}', 8, "openai/o4-mini.prices.flex.output"),
     ('{"models": [\n  {"name": "openai/o3",,}\n]}', 2, None),
 ])
 def test_malformed_price_file_names_file_line_and_field(tmp_path, text, line, field):
@@ -88,3 +94,22 @@ def test_malformed_price_file_names_file_line_and_field(tmp_path, text, line, fi
     err = ei.value
     assert err.file == str(f) and err.line == line and err.field == field
     assert "\n" not in err.one_line()
+
+
+@pytest.mark.parametrize("text,line,field", [
+    # a [models.prices.TIER] table: the value's line
+    ('[[models]]\nname = "openai/o3"\n[models.prices.flex]\ninput = "0.90"\noutput = "abc"\n', 5,
+     "openai/o3.prices.flex.output"),
+    # dotted keys, second model
+    ('[[models]]\nname = "openai/o3"\nprices.flex.input = 1\n\n[[models]]\nname = "openai/o4-mini"\n'
+     'prices.flex.input = 1\nprices.flex.output = -2\n', 8, "openai/o4-mini.prices.flex.output"),
+    # an inline table on its own line
+    ('[[models]]\nname = "openai/o3"\nprices = { flex = { input = "x" } }\n', 3, "openai/o3.prices.flex.input"),
+    ('[[models]]\nname = "openai/o3"\nflex = "yes"\n', 3, "openai/o3.flex"),
+])
+def test_malformed_toml_price_file_names_the_values_line(tmp_path, text, line, field):
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    with pytest.raises(UserInputError) as ei:
+        load_catalog(f, use_env=False)
+    assert (ei.value.line, ei.value.field) == (line, field), ei.value.one_line()

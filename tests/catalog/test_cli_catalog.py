@@ -67,7 +67,7 @@ def test_malformed_price_file_exit_2_names_line(tmp_path):
     f.write_text('{"models": [\n  {"name": "openai/o3",\n   "prices": {"flex": {"input": "x"}}}\n]}')
     for args in (["--prices", str(f), "models"], ["models", "--prices", str(f)]):
         p = run(*args)
-        assert p.returncode == 2 and f"{f}:2" in p.stderr and "prices.flex.input" in p.stderr
+        assert p.returncode == 2 and f"{f}:3:" in p.stderr and "prices.flex.input" in p.stderr  # the value's line
         assert len(p.stderr.strip().splitlines()) == 1
 
 

@@ -17,7 +17,7 @@ def test_log_line_fields():
               spent=Decimal("1.5"), standard_cost=Decimal("2.5"), flex_inflight=12, flex_limit=16,
               started=0.0, now=600.0, deadline=7200.0, mode="up")
     line = log_line(s, utc=True)
-    for part in ("42/100 (2 failed) done", "flex=30 standard=10", "flex share 75%", "flex 12/16 in flight",
+    for part in ("42/100 (2 failed) done", "flex=30 standard=10", "flex share 75%", "flex 12/16 (out/limit)",
                  "Timeout=3", "spent $1.50 vs $2.50", "saved 40%", "planner up", "deadline"):
         assert part in line, part
     assert fmt_span(3725) == "1h02m" and fmt_span(-59) == "-59s" and fmt_span(None) == "-"
@@ -45,7 +45,7 @@ async def test_progress_rich_panel_renders():
     import asyncio
     await asyncio.sleep(0.03)
     await p.stop()
-    assert "tiers" in buf.getvalue() and "flex=1" in buf.getvalue()
+    assert "served" in buf.getvalue() and "flex=1" in buf.getvalue()
 
 
 def test_report_from_a_finished_store(emulator, make_store, run_emulated):
@@ -73,11 +73,11 @@ def test_report_of_an_empty_store(make_store):
 
 def test_items_in_batch_are_shown_only_when_there_are_any():
     s = Stats(total=5000, done=10, started=0.0, now=60.0, in_batch=1234, mode="batch")
-    assert "standard 0 in flight, in batch 1,234, errors" in log_line(s)
+    assert "standard 0 out, in batch 1,234, errors" in log_line(s)
     s.in_batch = 0
     assert "in batch" not in log_line(s)
     from rich.console import Console
 
     buf = io.StringIO()
     Console(file=buf, width=200).print(Progress(lambda: Stats(total=5000, in_batch=1234), live=True)._panel())
-    assert "in batch 1,234" in buf.getvalue()
+    assert "1,234 (1,234 in provider batches)" in buf.getvalue()

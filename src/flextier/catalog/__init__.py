@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .locate import PriceFileLocator
 from ..policy.errors import UnknownModel, UserInputError
 from ..tiers import TIERS
 
@@ -207,20 +208,21 @@ def _parse(data: Any, *, file: str, text: str, base: Catalog | None = None) -> C
     if not isinstance(models, list):
         raise UserInputError("'models' must be a list", file=file, line=_line_of(text, '"models"') or 1, field="models")
     entries: list[ModelEntry] = []
+    loc = PriceFileLocator(text, [m.get("name") if isinstance(m, dict) and isinstance(m.get("name"), str) else None
+                                  for m in models])
     for i, m in enumerate(models):
-        line = None
-        if isinstance(m, dict) and isinstance(m.get("name"), str):
-            line = _line_of(text, f'"{m["name"]}"') or _line_of(text, m["name"])
+        line = loc.model_line(i)
+        at = lambda *path: loc.key_line(i, *path) or line  # noqa: E731  (the line of that field)
         fld = f"models[{i}]"
         if not isinstance(m, dict):
             raise UserInputError("each model must be an object", file=file, line=line, field=fld)
         name = m.get("name")
         if not isinstance(name, str) or "/" not in name:
-            raise UserInputError("'name' must be 'provider/model-id'", file=file, line=line, field=f"{fld}.name")
+            raise UserInputError("'name' must be 'provider/model-id'", file=file, line=at("name"), field=f"{fld}.name")
         provider, model_id = name.split("/", 1)
         if provider not in PROVIDERS:
             raise UserInputError(f"provider {provider!r} is not one of {', '.join(PROVIDERS)}",
-                                 file=file, line=line, field=f"{fld}.name")
+                                 file=file, line=at("name"), field=f"{fld}.name")
         existing = base.find_wire(provider, model_id) if base else None
         if existing is None and base is not None:
             try:
@@ -229,26 +231,27 @@ def _parse(data: Any, *, file: str, text: str, base: Catalog | None = None) -> C
                 existing = None
         prices_in = m.get("prices", {} if existing else None)
         if not isinstance(prices_in, dict):
-            raise UserInputError("'prices' must be an object of tiers", file=file, line=line, field=f"{fld}.prices")
+            raise UserInputError("'prices' must be an object of tiers", file=file, line=at("prices"), field=f"{fld}.prices")
         prices: dict[str, TierPrices | None] = dict(existing.prices) if existing else {}
         for tier, block in prices_in.items():
             if tier not in TIERS:
                 raise UserInputError(f"unknown tier {tier!r} (tiers: {', '.join(TIERS)})",
-                                     file=file, line=_line_of(text, f'"{tier}"') or line, field=f"{name}.prices.{tier}")
+                                     file=file, line=at("prices", tier), field=f"{name}.prices.{tier}")
             if block is None:
                 prices[tier] = None
                 continue
             if not isinstance(block, dict):
-                raise UserInputError("a tier's prices must be an object or null", file=file, line=line,
+                raise UserInputError("a tier's prices must be an object or null", file=file, line=at("prices", tier),
                                      field=f"{name}.prices.{tier}")
             bad = set(block) - set(_PRICE_FIELDS)
             if bad:
                 raise UserInputError(f"unknown price field {sorted(bad)[0]!r} (fields: {', '.join(_PRICE_FIELDS)})",
-                                     file=file, line=line, field=f"{name}.prices.{tier}")
+                                     file=file, line=at("prices", tier, sorted(bad)[0]), field=f"{name}.prices.{tier}")
             vals = {}
             for f_ in _PRICE_FIELDS:
                 if f_ in block:
-                    vals[f_] = _dec(block[f_], where=f"{name}.prices.{tier}.{f_}", file=file, line=line)
+                    vals[f_] = _dec(block[f_], where=f"{name}.prices.{tier}.{f_}", file=file,
+                                    line=at("prices", tier, f_))
                 else:
                     vals[f_] = _MISSING
             prices[tier] = vals  # type: ignore[assignment]
@@ -259,7 +262,7 @@ def _parse(data: Any, *, file: str, text: str, base: Catalog | None = None) -> C
         prices = _resolve_cached(prices, stacks)
         for flag in ("flex", "batch"):
             if flag in m and not isinstance(m[flag], bool):
-                raise UserInputError(f"'{flag}' must be true or false", file=file, line=line, field=f"{name}.{flag}")
+                raise UserInputError(f"'{flag}' must be true or false", file=file, line=at(flag), field=f"{name}.{flag}")
         lc = m.get("long_context")
         long_context = existing.long_context if existing else None
         if isinstance(lc, dict):
@@ -268,17 +271,18 @@ def _parse(data: Any, *, file: str, text: str, base: Catalog | None = None) -> C
                                            Decimal(str(lc["output_multiplier"])))
             except (KeyError, ValueError, InvalidOperation):
                 raise UserInputError("long_context needs above_input_tokens, input_multiplier, output_multiplier",
-                                     file=file, line=line, field=f"{name}.long_context") from None
+                                     file=file, line=at("long_context"), field=f"{name}.long_context") from None
         max_out = existing.max_output_tokens if existing else None
         if "max_output_tokens" in m:
             max_out = m["max_output_tokens"]
             if max_out is not None and (isinstance(max_out, bool) or not isinstance(max_out, int) or max_out <= 0):
                 raise UserInputError(f"max_output_tokens must be a positive integer or null, got {max_out!r}",
-                                     file=file, line=_line_after(text, f'"{name}"', '"max_output_tokens"') or line,
+                                     file=file, line=at("max_output_tokens"),
                                      field=f"{name}.max_output_tokens")
         aliases = m.get("aliases", list(existing.aliases) if existing else [])
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-            raise UserInputError("'aliases' must be a list of strings", file=file, line=line, field=f"{name}.aliases")
+            raise UserInputError("'aliases' must be a list of strings", file=file, line=at("aliases"),
+                                 field=f"{name}.aliases")
         entries.append(ModelEntry(
             name=existing.name if existing else name, provider=provider,
             model_id=existing.model_id if existing else model_id,

@@ -13,12 +13,14 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from ..cost import fmt_usd
+from . import charts, clocklag
 from .store import JobStore
 
 TIER_COLORS = {"flex": "#2a9d8f", "standard": "#e76f51", "batch": "#457b9d", "priority": "#8e44ad",
@@ -26,6 +28,8 @@ TIER_COLORS = {"flex": "#2a9d8f", "standard": "#e76f51", "batch": "#457b9d", "pr
 MAX_POINTS = 200
 LANES = ("flex", "standard", "batch")
 LATENCY_SAMPLE = 20000
+#: attempt outcomes that mean "flex had no room now" (policy/errors.py class names)
+FLEX_CAPACITY_ERRORS = ("FlexCapacityUnavailable", "Timeout", "RateLimited", "Overloaded")
 
 
 def _pct(sorted_vals: list[float], q: float) -> float | None:
@@ -60,15 +64,19 @@ def build_report(store: JobStore) -> dict[str, Any]:
             (tier, stride)))
         latency[tier] = {"n": n, "p50": _pct(vals, 0.5), "p90": _pct(vals, 0.9), "p99": _pct(vals, 0.99),
                          "max": vals[-1] if vals else None, "sample": vals}
-    # tier share over time
-    t0 = first_ts if first_ts is not None else job.get("created_at") or 0.0
-    t1 = max(x for x in (last_ts, last_done, t0) if x is not None)
-    nb = 40
-    width = max((t1 - t0) / nb, 1e-9)
+    # time axes start at the job's start (when it was created: the instant a relative deadline such as
+    # "10m" counts from), not at the first result; they end at the last result (or now, when running)
+    t0 = job.get("created_at")
+    if t0 is None:
+        t0 = first_ts if first_ts is not None else 0.0
+    t_end = max([x for x in (last_ts, last_done, t0) if x is not None])
+    width = charts.nice_bucket(t_end - t0)
+    nb = max(1, math.ceil((t_end - t0) / width + 1e-9))
     share: dict[int, dict[str, int]] = {}
     for b, tier, n in db.execute("SELECT CAST((finished_at - ?) / ? AS INTEGER), served_tier, COUNT(*) FROM items "
                                  "WHERE state = 'done' AND finished_at IS NOT NULL GROUP BY 1, 2", (t0, width)):
-        share.setdefault(min(int(b), nb - 1), {})[tier or "unknown"] = n
+        share.setdefault(min(max(int(b), 0), nb - 1), {})[tier or "unknown"] = n
+    held = _held_back(db, job, t0, width, nb, deadline, last_done)
     # cumulative cost vs standard, sampled to at most MAX_POINTS points
     n_ledger = db.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
     every = max(1, n_ledger // MAX_POINTS)
@@ -87,7 +95,11 @@ def build_report(store: JobStore) -> dict[str, Any]:
         sp = totals["by_tier"].get(t, Decimal(0))
         st = totals["standard_by_tier"].get(t, Decimal(0))
         lanes[t] = {"items": items_by_tier.get(t, 0), "spent": sp, "standard": st, "saved": st - sp}
+    p50s = [v["p50"] for v in latency.values() if v["p50"]]
+    lag = clocklag.latest(store)
     return {
+        "clock_lag": None if lag is None else lag.as_dict(),
+        "clock_lag_note": clocklag.assess(lag, min(p50s) if p50s else None),
         "job": {k: job.get(k) for k in ("name", "model", "tier_mode", "deadline", "deadline_spec", "clock_domain",
                                         "created_at", "state", "input_path", "output_path", "runs", "message")},
         "counts": counts,
@@ -105,9 +117,39 @@ def build_report(store: JobStore) -> dict[str, Any]:
         "first_ts": first_ts, "last_done": last_done, "deadline_met": met, "complete": complete,
         "latency": latency,
         "share": {"t0": t0, "width": width, "buckets": nb, "data": share},
+        "timeline": {"t0": t0, "t_end": t_end, "deadline": deadline},
+        "held_back": held,
         "cumulative": cum,
         "events": events,
     }
+
+
+def _held_back(db: Any, job: dict[str, Any], t0: float, width: float, nb: int, deadline: float | None,
+               last_done: float | None) -> dict[str, Any] | None:
+    """When the planner kept standard closed while flex was refusing or slow, because the job was
+    on or ahead of its line to the deadline (by design: standard is bought only when behind).
+
+    Users saw a mostly idle job ("flex 1/1") finishing early and asked why it waited. Counted
+    from the attempts: time slices with flex capacity errors and no standard attempt, in a job
+    whose planner paced to a deadline (``auto`` mode with a deadline) and met it.
+    """
+    if deadline is None or job.get("tier_mode") != "auto" or last_done is None or last_done > deadline:
+        return None
+    rows = db.execute(
+        "SELECT CAST((ts - ?) / ? AS INTEGER) AS b, tier, outcome, COUNT(*) FROM attempts GROUP BY 1, 2, 3",
+        (t0, width)).fetchall()
+    flex_err: dict[int, int] = {}
+    std: set[int] = set()
+    for b, tier, outcome, n in rows:
+        if tier == "flex" and outcome in FLEX_CAPACITY_ERRORS:
+            flex_err[b] = flex_err.get(b, 0) + n
+        elif tier == "standard":
+            std.add(b)
+    waiting = {b: n for b, n in flex_err.items() if b not in std}
+    if len(waiting) < 2:  # one slice is noise (a single shed answered by the next try)
+        return None
+    return {"slices": len(waiting), "slice_s": width, "seconds": len(waiting) * width,
+            "flex_errors": sum(waiting.values()), "early_by": deadline - last_done}
 
 
 def _when(ts: float | None, utc: bool) -> str:
@@ -128,8 +170,12 @@ def format_report(r: dict[str, Any]) -> str:
     if r["by_tier"]:
         n = sum(r["by_tier"].values())
         lines.append("served: " + ", ".join(f"{t} {k} ({k * 100 / n:.0f}%)" for t, k in sorted(r["by_tier"].items())))
-    saved = "-" if r["saved_pct"] is None else f"{fmt_usd(r['saved'])} ({r['saved_pct']:.1f}%)"
-    lines.append(f"cost: {fmt_usd(r['spent'])} spent vs {fmt_usd(r['standard'])} at standard; saved {saved}")
+    if r["unknown_cost_rows"]:  # an unknown price makes the total and the saving unknown, never $0 / 100%
+        lines.append(f"cost: unknown (known part {fmt_usd(r['spent'])}) vs {fmt_usd(r['standard'])} at standard; "
+                     f"saved unknown")
+    else:
+        saved = "-" if r["saved_pct"] is None else f"{fmt_usd(r['saved'])} ({r['saved_pct']:.1f}%)"
+        lines.append(f"cost: {fmt_usd(r['spent'])} spent vs {fmt_usd(r['standard'])} at standard; saved {saved}")
     if r["spent_by_tier"]:
         lines.append("by tier: " + ", ".join(f"{t} {fmt_usd(v)}" for t, v in sorted(r["spent_by_tier"].items())))
     lanes = r.get("lanes") or {}
@@ -155,6 +201,15 @@ def format_report(r: dict[str, Any]) -> str:
         if lat["p50"] is not None:
             lines.append(f"latency {t}: p50 {lat['p50']:.1f}s p90 {lat['p90']:.1f}s p99 {lat['p99']:.1f}s "
                          f"({lat['n']} ok)")
+    hb = r.get("held_back")
+    if hb:
+        lines.append(f"note: the planner held work back while ahead of schedule: for about "
+                     f"{charts.fmt_rel(hb['seconds'])} flex refused or timed out ({hb['flex_errors']} attempts) and "
+                     f"standard stayed closed, because progress was on or ahead of the line to the deadline "
+                     f"(standard is bought only when behind it); the job finished "
+                     f"{charts.fmt_rel(hb['early_by'])} before the deadline")
+    if r.get("clock_lag_note"):
+        lines.append(clocklag.describe(r["clock_lag_note"]))
     if j.get("deadline"):
         dl = f"deadline {_when(j['deadline'], utc)}"
         if r["deadline_met"] is True:
@@ -183,122 +238,139 @@ def report_json(r: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------------------
-# HTML with inline SVG
+# HTML with inline SVG (charts.py: why SVG, and the layout rules)
 # --------------------------------------------------------------------------------------
 
-W, H, PAD = 640, 240, 44
+SPENT_STYLE = ("#2a9d8f", None)
+STANDARD_STYLE = ("#e76f51", "6,4")
 
 
-def _axes(xlabel: str, ylabel: str, ymax: float, yfmt: str = "{:.0f}") -> str:
-    parts = [f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - 10}" y2="{H - PAD}" stroke="#333"/>',
-             f'<line x1="{PAD}" y1="10" x2="{PAD}" y2="{H - PAD}" stroke="#333"/>',
-             f'<text x="{W / 2}" y="{H - 8}" text-anchor="middle" font-size="12">{html.escape(xlabel)}</text>',
-             f'<text x="12" y="{H / 2}" font-size="12" transform="rotate(-90 12 {H / 2})" '
-             f'text-anchor="middle">{html.escape(ylabel)}</text>']
-    for k in range(5):
-        v = ymax * k / 4
-        y = H - PAD - (H - PAD - 10) * k / 4
-        parts.append(f'<text x="{PAD - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">'
-                     f'{html.escape(yfmt.format(v))}</text>')
-        parts.append(f'<line x1="{PAD}" y1="{y:.1f}" x2="{W - 10}" y2="{y:.1f}" stroke="#eee"/>')
-    return "".join(parts)
+def _time_domain(r: dict[str, Any]) -> tuple[float, float, float | None]:
+    """(t0, x1, deadline offset): seconds from the job's start. The axis reaches the deadline when
+    it is within three times the job's span (else the chart would be mostly empty and the
+    deadline is marked at the right edge with how far it lies)."""
+    tl = r.get("timeline") or {"t0": r["share"]["t0"], "t_end": r["share"]["t0"], "deadline": None}
+    t0 = tl["t0"]
+    span = max(tl["t_end"] - t0, 1.0)
+    d = None if tl.get("deadline") is None else tl["deadline"] - t0
+    x1 = span if d is None or d > 3 * span or d < 0 else max(span, d * 1.04)
+    return t0, x1, d
 
 
-def _legend(items: list[tuple[str, str]]) -> str:
-    out = []
-    for i, (name, color) in enumerate(items):
-        x = PAD + 10 + i * 110
-        out.append(f'<rect x="{x}" y="14" width="10" height="10" fill="{color}"/>'
-                   f'<text x="{x + 14}" y="23" font-size="11">{html.escape(name)}</text>')
-    return "".join(out)
+def _time_chart(name: str, r: dict[str, Any], *, y_ticks: list[float], y_fmt: Any, ylabel: str,
+                legend: list[charts.LegendItem]) -> tuple[charts.Chart, list[tuple[float, str]]]:
+    _, x1, d = _time_domain(r)
+    c = charts.Chart(name, x0=0.0, x1=x1, y_ticks=y_ticks, y_fmt=y_fmt, legend=legend, ylabel=ylabel,
+                     xlabel="time since the job started" + (" (emulated clock)" if _emulated(r) else ""))
+    ticks = [(v, charts.fmt_rel(v)) for v in charts.time_ticks(x1)]
+    if d is not None:
+        c.deadline(d, f"deadline {charts.fmt_rel(d)}" if d <= x1 else f"deadline at {charts.fmt_rel(d)}")
+    return c, ticks
 
 
-def _svg(body: str, title: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
-            f'role="img" aria-label="{html.escape(title)}">{body}</svg>')
+def _emulated(r: dict[str, Any]) -> bool:
+    return (r.get("job") or {}).get("clock_domain") == "emulated"
 
 
 def svg_tier_share(r: dict[str, Any]) -> str:
+    """Items finished per time slice, stacked by served tier."""
     sh = r["share"]
-    data, nb = sh["data"], sh["buckets"]
+    data, nb, width = sh["data"], sh["buckets"], sh["width"]
     tiers = sorted({t for b in data.values() for t in b}) or ["flex"]
     ymax = max([sum(b.values()) for b in data.values()] + [1])
-    bw = (W - 10 - PAD) / nb
-    rects = []
+    c, ticks = _time_chart("tier-share", r, y_ticks=charts.count_ticks(ymax), y_fmt=lambda v: f"{v:,.0f}",
+                           ylabel=f"items finished per {charts.fmt_rel(width)}",
+                           legend=[charts.LegendItem(t, TIER_COLORS.get(t, "#777")) for t in tiers])
     for b in range(nb):
-        y = H - PAD
+        y = 0
         for t in tiers:
             n = data.get(b, {}).get(t, 0)
             if not n:
                 continue
-            h = (H - PAD - 10) * n / ymax
-            y -= h
-            rects.append(f'<rect x="{PAD + b * bw:.1f}" y="{y:.1f}" width="{max(bw - 1, 1):.1f}" height="{h:.1f}" '
-                         f'fill="{TIER_COLORS.get(t, "#777")}"><title>{html.escape(t)}: {n}</title></rect>')
-    span = sh["width"] * nb
-    return _svg(_axes(f"time since start (0 to {span / 3600:.1f} h)", "items finished", ymax)
-                + "".join(rects) + _legend([(t, TIER_COLORS.get(t, "#777")) for t in tiers]), "tier share over time")
+            x_a, x_b = c.sx(b * width), c.sx(min((b + 1) * width, c.x1))
+            c.add(f'<rect x="{x_a:.1f}" y="{c.sy(y + n):.1f}" width="{max(x_b - x_a - 1, 1):.1f}" '
+                  f'height="{c.sy(y) - c.sy(y + n):.1f}" fill="{TIER_COLORS.get(t, "#777")}">'
+                  f'<title>{html.escape(t)}: {n} between {charts.fmt_rel(b * width)} and '
+                  f'{charts.fmt_rel((b + 1) * width)}</title></rect>')
+            y += n
+    return c.render(ticks, "tier share over time")
+
+
+def svg_cost(r: dict[str, Any]) -> str:
+    """Cumulative spend against what the same work would have cost at standard."""
+    cum = r["cumulative"]
+    t0 = _time_domain(r)[0]
+    top = max([p[2] for p in cum] + [p[1] for p in cum] + [0.0])
+    yt = charts.money_ticks(top or 0.01)
+    step = yt[1] - yt[0] if len(yt) > 1 else 1.0
+    places = max(2, min(6, -math.floor(math.log10(step)) + (0 if step >= 0.01 else 1))) if step < 1 else 2
+    fmt = lambda v: f"${v:,.{places}f}"  # noqa: E731
+    legend = [charts.LegendItem("spent", SPENT_STYLE[0], "line", SPENT_STYLE[1]),
+              charts.LegendItem("same work at the standard price", STANDARD_STYLE[0], "line", STANDARD_STYLE[1])]
+    c, ticks = _time_chart("cost", r, y_ticks=yt, y_fmt=fmt, ylabel="cumulative USD", legend=legend)
+    if cum:
+        # nothing is spent before the first answer: flat at 0 until then, not a slope from the start
+        pts = [(0.0, 0.0, 0.0), (cum[0][0] - t0, 0.0, 0.0)] + [(ts - t0, a, b) for ts, a, b in cum]
+        for idx, (color, dash) in ((2, STANDARD_STYLE), (1, SPENT_STYLE)):
+            line = " ".join(f"{c.sx(max(0.0, p[0])):.1f},{c.sy(p[idx]):.1f}" for p in pts)
+            d = f' stroke-dasharray="{dash}"' if dash else ""
+            c.add(f'<polyline class="series" fill="none" stroke="{color}" stroke-width="2"{d} points="{line}"/>')
+    return c.render(ticks, "cumulative cost")
 
 
 def svg_latency(r: dict[str, Any]) -> str:
+    """Share of successful requests per latency bin (log scale), one line per tier."""
     lat = r["latency"]
     allv = [v for t in lat.values() for v in t["sample"] if v > 0]
+    legend_tiers = sorted(t for t, d in lat.items() if any(v > 0 for v in d["sample"]))
+    legend = [charts.LegendItem(t, TIER_COLORS.get(t, "#777"), "line") for t in legend_tiers]
     if not allv:
-        return _svg(_axes("latency (s, log scale)", "share of requests", 1.0, "{:.2f}"), "latency")
-    lo, hi = math.log10(min(allv)), math.log10(max(allv)) + 1e-9
+        c = charts.Chart("latency", x0=0.1, x1=100.0, y_ticks=[0, 25, 50, 75, 100], y_fmt=lambda v: f"{v:.0f}%",
+                         xlabel="latency (s, log scale)", ylabel="share of requests", legend=legend, log_x=True)
+        return c.render([(v, charts.fmt_num(v)) for v in charts.log_ticks(0.1, 100.0)], "latency")
+    lo_e, hi_e = math.log10(min(allv)), math.log10(max(allv)) + 1e-9
+    if hi_e - lo_e < 1:  # at least a decade, centred, so the ticks have round values to sit on
+        mid = (lo_e + hi_e) / 2
+        lo_e, hi_e = mid - 0.5, mid + 0.5
     nb = 30
-    paths = []
-    ymax = 0.0
-    hists = {}
+    hists: dict[str, list[float]] = {}
     for t, d in lat.items():
         h = [0] * nb
         for v in d["sample"]:
             if v > 0:
-                h[min(nb - 1, int((math.log10(v) - lo) / (hi - lo + 1e-12) * nb))] += 1
+                h[min(nb - 1, max(0, int((math.log10(v) - lo_e) / (hi_e - lo_e) * nb)))] += 1
         tot = max(1, sum(h))
-        hists[t] = [k / tot for k in h]
-        ymax = max(ymax, max(hists[t]))
-    ymax = ymax or 1.0
+        hists[t] = [k * 100 / tot for k in h]
+    ymax = max(max(h) for h in hists.values()) or 1.0
+    c = charts.Chart("latency", x0=10 ** lo_e, x1=10 ** hi_e, y_ticks=charts.money_ticks(ymax),
+                     y_fmt=lambda v: f"{v:g}%", xlabel="latency (s, log scale)", ylabel="share of requests",
+                     legend=legend, log_x=True)
     for t, h in sorted(hists.items()):
-        pts = " ".join(f"{PAD + (i + 0.5) * (W - 10 - PAD) / nb:.1f},{H - PAD - (H - PAD - 10) * v / ymax:.1f}"
+        pts = " ".join(f"{c.sx(10 ** (lo_e + (i + 0.5) * (hi_e - lo_e) / nb)):.1f},{c.sy(v):.1f}"
                        for i, v in enumerate(h))
-        paths.append(f'<polyline fill="none" stroke="{TIER_COLORS.get(t, "#777")}" stroke-width="2" points="{pts}"/>')
-    ticks = []
-    for k in range(5):
-        v = 10 ** (lo + (hi - lo) * k / 4)
-        x = PAD + (W - 10 - PAD) * k / 4
-        ticks.append(f'<text x="{x:.1f}" y="{H - PAD + 14}" text-anchor="middle" font-size="10">{v:.3g}</text>')
-    return _svg(_axes("latency (s, log scale)", "share of requests", ymax, "{:.2f}") + "".join(ticks)
-                + "".join(paths) + _legend([(t, TIER_COLORS.get(t, "#777")) for t in sorted(hists)]), "latency")
-
-
-def svg_cost(r: dict[str, Any]) -> str:
-    cum = r["cumulative"]
-    if not cum:
-        return _svg(_axes("time", "USD", 1.0, "${:.2f}"), "cost")
-    t0, t1 = cum[0][0], max(cum[-1][0], cum[0][0] + 1e-9)
-    ymax = max(cum[-1][2], cum[-1][1], 1e-9)
-
-    def pts(idx: int) -> str:
-        return " ".join(f"{PAD + (W - 10 - PAD) * (p[0] - t0) / (t1 - t0):.1f},"
-                        f"{H - PAD - (H - PAD - 10) * p[idx] / ymax:.1f}" for p in cum)
-
-    fmt = "${:.2f}" if ymax >= 1 else "${:.4f}"
-    return _svg(_axes(f"time since start (0 to {(t1 - t0) / 3600:.1f} h)", "cumulative USD", ymax, fmt)
-                + f'<polyline fill="none" stroke="#e76f51" stroke-width="2" stroke-dasharray="5,3" points="{pts(2)}"/>'
-                + f'<polyline fill="none" stroke="#2a9d8f" stroke-width="2" points="{pts(1)}"/>'
-                + _legend([("spent", "#2a9d8f"), ("at standard price", "#e76f51")]), "cumulative cost")
+        c.add(f'<polyline class="series" fill="none" stroke="{TIER_COLORS.get(t, "#777")}" stroke-width="2" '
+              f'points="{pts}"/>')
+    return c.render([(v, charts.fmt_num(v)) for v in charts.log_ticks(10 ** lo_e, 10 ** hi_e)], "latency")
 
 
 def render_html(r: dict[str, Any]) -> str:
-    """One self-contained HTML page: the text summary and three inline SVG charts."""
+    """One self-contained page: the text summary, the notes, and three inline SVG charts (no scripts)."""
     title = f"flextier report: {r['job']['name']}"
+    notes = []
+    if r.get("held_back"):
+        notes.append("The planner held work back while ahead of schedule (see the note in the summary): idle "
+                     "stretches in the charts below are flex refusing work while standard stayed closed.")
+    if r.get("clock_lag_note"):
+        notes.append(clocklag.describe(r["clock_lag_note"]))
+    notes_html = "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:720px;margin:2em auto;color:#222}}
-pre{{background:#f6f6f6;padding:1em;white-space:pre-wrap}}h2{{font-size:1.1em;margin-top:1.6em}}</style></head>
+pre{{background:#f6f6f6;padding:1em;white-space:pre-wrap}}h2{{font-size:1.1em;margin-top:1.6em}}
+.note{{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em .8em}}svg{{display:block}}</style></head>
 <body><h1>{html.escape(title)}</h1>
 <pre>{html.escape(format_report(r))}</pre>
+{notes_html}
 <h2>Tier share over time</h2>{svg_tier_share(r)}
 <h2>Latency distribution per tier</h2>{svg_latency(r)}
 <h2>Cumulative cost against standard</h2>{svg_cost(r)}
@@ -306,8 +378,20 @@ pre{{background:#f6f6f6;padding:1em;white-space:pre-wrap}}h2{{font-size:1.1em;ma
 """
 
 
-def write_html(r: dict[str, Any], path: str | Path) -> Path:
+def html_path(r: dict[str, Any], path: str | Path) -> Path:
+    """Where ``--html PATH`` writes: PATH itself, or ``PATH/<job>.html`` when PATH is a directory
+    (an existing one, or any path written with a trailing slash)."""
+    text = str(path)
     p = Path(path)
+    if p.is_dir() or text.endswith(("/", os.sep)):
+        name = str(r["job"].get("name") or "job").replace(os.sep, "_").replace("/", "_")
+        return p / f"{name}.html"
+    return p
+
+
+def write_html(r: dict[str, Any], path: str | Path) -> Path:
+    """Write the page (creating parent directories) and return the file written."""
+    p = html_path(r, path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(render_html(r), encoding="utf-8")
     return p

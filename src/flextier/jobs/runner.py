@@ -190,6 +190,8 @@ class Stats:
     possibly_billed: int = 0
     paused: str | None = None
     skipped_invalid: int = 0
+    unknown_cost: int = 0             # results served at a tier with no known price (cost unknown, not $0)
+    held: int = 0                     # items claimed from the store, not final: what `status` calls in flight
 
     @property
     def finished(self) -> int:
@@ -879,6 +881,8 @@ class Runner:
         if c is not None:
             s.spent += c
             s.spent_by_tier[served] = s.spent_by_tier.get(served, Decimal(0)) + c
+        else:
+            s.unknown_cost += 1
         if sc is not None:
             s.standard_cost += sc
         if tier == "flex":
@@ -1057,6 +1061,7 @@ class Runner:
         s.now = self.clock.now()
         s.flex_inflight = len(self.flex_active)
         s.std_inflight = len(self.std_active)
+        s.held = len(self.ready) + len(self.delayed) + len(self.flex_active.keys() | self.std_active.keys())
         s.flex_limit = self.aimd.limit if self.flex_ok else 0
         s.in_batch = self.batch.in_batch() if self.batch is not None else 0
         s.deadline = self.opts.deadline

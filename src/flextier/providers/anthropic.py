@@ -27,7 +27,7 @@ from .._types import AttemptOutcome, CallRequest
 from ..cost import Usage
 from ..policy.errors import ProviderError, Transient
 from .base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
-                   malformed_response, served_tier, split_system, text_of_content)
+                   malformed_response, served_tier, split_system, text_of_content, tls_context)
 from .openai import SHARD_CONNECTIONS, _classify_stainless, _json, _limits
 
 __all__ = ["AnthropicAdapter", "usage_from_body", "classify_anthropic", "DEFAULT_MAX_TOKENS"]
@@ -82,7 +82,7 @@ class AnthropicAdapter(BaseAdapter):
             if async_c is not None:
                 return async_c
             if not tls:
-                tls.append(httpx2.create_ssl_context())
+                tls.append(tls_context(base_url, httpx2.create_ssl_context))
             return _anthropic.AsyncAnthropic(**kw, http_client=_anthropic.DefaultAsyncHttpxClient(limits=alim,
                                                                                                   verify=tls[0]))
 

@@ -33,7 +33,7 @@ from ..policy.backoff import retry_delay_from_google_details
 from ..policy.errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
                              TierNotSupported, Timeout, Transient, Unauthorized)
 from .base import (BaseAdapter, Transport, check_usage, item_headers, malformed_response, retry_after_of,
-                   served_tier, split_system, text_of_content)
+                   served_tier, split_system, text_of_content, tls_context)
 
 try:  # google-genai may run on httpx or on its fork httpx2; classify both
     import httpx2 as _httpx2
@@ -205,7 +205,7 @@ class GeminiAdapter(BaseAdapter):
 
         def make(sync: bool) -> Any:
             if not sync and not tls:
-                tls.append(httpx.create_ssl_context())
+                tls.append(tls_context(base_url, httpx.create_ssl_context))
             opts = gtypes.HttpOptions(
                 base_url=base_url,
                 httpx_client=httpx.Client(limits=limits, timeout=None) if sync else None,

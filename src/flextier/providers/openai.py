@@ -24,7 +24,7 @@ from .._types import AttemptOutcome, CallRequest
 from ..cost import Usage
 from ..policy.errors import ProviderError, Timeout, Transient
 from .base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
-                   malformed_response, retry_after_of, served_tier)
+                   malformed_response, retry_after_of, served_tier, tls_context)
 
 __all__ = ["OpenAIAdapter", "WIRE_TIER", "usage_from_body", "text_from_body", "classify_openai"]
 
@@ -177,7 +177,7 @@ class OpenAIAdapter(BaseAdapter):
             if async_c is not None:
                 return async_c
             if not tls:
-                tls.append(httpx2.create_ssl_context())
+                tls.append(tls_context(base_url, httpx2.create_ssl_context))
             return _openai.AsyncOpenAI(**kw, http_client=_openai.DefaultAsyncHttpxClient(limits=alim, verify=tls[0]))
 
         tr = Transport(make_sync, make_async, shards=shards)
