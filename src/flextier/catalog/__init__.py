@@ -111,13 +111,6 @@ def _line_of(text: str, needle: str) -> int | None:
     return None if idx < 0 else text.count("\n", 0, idx) + 1
 
 
-def _line_after(text: str, anchor: str, needle: str) -> int | None:
-    """Line of the first ``needle`` after ``anchor`` (a field of one model, not of the first)."""
-    start = text.find(anchor)
-    idx = text.find(needle, max(start, 0))
-    return None if idx < 0 else text.count("\n", 0, idx) + 1
-
-
 class Catalog:
     """Models by canonical name and alias, with fuzzy suggestions for typos."""
 
