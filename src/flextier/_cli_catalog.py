@@ -117,8 +117,13 @@ def register(app: typer.Typer) -> None:
         console = Console()
         table = Table(title=f"{calls:,} calls x ({input_tokens:,} in + {output_tokens:,} out tokens)"
                       + (f", {cached_fraction:.0%} of input cached" if cached_fraction else ""))
+        longest = max(len(e.name) for e in entries)
         for col in ("model", "tier", "caching", "cost", "saved vs standard", "note"):
-            table.add_column(col, justify="right" if col in ("cost", "saved vs standard") else "left")
+            if col == "model":  # ids are what users copy: never cut or wrapped; the note wraps instead
+                table.add_column(col, no_wrap=True, min_width=longest, overflow="ignore")
+            else:
+                table.add_column(col, justify="right" if col in ("cost", "saved vs standard") else "left",
+                                 overflow="fold")
         for e, rows in all_rows:
             for r in rows:
                 table.add_row(e.name, r.tier, "cached" if r.cached else "none",
