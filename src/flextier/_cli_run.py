@@ -362,6 +362,9 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
                                      field="--deadline")
         if a.retry_failed and st.reset_failed():
             st.reset_output()  # the old error lines go: the output is rewritten from the store
+        elif opened.resumed and not a.quiet and st.counts()["failed"]:
+            _err(f"flextier: {st.counts()['failed']} items failed in an earlier run and are not sent again; "
+                 f"add --retry-failed to send them again")
         if tier == "batch" and entry.provider == "bedrock" and not st.open_batches():
             # Bedrock refuses jobs under its minimum (AWS: 100 records); the lane would send the items
             # online instead, which for --tier batch means paying the standard price without asking.
@@ -395,6 +398,9 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
                            + (f" incl. {r['duplicates']['n']} duplicates" if r["duplicates"]["n"] else "") + ")")
             if a.html:
                 typer.echo(f"report: {write_html(r, a.html)}")
+            if code == EXIT_FAILED_ITEMS:
+                _err(f"flextier: {r['counts']['failed']} items failed (reasons in {out}); to send them again: "
+                     f"flextier resume {a.store or name} --retry-failed")
         return code
 
 
