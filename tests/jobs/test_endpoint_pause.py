@@ -101,6 +101,8 @@ def test_model_not_found_stays_a_bad_request(emulator, make_store):
     ({"error": {"code": 404, "message": "models/gemini-x is not found for API version v1beta",
                 "status": "NOT_FOUND"}}, 404, False),
     ({"error": {"message": "bad"}}, 400, False),
+    ({"message": "m", "type": "invalid_request_error", "code": None}, 404, False),  # a provider's own words
+    ({"error": {"message": "Not Found", "type": "not_found_error"}}, 404, True),  # its generic route answer
 ])
 def test_route_error_tells_a_missing_route_from_a_missing_model(body, status, route):
     from flextier.policy.errors import EndpointNotFound
@@ -111,3 +113,28 @@ def test_route_error_tells_a_missing_route_from_a_missing_model(body, status, ro
     assert isinstance(err, EndpointNotFound) is route
     if route:
         assert err.url == "http://127.0.0.1:9/x/v1/chat/completions" and "pw" not in str(err)
+
+
+@pytest.mark.parametrize("model", ["openai/gpt-5.4-mini", "gemini/gemini-2.5-flash", "bedrock/amazon.nova-lite-v1:0",
+                                   "anthropic/claude-haiku-4-5"])
+def test_wrong_path_pauses_the_runner_in_every_dialect(emulator, make_store, model, monkeypatch):
+    from flextier.catalog import default_catalog
+    from flextier.jobs.runner import JobPaused, Runner, RunOptions
+    from flextier.providers import get_adapter
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    emu = emulator("calm", time_scale=1000)
+    entry = default_catalog().resolve(model)
+    st = make_store(40, model=model)
+    wrong = emu.base_urls()[entry.provider].rstrip("/") + "/nope"
+    runner = Runner(st, get_adapter(entry, base_url=wrong, api_key="k-test"),
+                    RunOptions(model=entry, tier_mode="standard", concurrency=4, params={"max_tokens": 20}),
+                    clock=emu.clock, output=None)
+    runner.prepare()
+    with pytest.raises(JobPaused) as ei:
+        asyncio.run(runner.run())
+    assert ei.value.kind == "endpoint" and "/nope" in str(ei.value) and "HTTP 404" in str(ei.value)
+    c = st.counts()
+    assert c["failed"] == 0 and c["done"] == 0 and c["pending"] == 40

@@ -47,7 +47,7 @@ from ..tiers import normalize_tier
 
 __all__ = ["Adapter", "BaseAdapter", "Transport", "get_adapter", "served_tier", "classify_http",
            "DEFAULT_MAX_CONNECTIONS", "UNKNOWN_TIER", "text_of_content", "split_system", "ITEM_HEADER",
-           "item_header_value", "item_headers", "malformed_response", "check_usage", "route_error"]
+           "item_header_value", "item_headers", "malformed_response", "check_usage", "route_error", "request_url"]
 
 DEFAULT_MAX_CONNECTIONS = 256
 UNKNOWN_TIER = "unknown"
@@ -116,11 +116,11 @@ def route_error(status: int | None, body: Any, message: str, url: Any, *, tier: 
                 provider: str) -> EndpointNotFound | None:
     """:class:`EndpointNotFound` when a 404/405 is about the endpoint, not the request.
 
-    The adapters only call the provider's generation routes, where the one legitimate 404 is
-    the provider's own "model not found" error: its error JSON (``{"error": {...}}``) naming
-    the model. A 405, a 404 that is plain text or HTML, a generic JSON shape (``{"detail":
-    "Not Found"}``), or OpenAI's ``Invalid URL (POST /v1/...)`` mean no such route: the base
-    URL is wrong, and every request would fail alike.
+    The adapters only call the provider's generation routes, where a legitimate 404 is the
+    provider's own error (``{"error": {...}}`` saying the model was not found). A 405, a 404
+    that is plain text or HTML, a generic JSON shape (``{"detail": "Not Found"}``), an error
+    object saying only "Not Found", or OpenAI's ``Invalid URL (POST /v1/...)`` mean no such
+    route: the base URL is wrong, and every request would fail alike.
     """
     if status not in (404, 405):
         return None
@@ -128,9 +128,9 @@ def route_error(status: int | None, body: Any, message: str, url: Any, *, tier: 
     if not isinstance(inner, Mapping) and isinstance(body, Mapping) and ("code" in body or "type" in body):
         inner = body  # the SDK already unwrapped the error object (openai: exc.body is body["error"])
     if status == 404 and isinstance(inner, Mapping):
-        words = " ".join(str(inner.get(k) or "") for k in ("code", "type", "message", "status")).lower()
-        if "model" in words and "invalid url" not in words:
-            return None  # the provider's own model-not-found answer: a bad request, not a bad URL
+        said = str(inner.get("message") or "").strip().lower()
+        if not (said.startswith("invalid url") or said in ("", "not found", "404 not found", "404 page not found")):
+            return None  # the provider's own answer (model not found...): a bad request, not a bad URL
     from ..jobs.store import redact_url
 
     shown = redact_url(str(url)) if url else None
@@ -138,6 +138,14 @@ def route_error(status: int | None, body: Any, message: str, url: Any, *, tier: 
     return EndpointNotFound(f"{shown or 'the endpoint'} answered HTTP {status} ({what}): no such route, so the "
                             f"base URL is wrong", status=status, code="endpoint_not_found", url=shown, tier=tier,
                             provider=provider)
+
+
+def request_url(response: Any) -> Any:
+    """The URL an httpx response answered, or None (a response built by hand has no request)."""
+    try:
+        return response.request.url
+    except (AttributeError, RuntimeError):
+        return None
 
 
 def error_fields(body: Any) -> tuple[str | None, str | None, str]:

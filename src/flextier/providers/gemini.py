@@ -34,7 +34,7 @@ from ..policy.errors import (BadRequest, FlexCapacityUnavailable, ProviderError,
                              TierNotSupported, Timeout, Transient, Unauthorized)
 from .guard import guard_async_transport, guard_transport
 from .base import (BaseAdapter, Transport, check_usage, item_headers, malformed_response, retry_after_of,
-                   route_error, served_tier, split_system, text_of_content)
+                   request_url, route_error, served_tier, split_system, text_of_content)
 
 try:  # google-genai may run on httpx or on its fork httpx2; classify both
     import httpx2 as _httpx2
@@ -120,7 +120,7 @@ def classify_gemini(exc: BaseException, tier: str) -> ProviderError | None:
         kw = dict(status=code, code=status or None, retry_after=retry_after, tier=tier, provider=p)
         low = msg.lower()
         resp = getattr(exc, "response", None)
-        route = route_error(code, exc.details, msg, getattr(getattr(resp, "request", None), "url", None),
+        route = route_error(code, exc.details, msg, request_url(resp),
                             tier=tier, provider=p)
         if route is not None:
             return route

@@ -25,7 +25,7 @@ from ..cost import Usage
 from ..policy.errors import ProviderError, Timeout, Transient
 from .guard import guard_async_transport, guard_transport
 from .base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
-                   malformed_response, retry_after_of, route_error, served_tier)
+                   malformed_response, retry_after_of, request_url, route_error, served_tier)
 
 __all__ = ["OpenAIAdapter", "WIRE_TIER", "usage_from_body", "text_from_body", "classify_openai"]
 
@@ -100,7 +100,7 @@ def _classify_stainless(exc: BaseException, tier: str, provider: str, sdk: Any) 
     if isinstance(exc, sdk.APIStatusError):
         code, err_type, msg = error_fields(exc.body)
         status = exc.status_code
-        route = route_error(status, exc.body, msg, getattr(exc.response.request, "url", None), tier=tier,
+        route = route_error(status, exc.body, msg, request_url(exc.response), tier=tier,
                             provider=provider)
         if route is not None:
             return route
