@@ -172,3 +172,39 @@ def test_well_behaved_gzip_answer_still_decodes(hostile):
         hostile.bomb_mib = 128
         hostile._bomb = None
     assert r.text == "hi" and r.tier == "flex"
+
+
+def test_concurrent_gzip_bombs_do_not_add_up(hostile):
+    """16 bombs at once (the runner's async path): peak memory stays about one cap, not 16 caps.
+
+    Decoded pieces handed to httpx outlive the error in a traceback cycle until the garbage
+    collector runs; the guard keeps the body in its own buffer and drops it before raising.
+    """
+    from flextier._types import CallRequest
+    from flextier.catalog import default_catalog
+    from flextier.policy.errors import Transient
+    from flextier.providers import get_adapter
+    from flextier.providers.guard import INFLIGHT, MAX_RESPONSE_BYTES
+
+    entry = default_catalog().resolve(MODEL)
+    adapter = get_adapter(entry, base_url=hostile.base_url("bomb"), api_key="sk-hostile-test", max_connections=16)
+
+    async def one():
+        try:
+            await adapter.asend(CallRequest(model=entry, messages=[{"role": "user", "content": "hi"}]), "flex", 30)
+        except Transient as exc:
+            return exc.code
+        return "done"
+
+    async def many():
+        return await asyncio.gather(*[one() for _ in range(16)])
+
+    tracemalloc.start()
+    try:
+        codes = asyncio.run(many())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert codes == ["response_too_large"] * 16
+    assert peak < 3 * MAX_RESPONSE_BYTES  # before: ~16 x 30 MiB (488 MiB)
+    assert INFLIGHT.held == 0

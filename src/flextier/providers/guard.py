@@ -16,6 +16,8 @@ wrapper around the httpx transport puts both limits under every request they sen
   decodes them itself, incrementally and with zlib's ``max_length``, so no more than
   :data:`MAX_RESPONSE_BYTES` (plus one 64 KiB step) is ever held; beyond it the stream
   raises a possibly billed :class:`~flextier.policy.errors.Transient` (``response_too_large``),
+  and so does a body that would take the bytes held by all bodies being read at once past
+  :data:`MAX_INFLIGHT_BYTES` (256 concurrent bombs must not add up to gigabytes),
   retried and then failed like any malformed answer. An encoding it did not ask for is
   refused the same way rather than decoded blind.
 
@@ -24,6 +26,7 @@ one the SDK would have used, and a well-behaved response passes through byte for
 """
 from __future__ import annotations
 
+import threading
 import time
 import zlib
 from typing import Any, AsyncIterator, Iterator
@@ -36,6 +39,10 @@ __all__ = ["MAX_RESPONSE_BYTES", "ACCEPT_ENCODING", "guard_transport", "guard_as
 #: Most bytes one response body may take once decoded (32 MiB). The largest real answers
 #: (128k output tokens as JSON) are a few MiB; logprobs on every token stay well under this.
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+#: Most decoded bytes all responses being read at once may hold together (256 MiB). Per-response
+#: caps alone still let 256 concurrent bombs take 8 GiB; real answers are small, so only an
+#: attack ever reaches this.
+MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
 #: What the guarded transport accepts: only encodings it can decode with a cap.
 ACCEPT_ENCODING = "gzip, deflate"
 _STEP = 64 * 1024  # most decoded bytes produced per zlib call
@@ -55,12 +62,43 @@ def _deadline(request: Any) -> float | None:
     return time.monotonic() + max(vals)
 
 
+class _InFlight:
+    """Decoded bytes held by bodies still being read, process-wide (threads share it)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        with self._lock:
+            if self.held + n > self.limit:
+                return False
+            self.held += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self._lock:
+            self.held = max(0, self.held - n)
+
+
+INFLIGHT = _InFlight(MAX_INFLIGHT_BYTES)
+
+
 class _Decoder:
-    """Incremental, capped decoding of one body (identity, gzip or deflate)."""
+    """Incremental, capped decoding of one body (identity, gzip or deflate) into its own buffer.
+
+    The decoded body is kept here and handed on whole at the end, not piece by piece: pieces
+    already handed to httpx would live on in the exception's traceback cycle (frames of the
+    SDK's ``except ... as err``) until the garbage collector runs, so 16 concurrent bombs held
+    16 x 32 MiB. On overflow the buffer is dropped here, at once, before raising.
+    """
 
     def __init__(self, encoding: str, cap: int) -> None:
         self.cap = cap
         self.total = 0
+        self._held = 0  # this body's share of INFLIGHT
+        self._buf = bytearray()
         self.encoding = encoding
         self._z: Any = None
         if encoding in ("gzip", "x-gzip"):
@@ -69,17 +107,30 @@ class _Decoder:
             self._z = zlib.decompressobj()
         self._first = True
 
-    def _count(self, n: int) -> None:
+    def _add(self, out: bytes) -> None:
+        n = len(out)
         self.total += n
         if self.total > self.cap:
+            self.done()
             what = f"over {self.cap // (1024 * 1024)} MiB" + (f" after {self.encoding} decoding" if self._z else "")
             raise response_too_large(what)
+        if not INFLIGHT.take(n):
+            self.done()
+            raise response_too_large(f"would pass {INFLIGHT.limit // (1024 * 1024)} MiB held by the answers "
+                                     f"being read at once")
+        self._held += n
+        self._buf += out
 
-    def feed(self, chunk: bytes) -> Iterator[bytes]:
+    def done(self) -> None:
+        """The body is read (or abandoned): drop the buffer; its bytes no longer count as in flight."""
+        self._buf = bytearray()
+        if self._held:
+            INFLIGHT.give(self._held)
+            self._held = 0
+
+    def feed(self, chunk: bytes) -> None:
         if self._z is None:
-            self._count(len(chunk))
-            if chunk:
-                yield chunk
+            self._add(chunk)
             return
         data = chunk
         while data:
@@ -90,19 +141,19 @@ class _Decoder:
                     self._z = zlib.decompressobj(-zlib.MAX_WBITS)
                     self._first = False
                     continue
+                self.done()
                 raise response_too_large(f"is not valid {self.encoding} data") from None
             self._first = False
-            self._count(len(out))
-            if out:
-                yield out
+            self._add(out)
             data = self._z.unconsumed_tail
 
-    def flush(self) -> bytes:
-        if self._z is None:
-            return b""
-        out = self._z.flush(_STEP)
-        self._count(len(out))
-        return out
+    def finish(self) -> bytes:
+        """The whole decoded body (then the buffer is released)."""
+        if self._z is not None:
+            self._add(self._z.flush())
+        body = bytes(self._buf)
+        self.done()
+        return body
 
 
 def _check_time(deadline: float | None, timeout_exc: type[BaseException], request: Any) -> None:
@@ -140,14 +191,18 @@ def guard_transport(inner: Any, hx: Any, *, max_bytes: int = MAX_RESPONSE_BYTES)
             self._raw, self._dec, self._deadline, self._request = raw, dec, deadline, request
 
         def __iter__(self) -> Iterator[bytes]:
-            for chunk in self._raw:
-                _check_time(self._deadline, hx.ReadTimeout, self._request)
-                yield from self._dec.feed(chunk)
-            tail = self._dec.flush()
-            if tail:
-                yield tail
+            try:
+                for chunk in self._raw:
+                    _check_time(self._deadline, hx.ReadTimeout, self._request)
+                    self._dec.feed(chunk)
+                body = self._dec.finish()
+            finally:
+                self._dec.done()
+            if body:
+                yield body
 
         def close(self) -> None:
+            self._dec.done()
             self._raw.close()
 
     class GuardedTransport(hx.BaseTransport):
@@ -180,15 +235,18 @@ def guard_async_transport(inner: Any, hx: Any, *, max_bytes: int = MAX_RESPONSE_
             self._raw, self._dec, self._deadline, self._request = raw, dec, deadline, request
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
-            async for chunk in self._raw:
-                _check_time(self._deadline, hx.ReadTimeout, self._request)
-                for out in self._dec.feed(chunk):
-                    yield out
-            tail = self._dec.flush()
-            if tail:
-                yield tail
+            try:
+                async for chunk in self._raw:
+                    _check_time(self._deadline, hx.ReadTimeout, self._request)
+                    self._dec.feed(chunk)
+                body = self._dec.finish()
+            finally:
+                self._dec.done()
+            if body:
+                yield body
 
         async def aclose(self) -> None:
+            self._dec.done()
             await self._raw.aclose()
 
     class AsyncGuardedTransport(hx.AsyncBaseTransport):
