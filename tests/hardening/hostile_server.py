@@ -10,6 +10,8 @@ The first path segment picks the behaviour, so one server serves every test at o
 * ``reset``        valid answers saying no request is left until ``x-ratelimit-reset-requests: 99999h``
 * ``bomb``         ``content-encoding: gzip`` whose body inflates to ``bomb_mib`` MiB (a valid answer
                    padded with spaces, so a client without a cap would record it as done)
+* ``deflate``      a valid answer, ``content-encoding: deflate``
+* ``brotli``       ``content-encoding: br``, which the guarded client never asks for
 * anything else    404 ``Not Found`` as plain text, as a web server answers a path it has no route for
                    (``GET /_emulator/clock`` is answered, so the CLI runs on a fast clock)
 """
@@ -124,6 +126,10 @@ class HostileServer:
             if self._bomb is None:
                 self._bomb = gzip_bomb(self.bomb_mib)
             return await _send(send, 200, self._bomb, {"content-encoding": "gzip"})
+        if mode == "deflate":  # an ordinary compressed answer (zlib-wrapped deflate)
+            return await _send(send, 200, zlib.compress(ok), {"content-encoding": "deflate"})
+        if mode == "brotli":  # an encoding the client did not ask for
+            return await _send(send, 200, b"\x8b\x03\x80" + ok, {"content-encoding": "br"})
         return await _send(send, 404, b"Not Found", ctype=b"text/plain; charset=utf-8")
 
 

@@ -208,3 +208,20 @@ def test_concurrent_gzip_bombs_do_not_add_up(hostile):
     assert codes == ["response_too_large"] * 16
     assert peak < 3 * MAX_RESPONSE_BYTES  # before: ~16 x 30 MiB (488 MiB)
     assert INFLIGHT.held == 0
+
+
+def test_deflate_decodes_and_an_unasked_encoding_is_refused(hostile):
+    import flextier
+    from flextier.policy.errors import Transient
+    from flextier.policy.fallback import Policy
+
+    pol = Policy(tier="flex", fallback="never", max_retries=0)
+    r = flextier.complete(MODEL, [{"role": "user", "content": "hi"}], policy=pol,
+                          base_url=hostile.base_url("deflate"), api_key="sk-hostile-test")
+    assert r.text == "hi"
+    with pytest.raises(Transient) as ei:
+        flextier.complete(MODEL, [{"role": "user", "content": "hi"}], policy=pol,
+                          base_url=hostile.base_url("brotli"), api_key="sk-hostile-test")
+    assert ei.value.code == "unexpected_encoding" and "'br'" in str(ei.value)
+    sent = [r["headers"].get("accept-encoding") for r in hostile.seen("brotli")]
+    assert sent == ["gzip, deflate"]  # only what the guard can decode with a cap is asked for

@@ -48,9 +48,10 @@ ACCEPT_ENCODING = "gzip, deflate"
 _STEP = 64 * 1024  # most decoded bytes produced per zlib call
 
 
-def response_too_large(what: str) -> Transient:
-    """The body passed the cap: the provider may have done (and billed) the work."""
-    return Transient(f"response body {what}; refused", code="response_too_large", possibly_billed=True)
+def response_too_large(what: str, code: str = "response_too_large") -> Transient:
+    """The body passed the cap (or cannot be decoded safely): the provider may have done, and
+    billed, the work, so the error is retryable and possibly billed, like a malformed answer."""
+    return Transient(f"response body {what}; refused", code=code, possibly_billed=True)
 
 
 def _deadline(request: Any) -> float | None:
@@ -142,7 +143,7 @@ class _Decoder:
                     self._first = False
                     continue
                 self.done()
-                raise response_too_large(f"is not valid {self.encoding} data") from None
+                raise response_too_large(f"is not valid {self.encoding} data", "bad_encoding") from None
             self._first = False
             self._add(out)
             data = self._z.unconsumed_tail
@@ -171,7 +172,8 @@ def _decoder_for(response: Any, cap: int) -> _Decoder:
     values = [v.strip().lower() for v in response.headers.get_list("content-encoding", split_commas=True)]
     values = [v for v in values if v and v != "identity"]
     if len(values) > 1 or (values and values[0] not in ("gzip", "x-gzip", "deflate")):
-        raise response_too_large(f"has content-encoding {', '.join(values)[:40]!r}, which was not asked for")
+        raise response_too_large(f"has content-encoding {', '.join(values)[:40]!r}, which was not asked for",
+                                 "unexpected_encoding")
     if values:
         del response.headers["content-encoding"]
         if "content-length" in response.headers:
