@@ -57,10 +57,9 @@ def response_too_large(what: str, code: str = "response_too_large") -> Transient
 def _deadline(request: Any) -> float | None:
     """Monotonic instant by which the whole exchange must be over (None: no timeout set)."""
     tmo = (request.extensions or {}).get("timeout") or {}
-    vals = [v for v in (tmo.get("read"), tmo.get("connect"), tmo.get("write"), tmo.get("pool")) if v is not None]
     if tmo.get("read") is None:  # no read timeout asked for: the caller wants to wait
         return None
-    return time.monotonic() + max(vals)
+    return time.monotonic() + max(v for v in tmo.values() if v is not None)
 
 
 class _InFlight:
