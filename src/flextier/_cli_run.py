@@ -233,7 +233,7 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
     """Validate, open or resume the job, run it, print the summary. Returns the exit code."""
     from .catalog import default_catalog, load_catalog, set_default_catalog
     from .jobs.api import TIER_CHOICES, job_name_for, open_job, parse_deadline, parse_money
-    from .jobs.input import InvalidInput
+    from .jobs.input import BodyNotes, InvalidInput, iter_input
     from .jobs.store import JobStore, default_store_path, redact_url
     from .policy.budget import require_known_prices
 
@@ -376,11 +376,13 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
                   "time_scale": a.time_scale, "base_url": redact_url(a.base_url), **params}
         if a.batch_s3_uri or a.batch_role_arn:
             config.update(batch_s3_uri=a.batch_s3_uri, batch_role_arn=a.batch_role_arn)
+        notes = BodyNotes(tier_mode=tier, entry=entry)  # fields flextier replaces, said once per job
         try:
             opened = open_job(store_path, name=name, entry=entry, tier_mode=tier, deadline=deadline,
                               deadline_spec=a.deadline, clock_domain=domain, now=now, input_path=a.file,
                               prompt_template=a.prompt_template, skip_invalid=a.skip_invalid, output_path=out,
-                              ordered=bool(a.ordered), config=config)
+                              ordered=bool(a.ordered), config=config,
+                              items=notes.watch(iter_input(a.file, prompt_template=a.prompt_template)))
         except InvalidInput as exc:
             for e in exc.errors:
                 _err(f"flextier: invalid: {e.one_line()}")
@@ -388,6 +390,8 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
                 _err(f"flextier: ... and {exc.count - len(exc.errors)} more")
             raise
         st = stack.enter_context(opened.store)
+        for w in notes.warnings():
+            _err(f"flextier: warning: {w}")
         if opened.resumed:
             deadline = (st.job() or {}).get("deadline")
             if deadline is not None and deadline <= now:
@@ -395,6 +399,9 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
                                      field="--deadline")
         if a.retry_failed and st.reset_failed():
             st.reset_output()  # the old error lines go: the output is rewritten from the store
+        elif opened.resumed and not a.quiet and st.counts()["failed"]:
+            _err(f"flextier: {st.counts()['failed']} items failed in an earlier run and are not sent again; "
+                 f"add --retry-failed to send them again")
         if tier == "batch" and entry.provider == "bedrock" and not st.open_batches():
             # Bedrock refuses jobs under its minimum (AWS: 100 records); the lane would send the items
             # online instead, which for --tier batch means paying the standard price without asking.
@@ -432,6 +439,9 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
                            + (f" incl. {r['duplicates']['n']} duplicates" if r["duplicates"]["n"] else "") + ")")
             if a.html:
                 typer.echo(f"report: {write_html(r, a.html)}")
+            if code == EXIT_FAILED_ITEMS:
+                _err(f"flextier: {r['counts']['failed']} items failed (reasons in {out}); to send them again: "
+                     f"flextier resume {a.store or name} --retry-failed")
         elif a.html:  # --quiet silences the summary, not the page asked for
             from .jobs.report import build_report, write_html
 

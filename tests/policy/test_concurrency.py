@@ -157,11 +157,11 @@ def test_headers_set_limits_clamp_the_level_and_honour_reset():
     lim = RateLimiter(now=0.0)
     lim.update_from_headers({"X-RateLimit-Limit-Requests": "120", "x-ratelimit-remaining-requests": "3",
                              "x-ratelimit-reset-requests": "1s", "x-ratelimit-limit-tokens": "60000",
-                             "x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "6m0s"}, 0.0)
+                             "x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "4m0s"}, 0.0)
     assert lim.requests is not None and lim.requests.capacity == 120 and lim.requests.rate == pytest.approx(2.0)
     assert lim.requests.level(0.0) == pytest.approx(3.0)
-    assert lim.try_acquire(10, 0.0) == pytest.approx(360.0)     # tokens exhausted for 6 minutes
-    assert lim.try_acquire(10, 360.0) == 0.0
+    assert lim.try_acquire(10, 0.0) == pytest.approx(240.0)     # tokens exhausted for 4 minutes
+    assert lim.try_acquire(10, 240.0) == 0.0                    # (a reset past max_pause waits max_pause)
 
 
 def test_malformed_headers_are_ignored():

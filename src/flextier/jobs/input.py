@@ -526,12 +526,46 @@ def item_from_object(obj: Any, index: int) -> JobItem | InvalidLine:
 JOB_PARAM_KEYS = ("max_tokens", "temperature", "top_p", "stop", "seed", "reasoning_effort")
 
 
+#: Fields of a request that flextier itself decides: the model (``--model``), the tier (``--tier``)
+#: and streaming (results are whole responses). A body's own values are dropped, and
+#: :class:`BodyNotes` says so once per job.
+RESERVED_FIELDS = ("model", "service_tier", "stream", "stream_options")
+_MAX_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+#: Job parameters a native OpenAI body takes, per endpoint, and the key each goes under there.
+_NATIVE_JOB_KEYS = {
+    "chat": {"max_tokens": "max_completion_tokens", "temperature": "temperature", "top_p": "top_p",
+             "stop": "stop", "seed": "seed", "reasoning_effort": "reasoning_effort"},
+    "responses": {"max_tokens": "max_output_tokens", "temperature": "temperature", "top_p": "top_p"},
+}
+
+
+def apply_job_params(body: dict[str, Any], endpoint: str, job_params: dict[str, Any] | None) -> dict[str, Any]:
+    """``body`` (a native OpenAI body) with the job's parameters where the body has none of its own.
+
+    Why here: a job flag must apply in every lane (flex, standard, batch) and to every input
+    shape. ``--max-tokens`` was only injected into batch-format lines when ``--max-cost`` was
+    also given, so 200 lines with ``--max-tokens 20`` came back with a median of 297 output
+    tokens. The line's own value wins, as a simple line's ``params`` win over the job's.
+    """
+    for k, v in (job_params or {}).items():
+        key = _NATIVE_JOB_KEYS.get(endpoint, {}).get(k)
+        if key is None or v is None:
+            continue
+        if k == "max_tokens":
+            if not any(body.get(m) is not None for m in _MAX_KEYS):
+                body[key] = v
+        else:
+            body.setdefault(key, v)
+    return body
+
+
 def request_to_call(text: str, entry: Any, job_params: dict[str, Any] | None = None) -> Any:
     """Build the :class:`~flextier._types.CallRequest` for one stored item.
 
     Batch lines are sent natively (their ``body`` as-is, the job's model replacing
-    ``body.model``); simple lines become chat messages plus the job's parameters, with
-    per-line ``params`` taking precedence.
+    ``body.model``, the job's parameters filling what the body leaves unset); simple lines
+    become chat messages plus the job's parameters, with per-line ``params`` taking
+    precedence. The :data:`RESERVED_FIELDS` of either are flextier's to set.
     """
     from .._types import CallRequest
 
@@ -539,10 +573,11 @@ def request_to_call(text: str, entry: Any, job_params: dict[str, Any] | None = N
     if "body" in obj:
         body = dict(obj["body"])
         endpoint = BATCH_URLS[obj["url"]]
+        for k in RESERVED_FIELDS:
+            body.pop(k, None)
         if getattr(entry, "provider", "openai") != "openai":
-            return _portable_call(body, endpoint, entry, str(obj["custom_id"]))
-        body["model"] = entry.model_id
-        body.pop("service_tier", None)
+            return _portable_call(body, endpoint, entry, str(obj["custom_id"]), job_params)
+        body = apply_job_params({"model": entry.model_id, **body}, endpoint, job_params)
         return CallRequest(model=entry, native=body, endpoint=endpoint, custom_id=str(obj["custom_id"]))
     if "messages" in obj:
         messages = list(obj["messages"])
@@ -552,6 +587,8 @@ def request_to_call(text: str, entry: Any, job_params: dict[str, Any] | None = N
         messages.insert(0, {"role": "system", "content": obj["system"]})
     params = {k: v for k, v in (job_params or {}).items() if v is not None}
     params.update(obj.get("params") or {})
+    for k in RESERVED_FIELDS:
+        params.pop(k, None)
     return CallRequest(model=entry, messages=messages, params=params, endpoint="chat", custom_id=str(obj["id"]))
 
 
@@ -559,7 +596,8 @@ _PORTABLE_PARAMS = {"max_completion_tokens": "max_tokens", "max_tokens": "max_to
                     "temperature": "temperature", "top_p": "top_p", "stop": "stop", "seed": "seed"}
 
 
-def _portable_call(body: dict[str, Any], endpoint: str, entry: Any, custom_id: str) -> Any:
+def _portable_call(body: dict[str, Any], endpoint: str, entry: Any, custom_id: str,
+                   job_params: dict[str, Any] | None = None) -> Any:
     """An OpenAI batch line sent to another provider: its messages and common parameters.
 
     The body is OpenAI's wire format, which Gemini, Bedrock and Anthropic do not read, so
@@ -580,9 +618,111 @@ def _portable_call(body: dict[str, Any], endpoint: str, entry: Any, custom_id: s
         if isinstance(body.get("instructions"), str):
             messages.insert(0, {"role": "system", "content": body["instructions"]})
     params = {_PORTABLE_PARAMS[k]: v for k, v in body.items() if k in _PORTABLE_PARAMS and v is not None}
+    for k, v in (job_params or {}).items():  # the job's flags fill what the line leaves unset
+        if k in _PORTABLE_PARAMS.values() and v is not None:
+            params.setdefault(k, v)
     return CallRequest(model=entry, messages=messages, params=params, endpoint="chat", custom_id=custom_id)
 
 
-__all__ = ["JobItem", "InvalidLine", "InvalidInput", "PromptTemplate", "iter_input", "iter_jsonl", "iter_csv",
+# --------------------------------------------------------------------------------------
+# what flextier changes in the bodies it is given: said once per job, refused when contradictory
+# --------------------------------------------------------------------------------------
+
+#: ``service_tier`` spellings -> the tier they ask for (``auto``: the project default, no opinion).
+_BODY_TIERS = {"auto": None, "default": "standard", "standard": "standard", "flex": "flex", "priority": "priority",
+               "scale": "priority"}
+#: Tiers each ``--tier`` may serve online; a body asking for another one contradicts it.
+_TIER_ALLOWS = {"auto": {"flex", "standard"}, "flex": {"flex"}, "standard": {"standard"}, "batch": set()}
+
+
+class BodyNotes:
+    """Counts, during the import pass, the request fields flextier replaces, and refuses the
+    ``service_tier`` values that contradict ``--tier``.
+
+    Why: a body's ``stream: true``, its own ``model`` and its ``service_tier`` are replaced by
+    flextier (whole responses; ``--model``; the tier the planner picks). Doing that silently
+    surprised users (a batch file of ``gpt-4o`` lines ran on ``--model``'s model); refusing
+    every such line would make real OpenAI batch files unusable, since they all name a model.
+    So each is counted and said once per job (:meth:`warnings`), and only a tier the job can
+    never give (``flex`` under ``--tier standard``, ``priority`` anywhere) is an invalid record:
+    ``file:line: body.service_tier: ...``, exit 2, nothing sent (``--skip-invalid`` skips it).
+
+    Use: ``items = notes.watch(iter_input(path))`` and hand ``items`` to the import.
+    """
+
+    def __init__(self, *, tier_mode: str, entry: Any) -> None:
+        self.tier_mode = tier_mode
+        self.entry = entry
+        self.stream = 0
+        self.model = 0
+        self.service_tier = 0
+        self.models: list[str] = []      # the first few other model names seen
+        self._same: dict[str, bool] = {}
+
+    def _same_model(self, name: str) -> bool:
+        hit = self._same.get(name)
+        if hit is None:
+            e = self.entry
+            hit = name in (e.model_id, e.name)
+            if not hit:
+                from ..catalog import default_catalog
+
+                found = default_catalog().find_wire(e.provider, name)
+                hit = found is not None and found.name == e.name
+            if len(self._same) < 1024:
+                self._same[name] = hit
+        return hit
+
+    def check(self, item: JobItem) -> JobItem | InvalidLine:
+        """``item``, counted; or an :class:`InvalidLine` when its tier contradicts ``--tier``."""
+        if '"stream' not in item.request and '"model"' not in item.request and '"service_tier"' not in item.request:
+            return item  # nothing to look at (most simple lines): skip the parse
+        obj = json.loads(item.request)
+        where, fields = ("body", obj.get("body")) if "body" in obj else ("params", obj.get("params"))
+        if not isinstance(fields, dict):
+            return item
+        if fields.get("stream") or "stream_options" in fields:
+            self.stream += 1
+        m = fields.get("model")
+        if m is not None and not (isinstance(m, str) and self._same_model(m)):
+            self.model += 1
+            if len(self.models) < 3 and str(m)[:60] not in self.models:
+                self.models.append(str(m)[:60])
+        if "service_tier" in fields:
+            v = fields["service_tier"]
+            if v is not None and (not isinstance(v, str) or v.lower() not in _BODY_TIERS):
+                return InvalidLine(item.line, f"{where}.service_tier",
+                                   f"unknown tier {str(v)[:30]!r} (OpenAI's are auto, default, flex, priority)",
+                                   item.custom_id)
+            want = _BODY_TIERS.get(v.lower()) if isinstance(v, str) else None
+            if want is not None and want not in _TIER_ALLOWS.get(self.tier_mode, {"flex", "standard"}):
+                return InvalidLine(item.line, f"{where}.service_tier",
+                                   f"{v!r} contradicts --tier {self.tier_mode} (flextier sets each request's tier "
+                                   f"itself); drop the field or change --tier", item.custom_id)
+            self.service_tier += 1
+        return item
+
+    def watch(self, items: Iterator[JobItem | InvalidLine]) -> Iterator[JobItem | InvalidLine]:
+        """``items`` passed through :meth:`check` (invalid lines unchanged)."""
+        for it in items:
+            yield self.check(it) if isinstance(it, JobItem) else it
+
+    def warnings(self) -> list[str]:
+        """One line per kind of replaced field, with its count (empty when nothing was replaced)."""
+        out = []
+        if self.model:
+            names = ", ".join(self.models) + (", ..." if self.model > len(self.models) else "")
+            out.append(f"{self.model} lines name another model ({names}); --model {self.entry.name} replaces it "
+                       f"(and prices them)")
+        if self.stream:
+            out.append(f"{self.stream} lines ask for streaming; they are sent unstreamed and each result is the "
+                       f"whole response")
+        if self.service_tier:
+            out.append(f"{self.service_tier} lines set service_tier; flextier sets each request's tier itself "
+                       f"(--tier {self.tier_mode})")
+        return out
+
+
+__all__ = ["BodyNotes", "apply_job_params", "RESERVED_FIELDS", "JobItem", "InvalidLine", "InvalidInput", "PromptTemplate", "iter_input", "iter_jsonl", "iter_csv",
            "iter_parquet", "item_from_object", "request_to_call", "detect_format", "file_sha256",
            "validate_record", "MAX_LINE_BYTES", "MAX_REPORTED_ERRORS"]

@@ -55,6 +55,7 @@ from ..policy.budget import (Budget, estimate_cost, implausible_usage, output_bo
 from ..policy.concurrency import AimdConfig, AimdController, RateLimiter
 from ..policy.errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
                              TierNotSupported, Timeout, Unauthorized, UserInputError)
+from ..policy.errors import EndpointNotFound
 from ..policy.planner import (SAFETY, Decision, InFlight, Observation, Planner, PlannerConfig,
                               changeover_delay_for, standard_capacity)
 from .input import request_to_call
@@ -367,7 +368,7 @@ class Runner:
         # --concurrency successes; the first shed switches to plain AIMD (see AimdConfig)
         self.aimd = AimdController(AimdConfig(max_concurrency=max(1, opts.concurrency),
                                               cooldown=max(1.0, 2 * self.d / 60), slow_start=True))
-        self.limiter = RateLimiter(opts.rpm, opts.tpm, now=now)
+        self.limiter = RateLimiter(opts.rpm, opts.tpm, now=now, max_pause=opts.backoff.retry_after_cap)
         self.budget = Budget(max_cost=opts.max_cost)
         self.stats = Stats()
         self.flex_ok = self.entry.supports_flex and opts.tier_mode in ("auto", "flex", "batch")
@@ -999,6 +1000,16 @@ class Runner:
             if self._stop is None:
                 self._stop = JobPaused(f"the provider refused the credentials ({err}); the job is saved, "
                                        f"set a valid key and resume", kind="auth")
+            return
+        if isinstance(err, EndpointNotFound):
+            # No such route (a wrong --base-url): every item would fail alike. Pause, nothing failed.
+            self.ready.appendleft(w)
+            if self._stop is None:
+                name = (self.store.job() or {}).get("name") or "JOB"
+                sp = self.store.path
+                name = name if (sp.parent.name, sp.stem) == (".flextier", name) else str(sp)
+                self._stop = JobPaused(f"{err.message}; the job is saved and nothing was marked failed: resume it "
+                                       f"with the right URL (flextier resume {name} --base-url URL)", kind="endpoint")
             return
         if isinstance(err, QuotaExhausted):
             # One refusal can be a blip; a run of them with no success in between is a real

@@ -267,11 +267,19 @@ class RateLimiter:
     """
 
     def __init__(self, rpm: float | None = None, tpm: float | None = None, *, now: float = 0.0,
-                 window: float = 60.0, default_pause: float = 1.0) -> None:
+                 window: float = 60.0, default_pause: float = 1.0, max_pause: float = 300.0) -> None:
         if not window > 0:
             raise ValueError("window must be > 0")
+        if not max_pause >= 0:
+            raise ValueError("max_pause must be >= 0")
         self.window = float(window)
         self.default_pause = float(default_pause)
+        #: Longest pause a server may impose (``retry-after``, ``x-ratelimit-reset-*``), like
+        #: :attr:`~flextier.policy.backoff.Backoff.retry_after_cap` for a flex shed: one answer of
+        #: ``retry-after: 99999999`` or ``reset: 99999h`` must not park the lane for years.
+        self.max_pause = float(max_pause)
+        #: How many server-imposed pauses were longer than ``max_pause`` and cut to it.
+        self.capped = 0
         self.requests = self._bucket(rpm, now)
         self.tokens = self._bucket(tpm, now)
         self._not_before = -math.inf
@@ -310,14 +318,21 @@ class RateLimiter:
     def on_rate_limited(self, retry_after: float | None, now: float) -> None:
         """A :class:`RateLimited` came back: send nothing on this lane until the server allows."""
         pause = retry_after if retry_after is not None and retry_after > 0 else self.default_pause
-        self._not_before = max(self._not_before, now + pause)
+        self._not_before = max(self._not_before, now + self._cap(pause))
+
+    def _cap(self, pause: float) -> float:
+        if not pause <= self.max_pause:  # also NaN
+            self.capped += 1
+            return self.max_pause
+        return pause
 
     def update_from_headers(self, headers: Mapping[str, str], now: float) -> None:
         """Learn limits from OpenAI-style ``x-ratelimit-*`` headers (case-insensitive).
 
         ``limit-{requests,tokens}`` set the bucket size (per ``window``); ``remaining-*`` caps
         the level (the server counts requests we have not seen answered yet); when a remaining
-        count is 0, ``reset-*`` (a duration such as ``"6m0s"``) pauses the lane until then.
+        count is 0, ``reset-*`` (a duration such as ``"6m0s"``) pauses the lane until then
+        (at most :attr:`max_pause`).
         Malformed values are ignored: a header must never crash a job.
         """
         h = {k.lower(): v for k, v in headers.items()}
@@ -336,7 +351,7 @@ class RateLimiter:
                 bucket.clamp(remaining, now)
                 if remaining <= 0 and reset is not None:
                     try:
-                        bucket.hold_until(now + parse_duration(reset))
+                        bucket.hold_until(now + self._cap(parse_duration(reset)))
                     except ValueError:
                         pass
 

@@ -20,7 +20,9 @@ the runner and user code branch on meaning, not on wire details::
         ├── Timeout                   the call ran past its timeout -> may have been billed; resent once
         ├── Overloaded                Anthropic 529 overloaded_error -> retried with backoff
         └── BadRequest                other 4xx -> never retried
-            └── Unauthorized          401/403, a refused or missing key -> the job pauses at once
+            ├── Unauthorized          401/403, a refused or missing key -> the job pauses at once
+            └── EndpointNotFound      404/405 on the endpoint itself (no such route: a wrong
+                                      --base-url), not a provider's "model not found" -> pauses too
 
 ``ProviderError`` carries ``status``, ``code`` (the provider's own error code),
 ``retry_after`` (seconds, when the provider said), ``tier`` (the tier requested) and
@@ -152,8 +154,24 @@ class Unauthorized(BadRequest):
     alike, so a job stops at the first one instead of failing a million items."""
 
 
+class EndpointNotFound(BadRequest):
+    """The endpoint itself does not exist: a 404 or 405 that is not the provider's own error
+    (a plain "Not Found" page, a generic JSON shape, OpenAI's "Invalid URL"), so the base URL
+    or path is wrong. Like a refused key it fails every request alike: a job pauses at the
+    first one, with nothing marked failed, and resumes once the URL is fixed.
+
+    A provider's "model not found" 404 (its error JSON naming the model) stays a
+    :class:`BadRequest`: the endpoint is right, the request is not.
+    ``url`` is the URL that was called, without credentials (user:password, query string).
+    """
+
+    def __init__(self, message: str = "", *, url: str | None = None, **kw: object) -> None:
+        self.url = url
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
 __all__ = [
-    "Unauthorized",
+    "Unauthorized", "EndpointNotFound",
     "FlextierError", "UserInputError", "UnknownModel", "ProviderError",
     "FlexCapacityUnavailable", "RateLimited", "QuotaExhausted", "TierNotSupported",
     "Transient", "Timeout", "Overloaded", "BadRequest",

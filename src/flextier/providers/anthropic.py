@@ -28,7 +28,7 @@ from ..cost import Usage
 from ..policy.errors import ProviderError, Transient
 from .base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
                    malformed_response, served_tier, split_system, text_of_content, tls_context)
-from .openai import SHARD_CONNECTIONS, _classify_stainless, _json, _limits
+from .openai import SHARD_CONNECTIONS, _classify_stainless, _json, _limits, aguarded, guarded
 
 __all__ = ["AnthropicAdapter", "usage_from_body", "classify_anthropic", "DEFAULT_MAX_TOKENS"]
 
@@ -76,15 +76,15 @@ class AnthropicAdapter(BaseAdapter):
         tls: list[Any] = []
 
         def make_sync() -> Any:
-            return sync_c or _anthropic.Anthropic(**kw, http_client=_anthropic.DefaultHttpxClient(limits=lim))
+            return sync_c or _anthropic.Anthropic(**kw, http_client=_anthropic.DefaultHttpxClient(transport=guarded(lim)))
 
         def make_async() -> Any:
             if async_c is not None:
                 return async_c
             if not tls:
                 tls.append(tls_context(base_url, httpx2.create_ssl_context))
-            return _anthropic.AsyncAnthropic(**kw, http_client=_anthropic.DefaultAsyncHttpxClient(limits=alim,
-                                                                                                  verify=tls[0]))
+            return _anthropic.AsyncAnthropic(**kw, http_client=_anthropic.DefaultAsyncHttpxClient(
+                transport=aguarded(alim, tls[0])))
 
         tr = Transport(make_sync, make_async, shards=shards)
         tr.user_client = client  # type: ignore[attr-defined]

@@ -34,6 +34,7 @@ import hashlib
 import importlib
 import re
 import ssl
+import sys
 import threading
 import weakref
 from typing import Any, Callable, ClassVar, Mapping, Protocol, runtime_checkable
@@ -41,19 +42,24 @@ from typing import Any, Callable, ClassVar, Mapping, Protocol, runtime_checkable
 from .._types import AttemptOutcome, CallRequest
 from ..catalog import ModelEntry
 from ..policy.backoff import retry_after_from_headers
-from ..policy.errors import (BadRequest, FlexCapacityUnavailable, Overloaded, ProviderError, QuotaExhausted,
+from ..policy.errors import (BadRequest, EndpointNotFound, FlexCapacityUnavailable, Overloaded, ProviderError, QuotaExhausted,
                              RateLimited, TierNotSupported, Transient, Unauthorized)
 from ..tiers import normalize_tier
 
 __all__ = ["Adapter", "BaseAdapter", "Transport", "get_adapter", "served_tier", "classify_http",
            "DEFAULT_MAX_CONNECTIONS", "UNKNOWN_TIER", "text_of_content", "split_system", "ITEM_HEADER",
-           "item_header_value", "item_headers", "malformed_response", "check_usage"]
+           "item_header_value", "item_headers", "malformed_response", "check_usage", "route_error", "request_url"]
 
 DEFAULT_MAX_CONNECTIONS = 256
 UNKNOWN_TIER = "unknown"
 #: Seconds added to the read timeout of clients whose timeout is fixed at creation (botocore),
 #: so the per-call deadline, not the socket, decides.
 TIMEOUT_MARGIN = 30.0
+
+#: Seconds past an async attempt's timeout before it is cut from outside. The SDK's own
+#: timeouts and the guarded transport's total deadline (:mod:`.guard`) normally end it first;
+#: this catches what they cannot see (a server trickling its response headers).
+DEADLINE_GRACE = 1.0
 
 FLEX_CAPACITY_CODES = frozenset({"resource_unavailable", "flex_unavailable", "capacity_exceeded"})
 FLEX_PREEMPT_CODES = frozenset({"server_is_overloaded"})
@@ -105,6 +111,42 @@ def classify_http(*, status: int | None, code: str | None, err_type: str | None,
     if status in (401, 403):
         return Unauthorized(message, **kw)
     return BadRequest(message, **kw)
+
+
+def route_error(status: int | None, body: Any, message: str, url: Any, *, tier: str,
+                provider: str) -> EndpointNotFound | None:
+    """:class:`EndpointNotFound` when a 404/405 is about the endpoint, not the request.
+
+    The adapters only call the provider's generation routes, where a legitimate 404 is the
+    provider's own error (``{"error": {...}}`` saying the model was not found). A 405, a 404
+    that is plain text or HTML, a generic JSON shape (``{"detail": "Not Found"}``), an error
+    object saying only "Not Found", or OpenAI's ``Invalid URL (POST /v1/...)`` mean no such
+    route: the base URL is wrong, and every request would fail alike.
+    """
+    if status not in (404, 405):
+        return None
+    inner = body.get("error") if isinstance(body, Mapping) else None
+    if not isinstance(inner, Mapping) and isinstance(body, Mapping) and ("code" in body or "type" in body):
+        inner = body  # the SDK already unwrapped the error object (openai: exc.body is body["error"])
+    if status == 404 and isinstance(inner, Mapping):
+        said = str(inner.get("message") or "").strip().lower()
+        if not (said.startswith("invalid url") or said in ("", "not found", "404 not found", "404 page not found")):
+            return None  # the provider's own answer (model not found...): a bad request, not a bad URL
+    from ..jobs.store import redact_url
+
+    shown = redact_url(str(url)) if url else None
+    what = (message or "").strip().splitlines()[0][:80] if (message or "").strip() else "no such route"
+    return EndpointNotFound(f"{shown or 'the endpoint'} answered HTTP {status} ({what}): no such route, so the "
+                            f"base URL is wrong", status=status, code="endpoint_not_found", url=shown, tier=tier,
+                            provider=provider)
+
+
+def request_url(response: Any) -> Any:
+    """The URL an httpx response answered, or None (a response built by hand has no request)."""
+    try:
+        return response.request.url
+    except (AttributeError, RuntimeError):
+        return None
 
 
 def error_fields(body: Any) -> tuple[str | None, str | None, str]:
@@ -281,13 +323,19 @@ class BaseAdapter:
                 err.args = (msg,)
         return err
 
+    def _own(self, err: ProviderError, tier: str) -> ProviderError:
+        """A taxonomy error raised below the SDK (the guarded transport): add tier and provider."""
+        err.tier = err.tier or tier
+        err.provider = err.provider or self.provider
+        return self._scrub(err)
+
     def send(self, req: CallRequest, tier: str, timeout: float | None = None) -> AttemptOutcome:
         """ONE attempt at ``tier``; no retries. Raises taxonomy errors."""
         self.check_tier(tier)
         try:
             return self._send(req, tier, timeout)
         except ProviderError as exc:
-            raise self._scrub(exc)
+            raise self._own(exc, tier)
         except Exception as exc:
             err = self.classify(exc, tier)
             if err is None:
@@ -295,12 +343,15 @@ class BaseAdapter:
             raise self._scrub(err) from exc
 
     async def asend(self, req: CallRequest, tier: str, timeout: float | None = None) -> AttemptOutcome:
-        """Async twin of :meth:`send`."""
+        """Async twin of :meth:`send`, bounded as a whole: ``timeout`` (plus :data:`DEADLINE_GRACE`)
+        is the attempt's total deadline, whatever the server does (trickled headers or body)."""
         self.check_tier(tier)
         try:
-            return await self._asend(req, tier, timeout)
+            if timeout is None:
+                return await self._asend(req, tier, timeout)
+            return await _bounded(self._asend(req, tier, timeout), timeout + DEADLINE_GRACE)
         except ProviderError as exc:
-            raise self._scrub(exc)
+            raise self._own(exc, tier)
         except asyncio.TimeoutError as exc:  # raised by asyncio.wait_for in thread-backed adapters
             from ..policy.errors import Timeout
             raise Timeout("the call ran past its timeout", tier=tier, provider=self.provider,
@@ -310,6 +361,15 @@ class BaseAdapter:
             if err is None:
                 raise
             raise self._scrub(err) from exc
+
+
+if sys.version_info >= (3, 11):
+    async def _bounded(coro: Any, seconds: float) -> Any:
+        """``await coro`` cut off after ``seconds`` (asyncio.TimeoutError); no extra task, unlike wait_for."""
+        async with asyncio.timeout(seconds):
+            return await coro
+else:  # pragma: no cover - Python 3.10
+    _bounded = asyncio.wait_for
 
 
 def redact_secrets(text: str, secrets: tuple[str, ...]) -> str:

@@ -48,10 +48,10 @@ from botocore.exceptions import (ClientError, ConnectionClosedError, ConnectTime
 
 from .._types import AttemptOutcome, CallRequest
 from ..cost import Usage
-from ..policy.errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
-                             TierNotSupported, Timeout, Transient, Unauthorized)
+from ..policy.errors import (BadRequest, EndpointNotFound, FlexCapacityUnavailable, ProviderError, QuotaExhausted,
+                             RateLimited, TierNotSupported, Timeout, Transient, Unauthorized)
 from .base import (ITEM_HEADER, TIMEOUT_MARGIN, BaseAdapter, check_usage, item_header_value, malformed_response,
-                   retry_after_of, served_tier, split_system, text_of_content)
+                   retry_after_of, route_error, served_tier, split_system, text_of_content)
 
 # botocore takes no per-call headers: the item id rides a thread-local that a
 # ``before-sign`` handler (registered on every client the adapter uses) puts on the request.
@@ -105,6 +105,12 @@ _AUTH_CODES = frozenset({"UnrecognizedClientException", "AccessDeniedException",
                          "InvalidSignatureException", "IncompleteSignatureException"})
 
 
+def _url_of(exc: ClientError) -> str | None:
+    """The operation's URL, when botocore kept it (it does not always)."""
+    meta = exc.response.get("ResponseMetadata") or {}
+    return meta.get("RequestUrl") or None
+
+
 def classify_bedrock(exc: BaseException, tier: str) -> ProviderError | None:
     p = "bedrock"
     if isinstance(exc, ClientError):
@@ -135,6 +141,13 @@ def classify_bedrock(exc: BaseException, tier: str) -> ProviderError | None:
             return RateLimited(msg, **kw)
         if status in (401, 403) or code in _AUTH_CODES:
             return Unauthorized(msg, **kw)
+        if code in ("404", "405", "NotFound", "UnknownOperationException") or (
+                status in (404, 405) and "model" not in low):
+            # no such route (a plain 404 page, an unknown operation): a wrong endpoint URL
+            route = route_error(status if status in (404, 405) else 404, None, msg, _url_of(exc), tier=tier,
+                                provider=p)
+            if route is not None:
+                return route
         return BadRequest(msg, **kw)
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return Unauthorized(f"no usable AWS credentials: {exc}", tier=tier, provider=p)
@@ -334,4 +347,15 @@ class BedrockAdapter(BaseAdapter):
         return await self.transport.run(call, timeout)
 
     def classify(self, exc: BaseException, tier: str) -> ProviderError | None:
-        return classify_bedrock(exc, tier)
+        err = classify_bedrock(exc, tier)
+        if isinstance(err, EndpointNotFound) and err.url is None:
+            # botocore's error does not carry the URL; the client's endpoint names what is wrong
+            try:
+                url = self.transport.client(tier).meta.endpoint_url
+            except Exception:  # noqa: BLE001 - naming the URL is a courtesy, not a requirement
+                url = None
+            if url:
+                redone = route_error(err.status, None, "Not Found" if err.status == 404 else "Method Not Allowed",
+                                     url, tier=tier, provider=self.provider)
+                err = redone or err
+        return err

@@ -32,8 +32,9 @@ from ..cost import Usage
 from ..policy.backoff import retry_delay_from_google_details
 from ..policy.errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
                              TierNotSupported, Timeout, Transient, Unauthorized)
+from .guard import guard_async_transport, guard_transport
 from .base import (BaseAdapter, Transport, check_usage, item_headers, malformed_response, retry_after_of,
-                   served_tier, split_system, text_of_content, tls_context)
+                   request_url, route_error, served_tier, split_system, text_of_content, tls_context)
 
 try:  # google-genai may run on httpx or on its fork httpx2; classify both
     import httpx2 as _httpx2
@@ -118,6 +119,11 @@ def classify_gemini(exc: BaseException, tier: str) -> ProviderError | None:
             retry_after = retry_after_of(headers)
         kw = dict(status=code, code=status or None, retry_after=retry_after, tier=tier, provider=p)
         low = msg.lower()
+        resp = getattr(exc, "response", None)
+        route = route_error(code, exc.details, msg, request_url(resp),
+                            tier=tier, provider=p)
+        if route is not None:
+            return route
         if code == 429 or status == "RESOURCE_EXHAUSTED":
             quota_ids = _quota_ids(exc.details)
             if any("perday" in q for q in quota_ids):
@@ -206,10 +212,14 @@ class GeminiAdapter(BaseAdapter):
         def make(sync: bool) -> Any:
             if not sync and not tls:
                 tls.append(tls_context(base_url, httpx.create_ssl_context))
+            # the transports run under .guard: a total deadline per attempt and a capped body
             opts = gtypes.HttpOptions(
                 base_url=base_url,
-                httpx_client=httpx.Client(limits=limits, timeout=None) if sync else None,
-                httpx_async_client=None if sync else httpx.AsyncClient(limits=alimits, timeout=None, verify=tls[0]))
+                httpx_client=httpx.Client(transport=guard_transport(httpx.HTTPTransport(limits=limits), httpx),
+                                          timeout=None) if sync else None,
+                httpx_async_client=None if sync else httpx.AsyncClient(
+                    transport=guard_async_transport(httpx.AsyncHTTPTransport(limits=alimits, verify=tls[0]), httpx),
+                    timeout=None))
             kw: dict[str, Any] = {"http_options": opts}
             if api_key:
                 kw["api_key"] = api_key

@@ -23,8 +23,9 @@ import openai as _openai
 from .._types import AttemptOutcome, CallRequest
 from ..cost import Usage
 from ..policy.errors import ProviderError, Timeout, Transient
+from .guard import guard_async_transport, guard_transport
 from .base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
-                   malformed_response, retry_after_of, served_tier, tls_context)
+                   malformed_response, retry_after_of, request_url, route_error, served_tier, tls_context)
 
 __all__ = ["OpenAIAdapter", "WIRE_TIER", "usage_from_body", "text_from_body", "classify_openai"]
 
@@ -35,6 +36,16 @@ SHARD_CONNECTIONS = 32   # connections per async client (httpx pool); more clien
 
 def _limits(n: int) -> httpx2.Limits:
     return httpx2.Limits(max_connections=n, max_keepalive_connections=n)
+
+
+def guarded(limits: httpx2.Limits) -> Any:
+    """The SDK's default sync transport under :mod:`.guard` (total deadline, capped body)."""
+    return guard_transport(httpx2.HTTPTransport(limits=limits), httpx2)
+
+
+def aguarded(limits: httpx2.Limits, verify: Any) -> Any:
+    """The async twin of :func:`guarded` (one shared TLS context)."""
+    return guard_async_transport(httpx2.AsyncHTTPTransport(limits=limits, verify=verify), httpx2)
 
 
 def usage_from_body(u: Mapping[str, Any] | None) -> Usage:
@@ -79,6 +90,8 @@ def _classify_stainless(exc: BaseException, tier: str, provider: str, sdk: Any) 
         if isinstance(cause, (httpx2.ConnectTimeout, httpx2.PoolTimeout)):
             return Transient("connect timeout", tier=tier, provider=provider)
         return Timeout("the call ran past its timeout", tier=tier, provider=provider, possibly_billed=True)
+    if isinstance(exc, sdk.APIConnectionError) and isinstance(exc.__cause__, ProviderError):
+        return _own(exc.__cause__, tier, provider)  # raised by the guarded transport (body cap)
     if isinstance(exc, sdk.APIConnectionError):
         cause = exc.__cause__
         sent = isinstance(cause, (httpx2.ReadError, httpx2.RemoteProtocolError, httpx2.WriteError))
@@ -87,6 +100,10 @@ def _classify_stainless(exc: BaseException, tier: str, provider: str, sdk: Any) 
     if isinstance(exc, sdk.APIStatusError):
         code, err_type, msg = error_fields(exc.body)
         status = exc.status_code
+        route = route_error(status, exc.body, msg, request_url(exc.response), tier=tier,
+                            provider=provider)
+        if route is not None:
+            return route
         if status == 200:  # an in-stream "error" event (Anthropic raises it with the stream's 200)
             status = None
         return classify_http(status=status, code=code, err_type=err_type, message=msg or str(exc.message),
@@ -96,6 +113,13 @@ def _classify_stainless(exc: BaseException, tier: str, provider: str, sdk: Any) 
         return classify_http(status=None, code=code, err_type=err_type, message=msg or str(exc.message),
                              tier=tier, provider=provider)
     return None
+
+
+def _own(err: ProviderError, tier: str, provider: str) -> ProviderError:
+    """An error flextier's own transport raised, completed with the attempt's tier and provider."""
+    err.tier = err.tier or tier
+    err.provider = err.provider or provider
+    return err
 
 
 def error_from_event(data: Mapping[str, Any], tier: str) -> ProviderError | None:
@@ -171,14 +195,15 @@ class OpenAIAdapter(BaseAdapter):
         tls: list[Any] = []
 
         def make_sync() -> Any:
-            return sync_c or _openai.OpenAI(**kw, http_client=_openai.DefaultHttpxClient(limits=lim))
+            return sync_c or _openai.OpenAI(**kw, http_client=_openai.DefaultHttpxClient(transport=guarded(lim)))
 
         def make_async() -> Any:
             if async_c is not None:
                 return async_c
             if not tls:
                 tls.append(tls_context(base_url, httpx2.create_ssl_context))
-            return _openai.AsyncOpenAI(**kw, http_client=_openai.DefaultAsyncHttpxClient(limits=alim, verify=tls[0]))
+            return _openai.AsyncOpenAI(**kw, http_client=_openai.DefaultAsyncHttpxClient(
+                transport=aguarded(alim, tls[0])))
 
         tr = Transport(make_sync, make_async, shards=shards)
         tr.user_client = client  # type: ignore[attr-defined]
