@@ -23,9 +23,10 @@ from .clock import ScaledClock
 from .knobs import Knobs
 from .ledger import Ledger
 from .scheduler import FlexScheduler, GoneSignal
-from .tokenizer import generate_words, request_rng, tokenize
+from .tokenizer import count_tokens, generate_words, request_rng, tokenize
+from .tools import OutputSpec, ToolCall, decide, json_text, tool_call
 
-__all__ = ["Engine", "EmuError", "GenRequest", "Plan", "Session", "is_reasoning_model"]
+__all__ = ["Engine", "EmuError", "GenRequest", "Plan", "Session", "is_reasoning_model", "text_chunks"]
 
 _REASONING = re.compile(r"^(o\d|gpt-5|gemini-(3|2\.5))")
 
@@ -70,28 +71,109 @@ class GenRequest:
     reasoning_scale: float = 1.0
     item: str | None = None
     server_timeout_s: float | None = None
+    # -- beyond plain chat (issue 13); the defaults keep plain chat on its fast path --------
+    n: int = 1                                 # choices (OpenAI ``n``, Gemini ``candidateCount``)
+    stop: tuple[str, ...] | None = None        # stop sequences
+    seed: int | None = None                    # the request's own ``seed``
+    output: OutputSpec | None = None           # structured output / tools
 
 
 @dataclass
 class Plan:
+    """One answer. ``finish``: stop | length | tool_calls | stop_sequence (each dialect maps it).
+
+    A plain answer is ``words``; a JSON answer or a text cut at a stop sequence keeps its
+    exact text in ``text_override``; a tool call is in ``tool_calls``. ``others`` are the
+    further choices of an ``n`` > 1 request: billed with this one.
+    """
+
     words: list[str]
     reasoning_tokens: int
     input_tokens: int
     cached_tokens: int
-    finish: str                  # "stop" | "length"
+    finish: str
     service_s: float
     prompt_tokens: list[str] = field(default_factory=list, repr=False)
+    text_override: str | None = None
+    visible_override: int | None = None
+    tool_calls: list[ToolCall] | None = None
+    stop_sequence: str | None = None
+    others: list["Plan"] | None = None
 
     @property
     def text(self) -> str:
+        if self.text_override is not None:
+            return self.text_override
         return " ".join(self.words)
 
     @property
+    def visible_tokens(self) -> int:
+        """Visible output tokens of this choice (text or JSON, plus tool-call arguments)."""
+        return len(self.words) if self.visible_override is None else self.visible_override
+
+    @property
     def output_tokens(self) -> int:
-        return len(self.words) + self.reasoning_tokens
+        """Billed output tokens: every choice's visible and reasoning tokens."""
+        own = self.visible_tokens + self.reasoning_tokens
+        if self.others:
+            own += sum(o.output_tokens for o in self.others)
+        return own
+
+    @property
+    def choices(self) -> list["Plan"]:
+        return [self] + (self.others or [])
+
+    @property
+    def all_reasoning_tokens(self) -> int:
+        return self.reasoning_tokens + sum(o.reasoning_tokens for o in self.others or [])
 
     def usage(self) -> Usage:
-        return Usage(self.input_tokens, self.cached_tokens, self.output_tokens, self.reasoning_tokens)
+        return Usage(self.input_tokens, self.cached_tokens, self.output_tokens, self.all_reasoning_tokens)
+
+
+def _truncate(plan: Plan, limit: int) -> None:
+    """Cut a JSON/text answer to ``limit`` tokens (what a max-tokens stop does): finish ``length``."""
+    text = plan.text
+    total = max(1, plan.visible_tokens)
+    keep = int(len(text) * limit / total)
+    while keep > 0 and count_tokens(text[:keep]) > limit:
+        keep -= max(1, keep // 20)
+    plan.text_override = text[:max(0, keep)]
+    plan.visible_override = count_tokens(plan.text_override)
+    plan.finish = "length"
+
+
+def _apply_stop(plan: Plan, stops: tuple[str, ...]) -> None:
+    """End the text before the first stop sequence it contains (finish ``stop_sequence``)."""
+    text = plan.text
+    at, hit = -1, None
+    for s in stops:
+        if s:
+            i = text.find(s)
+            if i >= 0 and (at < 0 or i < at):
+                at, hit = i, s
+    if hit is None:
+        return
+    plan.text_override = text[:at]
+    plan.visible_override = count_tokens(plan.text_override)
+    plan.words = []
+    plan.finish = "stop_sequence"
+    plan.stop_sequence = hit
+
+
+def text_chunks(plan: Plan, n_chunks: int = 8) -> list[str]:
+    """The visible text of ``plan`` in about ``n_chunks`` stream deltas that concatenate to it."""
+    if plan.text_override is None:
+        words = plan.words
+        if not words:
+            return []
+        size = max(1, math.ceil(len(words) / max(1, n_chunks)))
+        return [("" if i == 0 else " ") + " ".join(words[i:i + size]) for i in range(0, len(words), size)]
+    text = plan.text
+    if not text:
+        return []
+    size = max(1, math.ceil(len(text) / max(1, n_chunks)))
+    return [text[i:i + size] for i in range(0, len(text), size)]
 
 
 class Engine:
@@ -130,8 +212,14 @@ class Engine:
     def plan(self, req: GenRequest) -> Plan:
         """Deterministic output for this request (seed + request), before prompt caching."""
         k = self.knobs
-        rng = request_rng(self.seed, req.provider, req.model_wire, req.prompt_text, req.max_tokens,
-                          req.reasoning, req.reasoning_scale)
+        if req.seed is None:
+            rng = request_rng(self.seed, req.provider, req.model_wire, req.prompt_text, req.max_tokens,
+                              req.reasoning, req.reasoning_scale)
+        else:
+            rng = request_rng(self.seed, req.provider, req.model_wire, req.prompt_text, req.max_tokens,
+                              req.reasoning, req.reasoning_scale, req.seed)
+        if req.output is not None or req.n > 1 or req.stop:
+            return self._plan_rich(req, rng)
         tokens = tokenize(req.prompt_text)
         mu = math.log(max(1, k.output_tokens_median))
         visible = int(round(math.exp(rng.gauss(mu, k.output_tokens_sigma)))) if k.output_tokens_sigma > 0 \
@@ -150,6 +238,55 @@ class Engine:
         words = generate_words(rng, visible)
         plan = Plan(words, reasoning, len(tokens), 0, finish, 0.0, tokens)
         plan.service_s = self.service_time(req, plan)
+        return plan
+
+    def _draw(self, req: GenRequest, rng: random.Random) -> tuple[int, int]:
+        """(visible, reasoning) lengths of one answer, before any max-tokens cap."""
+        k = self.knobs
+        mu = math.log(max(1, k.output_tokens_median))
+        visible = int(round(math.exp(rng.gauss(mu, k.output_tokens_sigma)))) if k.output_tokens_sigma > 0 \
+            else k.output_tokens_median
+        visible = max(1, min(visible, k.output_tokens_max))
+        reasoning = 0
+        if req.reasoning and req.reasoning_scale > 0:
+            reasoning = int(round(visible * k.reasoning_ratio * req.reasoning_scale * rng.uniform(0.5, 1.5)))
+        return visible, reasoning
+
+    def _plan_rich(self, req: GenRequest, rng: random.Random) -> Plan:
+        """Plan for structured output, tools, ``n`` choices or stop sequences (issue 13)."""
+        tokens = tokenize(req.prompt_text)
+        choices = [self._choice(req, rng) for _ in range(max(1, req.n))]
+        plan = choices[0]
+        plan.input_tokens = len(tokens)
+        plan.prompt_tokens = tokens
+        plan.others = choices[1:] or None
+        plan.service_s = self.service_time(req, plan)
+        return plan
+
+    def _choice(self, req: GenRequest, rng: random.Random) -> Plan:
+        visible, reasoning = self._draw(req, rng)
+        cap = max(1, req.max_tokens) if req.max_tokens is not None else None
+        if cap is not None:
+            reasoning = min(reasoning, cap // 2)
+        spec = req.output
+        tool = decide(spec, rng, self.knobs.tool_call_rate) if spec is not None else None
+        if tool is not None:
+            call = tool_call(tool, rng)
+            n_tok = count_tokens(call.name) + count_tokens(call.arguments_json) + 3
+            return Plan([], reasoning, 0, 0, "tool_calls", 0.0, text_override="", visible_override=n_tok,
+                        tool_calls=[call])
+        capped = cap is not None and visible > cap - reasoning
+        if capped:
+            visible = max(0, cap - reasoning)
+        if spec is not None and spec.wants_json:
+            text = json_text(spec, rng, generate_words(rng, min(visible, 40)) if spec.json_schema is None else [])
+            plan = Plan([], reasoning, 0, 0, "stop", 0.0, text_override=text, visible_override=count_tokens(text))
+            if cap is not None and plan.visible_tokens > cap - reasoning:
+                _truncate(plan, max(0, cap - reasoning))
+        else:
+            plan = Plan(generate_words(rng, visible), reasoning, 0, 0, "length" if capped else "stop", 0.0)
+        if req.stop:
+            _apply_stop(plan, req.stop)
         return plan
 
     def service_time(self, req: GenRequest, plan: Plan) -> float:
@@ -339,6 +476,19 @@ class Session:
             if i:
                 await self.wait(per, gone)
             yield g
+
+    async def paced(self, items: list[Any], gone: GoneSignal | None = None) -> AsyncIterator[Any]:
+        """Yield ``items`` (stream events of any kind) paced like :meth:`pieces`."""
+        assert self.plan is not None
+        total = self.plan.service_s
+        k = self.engine.knobs
+        first = min(total, (k.ttft_s + k.per_output_token_s * self.plan.reasoning_tokens) * k.latency_scale)
+        per = (total - first) / max(1, len(items))
+        await self.wait(first + per, gone)
+        for i, it in enumerate(items):
+            if i:
+                await self.wait(per, gone)
+            yield it
 
     def release(self) -> None:
         if self.holding:
