@@ -114,7 +114,7 @@ class Plan:
     @property
     def output_tokens(self) -> int:
         """Billed output tokens: every choice's visible and reasoning tokens."""
-        own = self.visible_tokens + self.reasoning_tokens
+        own = (len(self.words) if self.visible_override is None else self.visible_override) + self.reasoning_tokens
         if self.others:
             own += sum(o.output_tokens for o in self.others)
         return own
@@ -128,7 +128,8 @@ class Plan:
         return self.reasoning_tokens + sum(o.reasoning_tokens for o in self.others or [])
 
     def usage(self) -> Usage:
-        return Usage(self.input_tokens, self.cached_tokens, self.output_tokens, self.all_reasoning_tokens)
+        reasoning = self.reasoning_tokens if self.others is None else self.all_reasoning_tokens
+        return Usage(self.input_tokens, self.cached_tokens, self.output_tokens, reasoning)
 
 
 def _truncate(plan: Plan, limit: int) -> None:

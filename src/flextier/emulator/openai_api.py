@@ -169,7 +169,7 @@ class OpenAIAPI(WireAPI):
                                  "messages"), model_wire=str(body.get("model", "")))
         prompt = "\n".join(_text_of(m.get("content")) for m in msgs if isinstance(m, dict))
         mt = body.get("max_completion_tokens", body.get("max_tokens"))
-        spec = chat_spec(body, msgs)
+        spec = chat_spec(body, msgs) if ("tools" in body or "response_format" in body) else None
         if spec is not None:
             calls = [tc.get("function", {}).get("arguments", "") for m in msgs if isinstance(m, dict)
                      for tc in (m.get("tool_calls") or []) if isinstance(tc, dict)]
@@ -276,7 +276,8 @@ class OpenAIAPI(WireAPI):
     def _extras(self, req: GenRequest, body: dict[str, Any], spec: Any) -> None:
         """``stop``, ``seed`` and the output spec onto the neutral request."""
         req.output = spec
-        req.stop = stop_list(body.get("stop"))
+        if "stop" in body:
+            req.stop = stop_list(body["stop"])
         seed = body.get("seed")
         if isinstance(seed, int) and not isinstance(seed, bool):
             req.seed = seed
