@@ -37,7 +37,8 @@ def test_openai_forced_tool_choice(calm, choice):
         r = c.chat.completions.create(model="gpt-5.4-mini", messages=[{"role": "user", "content": f"q{i}"}],
                                       tools=OA_TOOLS, tool_choice=choice)
         ch = r.choices[0]
-        assert ch.finish_reason == "tool_calls" and ch.message.content is None
+        # as OpenAI does: a forced call ends with "stop"; only an "auto" call says "tool_calls"
+        assert ch.finish_reason == "stop" and ch.message.content is None
         tc, = ch.message.tool_calls
         assert tc.id.startswith("call_") and tc.type == "function"
         if isinstance(choice, dict):
@@ -101,7 +102,11 @@ def test_openai_stream_tool_call_deltas(calm):
     assert len(parts) > 2 and all(p.index == 0 for p in parts)
     args = "".join(p.function.arguments or "" for p in parts)
     assert valid(WEATHER if parts[0].function.name == "get_weather" else CLOCK, json.loads(args))
-    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    assert chunks[-1].choices[0].finish_reason == "stop"             # forced ("required")
+    auto = list(c.chat.completions.create(model="gpt-5.4-mini", messages=[{"role": "user", "content": "s"}],
+                                          tools=OA_TOOLS[:1], stream=True))
+    calls = [d for ch in auto for d in (ch.choices[0].delta.tool_calls or [])]
+    assert auto[-1].choices[0].finish_reason == ("tool_calls" if calls else "stop")
     with c.chat.completions.stream(model="gpt-5.4-mini", messages=[{"role": "user", "content": "s"}],
                                    tools=OA_TOOLS, tool_choice={"type": "function",
                                                                 "function": {"name": "get_weather"}}) as s:
@@ -234,3 +239,28 @@ def test_bedrock_converse_stream_tool_use(calm):
     args = "".join(e["contentBlockDelta"]["delta"]["toolUse"]["input"] for e in events if "contentBlockDelta" in e)
     assert valid(WEATHER, json.loads(args))
     assert next(e["messageStop"] for e in events if "messageStop" in e)["stopReason"] == "tool_use"
+
+
+def test_forced_unknown_tool_is_a_400_and_not_billed(calm):
+    import anthropic
+    import openai
+    from botocore.exceptions import ClientError
+    with pytest.raises(openai.BadRequestError) as ei:
+        openai_client(calm).chat.completions.create(model="gpt-5.4-mini", messages=[{"role": "user", "content": "x"}],
+                                                    tools=OA_TOOLS, tool_choice={"type": "function",
+                                                                                 "function": {"name": "nope"}})
+    assert ei.value.body["param"] == "tool_choice"
+    with pytest.raises(openai.BadRequestError):
+        openai_client(calm).chat.completions.create(model="gpt-5.4-mini", messages=[{"role": "user", "content": "x"}],
+                                                    tool_choice="required")
+    with pytest.raises(anthropic.BadRequestError):
+        anthropic_client(calm).messages.create(model="claude-sonnet-4-6", max_tokens=50, tools=AN_TOOLS,
+                                               tool_choice={"type": "tool", "name": "nope"},
+                                               messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(ClientError) as be:
+        bedrock_client(calm).converse(modelId="us.amazon.nova-pro-v1:0",
+                                      messages=[{"role": "user", "content": [{"text": "x"}]}],
+                                      toolConfig={"tools": BR_TOOLS["tools"], "toolChoice": {"tool": {"name": "no"}}})
+    assert be.value.response["Error"]["Code"] == "ValidationException"
+    rows = calm.ledger()
+    assert len(rows) == 4 and all(r["status"] == 400 and r["cost"] == "0" for r in rows)

@@ -148,6 +148,9 @@ class AnthropicAPI(WireAPI):
         cache_ok = _has_marker(body.get("system")) or _has_marker(msgs) or \
             not self.engine.knobs.cache_requires_marker
         spec = _spec(body, msgs)
+        if spec is not None and spec.unknown_forced() is not None:
+            raise WireError(_err(400, "invalid_request_error", f"tool_choice.name: tool '{spec.forced}' not found "
+                                 "in tools"), model_wire=model, entry=entry, tier="standard")
         if spec is not None:
             parts.insert(0, tools_prompt(body.get("tools"), body.get("output_config") or body.get("output_format")))
         req = GenRequest(provider="anthropic", model_wire=model, entry=entry, tier="standard",

@@ -173,6 +173,9 @@ class BedrockAPI(WireAPI):
                             model_wire=model, entry=entry, tier=tier)
         cache_ok = marker or not self.engine.knobs.cache_requires_marker
         spec = _spec(body, msgs)
+        if spec is not None and spec.unknown_forced() is not None:
+            raise WireError(_err(400, "ValidationException", f"The tool {spec.forced} in toolChoice is not "
+                                 "defined in toolConfig.tools."), model_wire=model, entry=entry, tier=tier)
         if spec is not None:
             texts.insert(0, tools_prompt(body.get("toolConfig"), body.get("outputConfig")))
         req = GenRequest(provider="bedrock", model_wire=model, entry=entry, tier=tier, served_tier=tier,

@@ -170,6 +170,7 @@ class OpenAIAPI(WireAPI):
         prompt = "\n".join(_text_of(m.get("content")) for m in msgs if isinstance(m, dict))
         mt = body.get("max_completion_tokens", body.get("max_tokens"))
         spec = chat_spec(body, msgs) if ("tools" in body or "response_format" in body) else None
+        self._check_choice(body, spec)
         if spec is not None:
             calls = [tc.get("function", {}).get("arguments", "") for m in msgs if isinstance(m, dict)
                      for tc in (m.get("tool_calls") or []) if isinstance(tc, dict)]
@@ -184,6 +185,13 @@ class OpenAIAPI(WireAPI):
                                      "invalid_request_error", "invalid_value", "n"), model_wire=req.model_wire,
                                 entry=req.entry, tier=req.tier)
             req.n = n
+        # OpenAI answers a forced call (tool_choice "required" or a named function) with
+        # finish_reason "stop", and only an "auto" call with "tool_calls"
+        forced = spec is not None and spec.choice in ("any", "tool")
+
+        def finish(c: Plan) -> str:
+            return "stop" if forced and c.finish == "tool_calls" else _FINISH[c.finish]
+
         want_lp = body.get("logprobs") is True
         top_lp = body.get("top_logprobs") if isinstance(body.get("top_logprobs"), int) else 0
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -225,7 +233,7 @@ class OpenAIAPI(WireAPI):
                         msg["tool_calls"] = tool_calls(c)
                     choices.append({"index": i, "message": msg,
                                     "logprobs": None if c.tool_calls else logprobs(c.text),
-                                    "finish_reason": _FINISH[c.finish]})
+                                    "finish_reason": finish(c)})
             return {"id": f"chatcmpl-{s.rid}", "object": "chat.completion", "created": created,
                     "model": req.model_wire, "service_tier": self._wire_tier(req), "system_fingerprint": None,
                     "choices": choices, "usage": usage(s)}
@@ -259,7 +267,7 @@ class OpenAIAPI(WireAPI):
                         head.append(chunk(i, {"content": frag}, None, logprobs(frag)))
                         groups.append(head)
                         head = []
-                tail = chunk(i, {}, _FINISH[c.finish])
+                tail = chunk(i, {}, finish(c))
                 if head or not groups:
                     groups.append(head + [tail])
                 else:
@@ -272,6 +280,20 @@ class OpenAIAPI(WireAPI):
             yield b"data: [DONE]\n\n"
 
         return Call(req, render, stream, headers=self._headers, id_prefix="chatcmpl-")
+
+    @staticmethod
+    def _check_choice(body: dict[str, Any], spec: Any) -> None:
+        """A ``tool_choice`` that names no sent tool, or forces one without tools: 400 like OpenAI."""
+        model = str(body.get("model", ""))
+        bad = spec.unknown_forced() if spec is not None else None
+        if bad is not None:
+            raise WireError(_err(400, f"Invalid value for 'tool_choice': function '{bad}' is not among the "
+                                 "provided tools.", "invalid_request_error", "invalid_value", "tool_choice"),
+                            model_wire=model)
+        if body.get("tool_choice") not in (None, "none", "auto") and not body.get("tools"):
+            raise WireError(_err(400, "Invalid value for 'tool_choice': 'tool_choice' is only allowed when "
+                                 "'tools' are specified.", "invalid_request_error", None, "tool_choice"),
+                            model_wire=model)
 
     def _extras(self, req: GenRequest, body: dict[str, Any], spec: Any) -> None:
         """``stop``, ``seed`` and the output spec onto the neutral request."""
@@ -326,6 +348,7 @@ class OpenAIAPI(WireAPI):
                                  "missing_required_parameter", "input"), model_wire=str(body.get("model", "")))
         history = "\n".join(parts)
         spec = responses_spec(body, items, prev_called)
+        self._check_choice(body, spec)
         prompt = history
         if spec is not None:
             prompt = tools_prompt(body.get("tools"), (body.get("text") or {}).get("format")) + "\n" + history

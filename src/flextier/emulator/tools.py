@@ -77,6 +77,12 @@ class OutputSpec:
     def wants_json(self) -> bool:
         return self.json_schema is not None or self.json_object
 
+    def unknown_forced(self) -> str | None:
+        """The forced tool's name when no tool of that name was sent (the providers answer 400)."""
+        if self.choice == "tool" and self.tool(self.forced or "") is None:
+            return str(self.forced)
+        return None
+
     def tool(self, name: str) -> ToolSpec | None:
         for t in self.tools:
             if t.name == name:
