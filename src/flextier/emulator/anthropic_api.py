@@ -151,12 +151,12 @@ class AnthropicAPI(WireAPI):
         if spec is not None and spec.unknown_forced() is not None:
             raise WireError(_err(400, "invalid_request_error", f"tool_choice.name: tool '{spec.forced}' not found "
                                  "in tools"), model_wire=model, entry=entry, tier="standard")
-        if spec is not None:
-            parts.insert(0, tools_prompt(body.get("tools"), body.get("output_config") or body.get("output_format")))
         req = GenRequest(provider="anthropic", model_wire=model, entry=entry, tier="standard",
                          served_tier="standard", prompt_text="\n".join(parts), max_tokens=mt,
                          stream=bool(body.get("stream")), cache_eligible=cache_ok, reasoning=reasoning,
-                         stop=stop_list(body.get("stop_sequences")), output=spec)
+                         stop=stop_list(body.get("stop_sequences")), output=spec,
+                         prompt_prefix=tools_prompt(body.get("tools"), body.get("output_config")
+                                                    or body.get("output_format")) if spec is not None else "")
 
         def usage(s: Session, output: int | None = None) -> dict[str, Any]:
             p = s.plan

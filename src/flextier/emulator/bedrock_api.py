@@ -176,11 +176,11 @@ class BedrockAPI(WireAPI):
         if spec is not None and spec.unknown_forced() is not None:
             raise WireError(_err(400, "ValidationException", f"The tool {spec.forced} in toolChoice is not "
                                  "defined in toolConfig.tools."), model_wire=model, entry=entry, tier=tier)
-        if spec is not None:
-            texts.insert(0, tools_prompt(body.get("toolConfig"), body.get("outputConfig")))
         req = GenRequest(provider="bedrock", model_wire=model, entry=entry, tier=tier, served_tier=tier,
                          prompt_text="\n".join(texts), max_tokens=mt, stream=stream, cache_eligible=cache_ok,
-                         output=spec, stop=stop_list(ic.get("stopSequences") if isinstance(ic, dict) else None))
+                         output=spec, stop=stop_list(ic.get("stopSequences") if isinstance(ic, dict) else None),
+                         prompt_prefix=tools_prompt(body.get("toolConfig"), body.get("outputConfig"))
+                         if spec is not None else "")
         wire_tier = {"type": raw}
 
         def usage(s: Session) -> dict[str, Any]:

@@ -76,6 +76,7 @@ class GenRequest:
     stop: tuple[str, ...] | None = None        # stop sequences
     seed: int | None = None                    # the request's own ``seed``
     output: OutputSpec | None = None           # structured output / tools
+    prompt_prefix: str = ""                    # tool and schema definitions, billed ahead of the prompt
 
 
 @dataclass
@@ -194,6 +195,7 @@ class Engine:
         self._draws = random.Random(f"decide:{seed}")
         self._seq = 0
         self._windows: dict[str, tuple[int, int, int]] = {}   # key -> (minute, requests, tokens)
+        self._prefix_cache: dict[str, list[str]] = {}
 
     # -- control ---------------------------------------------------------------------------
     def set_knobs(self, knobs: Knobs, profile: str | None = None) -> None:
@@ -213,12 +215,12 @@ class Engine:
     def plan(self, req: GenRequest) -> Plan:
         """Deterministic output for this request (seed + request), before prompt caching."""
         k = self.knobs
-        if req.seed is None:
+        if req.seed is None and not req.prompt_prefix:
             rng = request_rng(self.seed, req.provider, req.model_wire, req.prompt_text, req.max_tokens,
                               req.reasoning, req.reasoning_scale)
         else:
             rng = request_rng(self.seed, req.provider, req.model_wire, req.prompt_text, req.max_tokens,
-                              req.reasoning, req.reasoning_scale, req.seed)
+                              req.reasoning, req.reasoning_scale, req.seed, req.prompt_prefix)
         if req.output is not None or req.n > 1 or req.stop:
             return self._plan_rich(req, rng)
         tokens = tokenize(req.prompt_text)
@@ -255,7 +257,7 @@ class Engine:
 
     def _plan_rich(self, req: GenRequest, rng: random.Random) -> Plan:
         """Plan for structured output, tools, ``n`` choices or stop sequences (issue 13)."""
-        tokens = tokenize(req.prompt_text)
+        tokens = self._prefix_tokens(req.prompt_prefix) + tokenize(req.prompt_text)
         choices = [self._choice(req, rng) for _ in range(max(1, req.n))]
         plan = choices[0]
         plan.input_tokens = len(tokens)
@@ -263,6 +265,17 @@ class Engine:
         plan.others = choices[1:] or None
         plan.service_s = self.service_time(req, plan)
         return plan
+
+    def _prefix_tokens(self, prefix: str) -> list[str]:
+        """Tokens of a tools/schema prefix; a pipeline sends the same one on every request, so cache it."""
+        if not prefix:
+            return []
+        hit = self._prefix_cache.get(prefix)
+        if hit is None:
+            if len(self._prefix_cache) >= 256:
+                self._prefix_cache.pop(next(iter(self._prefix_cache)))
+            hit = self._prefix_cache[prefix] = tokenize(prefix)
+        return hit
 
     def _choice(self, req: GenRequest, rng: random.Random) -> Plan:
         visible, reasoning = self._draw(req, rng)

@@ -220,14 +220,13 @@ class GeminiAPI(WireAPI):
             except ValueError:
                 timeout_s = None
         spec = _spec(body, gc, contents)
-        if spec is not None:
-            texts.insert(0, tools_prompt(body.get("tools"), _get(gc, "responseJsonSchema", "response_json_schema"),
-                                         _get(gc, "responseSchema", "response_schema")))
+        prefix = tools_prompt(body.get("tools"), _get(gc, "responseJsonSchema", "response_json_schema"),
+                              _get(gc, "responseSchema", "response_schema")) if spec is not None else ""
         req = GenRequest(provider="gemini", model_wire=model, entry=entry, tier=tier, served_tier=served,
                          prompt_text="\n".join(texts), max_tokens=mt, stream=stream,
                          reasoning=is_reasoning_model("gemini", model), reasoning_scale=scale,
                          server_timeout_s=timeout_s, output=spec,
-                         stop=stop_list(_get(gc, "stopSequences", "stop_sequences")))
+                         stop=stop_list(_get(gc, "stopSequences", "stop_sequences")), prompt_prefix=prefix)
         n = _get(gc, "candidateCount", "candidate_count")
         if n is not None:
             if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 8:

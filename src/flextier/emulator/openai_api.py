@@ -174,9 +174,10 @@ class OpenAIAPI(WireAPI):
         if spec is not None:
             calls = [tc.get("function", {}).get("arguments", "") for m in msgs if isinstance(m, dict)
                      for tc in (m.get("tool_calls") or []) if isinstance(tc, dict)]
-            prompt = "\n".join([tools_prompt(body.get("tools"), body.get("response_format")), prompt,
-                                *[c for c in calls if isinstance(c, str)]])
+            prompt = "\n".join([prompt, *[c for c in calls if isinstance(c, str)]])
         req = self._gen_request(body, prompt, mt, body.get("reasoning_effort"))
+        if spec is not None:
+            req.prompt_prefix = tools_prompt(body.get("tools"), body.get("response_format"))
         self._extras(req, body, spec)
         n = body.get("n")
         if n is not None:
@@ -349,11 +350,10 @@ class OpenAIAPI(WireAPI):
         history = "\n".join(parts)
         spec = responses_spec(body, items, prev_called)
         self._check_choice(body, spec)
-        prompt = history
-        if spec is not None:
-            prompt = tools_prompt(body.get("tools"), (body.get("text") or {}).get("format")) + "\n" + history
         effort = (body.get("reasoning") or {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
-        req = self._gen_request(body, prompt, body.get("max_output_tokens"), effort)
+        req = self._gen_request(body, history, body.get("max_output_tokens"), effort)
+        if spec is not None:
+            req.prompt_prefix = tools_prompt(body.get("tools"), (body.get("text") or {}).get("format"))
         self._extras(req, body, spec)
         include = body.get("include") if isinstance(body.get("include"), list) else []
         want_lp = "message.output_text.logprobs" in include
