@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps(res))
     else:
-        print(f"emulator throughput: {res['requests_per_s']} req/s  ({a.requests} non-streaming {a.mode} {a.tier} requests, "
+        print(f"emulator throughput: {res['requests_per_s']} req/s  ({a.requests} non-streaming {a.mode} {a.tier} "
+              "requests, "
               f"{a.concurrency} concurrent {a.client} clients, calm, zero added latency; "
               f"p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms, errors {errors})")
         cpu = (f"server CPU {res['server_cpu_us_per_req']} us/req (one core: ~{res['server_one_core_req_per_s']} req/s), "

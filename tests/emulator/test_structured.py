@@ -139,6 +139,13 @@ def test_openai_json_schema_not_strict_and_json_object(calm):
     r = c.chat.completions.create(model="gpt-5.4-mini", messages=[{"role": "user", "content": "json please"}],
                                   response_format={"type": "json_object"})
     assert isinstance(json.loads(r.choices[0].message.content), dict)
+    # as OpenAI: JSON mode needs the word "json" in the messages
+    import openai
+    with pytest.raises(openai.BadRequestError):
+        c.chat.completions.create(model="gpt-5.4-mini", messages=[{"role": "user", "content": "hi"}],
+                                  response_format={"type": "json_object"})
+    r = c.responses.create(model="gpt-5.4-mini", input="answer in JSON", text={"format": {"type": "json_object"}})
+    assert isinstance(json.loads(r.output_text), dict)
 
 
 def test_openai_structured_is_deterministic(calm):

@@ -240,7 +240,8 @@ class GeminiAPI(WireAPI):
         def usage(s: Session) -> dict[str, Any]:
             p = s.plan
             assert p is not None
-            u: dict[str, Any] = {"promptTokenCount": p.input_tokens, "candidatesTokenCount": sum(c.visible_tokens for c in p.choices),
+            u: dict[str, Any] = {"promptTokenCount": p.input_tokens,
+                                 "candidatesTokenCount": sum(c.visible_tokens for c in p.choices),
                                  "totalTokenCount": p.input_tokens + p.output_tokens,
                                  "promptTokensDetails": [{"modality": "TEXT", "tokenCount": p.input_tokens}],
                                  "serviceTier": served.upper()}

@@ -177,6 +177,10 @@ class OpenAIAPI(WireAPI):
             prompt = "\n".join([prompt, *[c for c in calls if isinstance(c, str)]])
         req = self._gen_request(body, prompt, mt, body.get("reasoning_effort"))
         if spec is not None:
+            if spec.json_object and "json" not in prompt.lower():
+                raise WireError(_err(400, "'messages' must contain the word 'json' in some form, to use "
+                                     "'response_format' of type 'json_object'.", "invalid_request_error", None,
+                                     "messages"), model_wire=req.model_wire, entry=req.entry, tier=req.tier)
             req.prompt_prefix = tools_prompt(body.get("tools"), body.get("response_format"))
         self._extras(req, body, spec)
         n = body.get("n")
@@ -353,6 +357,10 @@ class OpenAIAPI(WireAPI):
         effort = (body.get("reasoning") or {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
         req = self._gen_request(body, history, body.get("max_output_tokens"), effort)
         if spec is not None:
+            if spec.json_object and "json" not in history.lower():
+                raise WireError(_err(400, "Response input messages must contain the word 'json' in some form to "
+                                     "use 'text.format' of type 'json_object'.", "invalid_request_error", None,
+                                     "input"), model_wire=req.model_wire, entry=req.entry, tier=req.tier)
             req.prompt_prefix = tools_prompt(body.get("tools"), (body.get("text") or {}).get("format"))
         self._extras(req, body, spec)
         include = body.get("include") if isinstance(body.get("include"), list) else []
