@@ -53,6 +53,18 @@ def test_gemini_candidate_count(calm):
     assert r.usage_metadata.candidates_token_count == total
 
 
+def test_gemini_logprobs(calm):
+    from google.genai import types
+    g = gemini_client(calm)
+    r = g.models.generate_content(model="gemini-3-flash", contents="hi",
+                                  config=types.GenerateContentConfig(response_logprobs=True, logprobs=2))
+    cd = r.candidates[0]
+    chosen = cd.logprobs_result.chosen_candidates
+    assert "".join(c.token for c in chosen) == cd.content.parts[0].text
+    assert all(c.log_probability <= 0 for c in chosen) and cd.avg_logprobs <= 0
+    assert all(len(t.candidates) == 2 for t in cd.logprobs_result.top_candidates)
+
+
 def test_n_out_of_range_is_400(calm):
     with pytest.raises(openai.BadRequestError) as ei:
         openai_client(calm).chat.completions.create(model="gpt-5.4-mini", messages=M, n=0)

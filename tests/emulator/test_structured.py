@@ -246,3 +246,50 @@ def test_invalid_json_validation_is_real():
     """The validator used above does reject a wrong instance (the checks can fail)."""
     with pytest.raises(jsonschema.ValidationError):
         _check(Invoice.model_json_schema(), {"number": "1", "status": "lost", "lines": [], "note": None})
+
+
+# -- property: any schema built from the supported keywords gets a valid instance ------------------
+def _schemas():
+    from hypothesis import strategies as st
+    names = st.sampled_from(["a", "b", "c", "d", "e"])
+    leaf = st.one_of(
+        st.builds(lambda lo, span: {"type": "integer", "minimum": lo, "maximum": lo + span},
+                  st.integers(-50, 50), st.integers(0, 20)),
+        st.builds(lambda lo, ex: {"type": "number", ("exclusiveMinimum" if ex else "minimum"): lo,
+                                  "maximum": lo + 5}, st.integers(-5, 5), st.booleans()),
+        st.builds(lambda lo, span: {"type": "string", "minLength": lo, "maxLength": lo + span},
+                  st.integers(0, 8), st.integers(0, 8)),
+        st.sampled_from([{"type": "string", "format": f} for f in ("date-time", "date", "email", "uuid", "uri")]),
+        st.just({"type": "boolean"}), st.just({"type": "null"}),
+        st.lists(st.sampled_from(["x", "y", 1, None, True]), min_size=1, max_size=4, unique=True).map(
+            lambda vs: {"enum": vs}),
+        st.builds(lambda step: {"type": "integer", "multipleOf": step, "minimum": 1, "maximum": 60},
+                  st.integers(2, 7)),
+        st.just({"$ref": "#/$defs/Item"}),
+    )
+
+    def extend(inner):
+        obj = st.builds(lambda props, req, closed: {"type": "object", "properties": props,
+                                                    "required": [k for k in props if k in req],
+                                                    **({"additionalProperties": False} if closed else {})},
+                        st.dictionaries(names, inner, max_size=4), st.sets(names), st.booleans())
+        arr = st.builds(lambda it, lo, span: {"type": "array", "items": it, "minItems": lo, "maxItems": lo + span},
+                        inner, st.integers(0, 2), st.integers(0, 3))
+        return st.one_of(obj, arr, st.lists(inner, min_size=1, max_size=3).map(lambda bs: {"anyOf": bs}),
+                         inner.map(lambda s: {"type": [s["type"], "null"]} if isinstance(s.get("type"), str)
+                                   and s["type"] not in ("object", "array", "null") else s))
+    body = st.recursive(leaf, extend, max_leaves=12)
+    item = {"type": "object", "properties": {"id": {"type": "integer"}, "next": {"anyOf": [
+        {"$ref": "#/$defs/Item"}, {"type": "null"}]}}, "required": ["id", "next"], "additionalProperties": False}
+    return body.map(lambda s: {**s, "$defs": {"Item": item}})
+
+
+def test_generator_property_valid_for_random_schemas():
+    from hypothesis import given, settings, HealthCheck
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(_schemas(), st.integers(0, 2**32))
+    def check(schema, seed):
+        _check(schema, instance(schema, random.Random(seed)))
+    check()

@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from .engine import EmuError, GenRequest, Plan, Session, is_reasoning_model, text_chunks
 from .http import dumps, json_response
+from .logprobs import token_logprobs
 from .openai_tools import stop_list, tools_prompt
 from .structured import normalize_gemini
 from .tools import OutputSpec, ToolSpec
@@ -96,6 +97,18 @@ def _spec(body: dict[str, Any], gc: Any, contents: list[Any]) -> OutputSpec | No
     after = any(_get(p, "functionResponse", "function_response") is not None for p in last.get("parts") or [])
     return OutputSpec(tools=tools, choice=choice, forced=forced, after_tool_result=after, called=frozenset(called),
                       json_schema=schema, json_object=json_object)
+
+
+def _logprobs(text: str, top: int, seed: int) -> dict[str, Any]:
+    """``avgLogprobs`` and ``logprobsResult`` of a candidate (``responseLogprobs: true``)."""
+    toks = token_logprobs(text, max(1, top), seed)
+
+    def cand(t: dict[str, Any]) -> dict[str, Any]:
+        return {"token": t["token"], "logProbability": t["logprob"]}
+    total = sum(t["logprob"] for t in toks)
+    res = {"chosenCandidates": [cand(t) for t in toks], "logProbabilitySum": round(total, 6),
+           "topCandidates": [{"candidates": [cand(x) for x in t["top_logprobs"][:top]]} for t in toks] if top else []}
+    return {"avgLogprobs": round(total / len(toks), 6) if toks else 0.0, "logprobsResult": res}
 
 
 def _parts(c: Plan) -> list[dict[str, Any]]:
@@ -233,6 +246,10 @@ class GeminiAPI(WireAPI):
                 raise WireError(_err(400, f"Invalid value at 'generation_config.candidate_count' ({n!r})"),
                                 model_wire=model, entry=entry, tier=tier)
             req.n = n
+        want_lp = _get(gc, "responseLogprobs", "response_logprobs") is True
+        top_lp = _get(gc, "logprobs", "logprobs")
+        top_lp = top_lp if isinstance(top_lp, int) and not isinstance(top_lp, bool) else 0
+        emu_seed = self.engine.seed
         seed = gc.get("seed") if isinstance(gc, dict) else None
         if isinstance(seed, int) and not isinstance(seed, bool):
             req.seed = seed
@@ -257,8 +274,14 @@ class GeminiAPI(WireAPI):
 
         def render(s: Session) -> dict[str, Any]:
             assert s.plan is not None
-            return {"candidates": [{"content": {"parts": _parts(c), "role": "model"}, "finishReason": finish(c),
-                                    "index": i} for i, c in enumerate(s.plan.choices)],
+            cands = []
+            for i, c in enumerate(s.plan.choices):
+                cd: dict[str, Any] = {"content": {"parts": _parts(c), "role": "model"}, "finishReason": finish(c),
+                                      "index": i}
+                if want_lp and not c.tool_calls:
+                    cd.update(_logprobs(c.text, top_lp, emu_seed))
+                cands.append(cd)
+            return {"candidates": cands,
                     "usageMetadata": usage(s), "modelVersion": model, "responseId": s.rid}
 
         async def stream_body(s: Session) -> AsyncIterator[bytes]:
