@@ -18,6 +18,7 @@ and ``nullable`` — in tens of microseconds, from a caller-owned ``random.Rando
 """
 from __future__ import annotations
 
+import ast
 import random
 import string
 from typing import Any
@@ -32,6 +33,49 @@ _KEYS_CAMEL = {"max_items": "maxItems", "min_items": "minItems", "max_length": "
                "min_length": "minLength", "max_properties": "maxProperties", "min_properties": "minProperties",
                "any_of": "anyOf", "property_ordering": "propertyOrdering", "additional_properties":
                "additionalProperties", "prefix_items": "prefixItems"}
+
+
+_HINT_KEYS = frozenset(("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength",
+                        "maxLength", "minItems", "maxItems", "uniqueItems", "prefixItems", "minProperties",
+                        "maxProperties", "format"))
+
+
+def description_hints(description: str) -> dict[str, Any]:
+    """Constraints a client moved into a description, e.g. ``"Qty\n\n{maximum: 50, minimum: 1}"``.
+
+    Anthropic's SDK (``messages.parse``, strict tools) strips keywords the API does not
+    enforce and appends them this way; a real model reads and honours them, so the
+    emulated one does too. Returns only known keywords with literal values.
+    """
+    if not description.endswith("}"):
+        return {}
+    start = description.rfind("\n{") + 1 if "\n{" in description else (0 if description.startswith("{") else -1)
+    if start < 0:
+        return {}
+    body = description[start + 1:-1]
+    out: dict[str, Any] = {}
+    depth, item = 0, []
+    parts: list[str] = []
+    for ch in body:                      # split on top-level commas
+        if ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(item))
+            item = []
+        else:
+            item.append(ch)
+    parts.append("".join(item))
+    for part in parts:
+        key, sep, raw = part.strip().partition(": ")
+        if sep and key in _HINT_KEYS:
+            try:
+                out[key] = ast.literal_eval(raw.strip())
+            except (ValueError, SyntaxError):
+                if key == "format":
+                    out[key] = raw.strip().strip("'\"")
+    return out
 
 
 def normalize_gemini(schema: Any) -> Any:
@@ -135,6 +179,11 @@ class _Gen:
             return None
         if "allOf" in s:
             s = self.merged(s)
+        desc = s.get("description")
+        if isinstance(desc, str) and desc.endswith("}"):
+            hints = description_hints(desc)
+            if hints:
+                s = {**hints, **s}
         if "const" in s:
             return s["const"]
         enum = s.get("enum")
