@@ -264,3 +264,17 @@ def test_forced_unknown_tool_is_a_400_and_not_billed(calm):
     assert be.value.response["Error"]["Code"] == "ValidationException"
     rows = calm.ledger()
     assert len(rows) == 4 and all(r["status"] == 400 and r["cost"] == "0" for r in rows)
+
+
+def test_tool_call_cut_by_max_tokens(calm):
+    r = openai_client(calm).chat.completions.create(
+        model="gpt-5.4-mini", messages=[{"role": "user", "content": "w"}], tools=OA_TOOLS, max_completion_tokens=6,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}}, reasoning_effort="none")
+    ch = r.choices[0]
+    assert ch.finish_reason == "length" and r.usage.completion_tokens <= 6
+    with pytest.raises(ValueError):
+        json.loads(ch.message.tool_calls[0].function.arguments)
+    a = anthropic_client(calm).messages.create(model="claude-sonnet-4-6", max_tokens=6, tools=AN_TOOLS,
+                                               tool_choice={"type": "tool", "name": "get_weather"},
+                                               messages=[{"role": "user", "content": "w"}])
+    assert a.stop_reason == "max_tokens" and a.usage.output_tokens <= 6

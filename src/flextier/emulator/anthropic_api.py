@@ -182,7 +182,7 @@ class AnthropicAPI(WireAPI):
             if s.plan.reasoning_tokens:
                 blocks.append({"type": "thinking", "thinking": thinking_text(s), "signature": f"sig_{s.rid}"})
             if s.plan.tool_calls:
-                blocks += [{"type": "tool_use", "id": f"toolu_{tc.id}", "name": tc.name, "input": tc.arguments}
+                blocks += [{"type": "tool_use", "id": f"toolu_{tc.id}", "name": tc.name, "input": tc.input}
                            for tc in s.plan.tool_calls]
             else:
                 blocks.append({"type": "text", "text": s.plan.text})

@@ -196,7 +196,7 @@ class BedrockAPI(WireAPI):
         def content(s: Session) -> list[dict[str, Any]]:
             assert s.plan is not None
             if s.plan.tool_calls:
-                return [{"toolUse": {"toolUseId": f"tooluse_{tc.id}", "name": tc.name, "input": tc.arguments}}
+                return [{"toolUse": {"toolUseId": f"tooluse_{tc.id}", "name": tc.name, "input": tc.input}}
                         for tc in s.plan.tool_calls]
             return [{"text": s.plan.text}]
 

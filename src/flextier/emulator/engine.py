@@ -286,9 +286,17 @@ class Engine:
         tool = decide(spec, rng, self.knobs.tool_call_rate) if spec is not None else None
         if tool is not None:
             call = tool_call(tool, rng)
-            n_tok = count_tokens(call.name) + count_tokens(call.arguments_json) + 3
-            return Plan([], reasoning, 0, 0, "tool_calls", 0.0, text_override="", visible_override=n_tok,
+            overhead = count_tokens(call.name) + 3
+            args = call.arguments_json
+            n_args = count_tokens(args)
+            plan = Plan([], reasoning, 0, 0, "tool_calls", 0.0, text_override=args, visible_override=n_args,
                         tool_calls=[call])
+            if cap is not None and overhead + n_args > cap - reasoning:
+                _truncate(plan, max(0, cap - reasoning - overhead))       # a call cut by max tokens
+                call.cut = plan.text_override
+            plan.text_override = ""
+            plan.visible_override = (plan.visible_override or 0) + overhead
+            return plan
         capped = cap is not None and visible > cap - reasoning
         if capped:
             visible = max(0, cap - reasoning)

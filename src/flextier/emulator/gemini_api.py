@@ -113,7 +113,7 @@ def _logprobs(text: str, top: int, seed: int) -> dict[str, Any]:
 
 def _parts(c: Plan) -> list[dict[str, Any]]:
     if c.tool_calls:
-        return [{"functionCall": {"name": tc.name, "args": tc.arguments}} for tc in c.tool_calls]
+        return [{"functionCall": {"name": tc.name, "args": tc.input}} for tc in c.tool_calls]
     return [{"text": c.text}]
 
 

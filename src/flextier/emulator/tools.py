@@ -51,10 +51,16 @@ class ToolCall:
     id: str
     name: str
     arguments: Any
+    cut: str | None = None       # the arguments text when max tokens ended the call mid-way
 
     @property
     def arguments_json(self) -> str:
-        return dumps_compact(self.arguments)
+        return dumps_compact(self.arguments) if self.cut is None else self.cut
+
+    @property
+    def input(self) -> Any:
+        """The arguments as an object (Anthropic, Bedrock, Gemini): empty when the call was cut."""
+        return self.arguments if self.cut is None else {}
 
 
 @dataclass
