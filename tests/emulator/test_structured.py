@@ -223,6 +223,19 @@ def test_gemini_response_json_schema_and_stream(calm):
     _check(schema, json.loads(text))
 
 
+def test_gemini_enum_mime_type(calm):
+    from google.genai import types
+
+    class Mood(str, Enum):
+        happy = "happy"
+        sad = "sad"
+    g = gemini_client(calm)
+    r = g.models.generate_content(model="gemini-3-flash", contents="how do I feel?",
+                                  config=types.GenerateContentConfig(response_mime_type="text/x.enum",
+                                                                     response_schema=Mood))
+    assert r.text in ("happy", "sad") and isinstance(r.parsed, Mood)
+
+
 # -- Anthropic and Bedrock --------------------------------------------------------------------------
 def test_anthropic_output_config_format(calm):
     schema = Invoice.model_json_schema()

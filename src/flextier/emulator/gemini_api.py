@@ -60,7 +60,12 @@ def _spec(body: dict[str, Any], gc: Any, contents: list[Any]) -> OutputSpec | No
     """``responseSchema``/``responseJsonSchema`` and ``tools``/``toolConfig`` as an OutputSpec."""
     schema: Any = None
     json_object = False
-    if str(_get(gc, "responseMimeType", "response_mime_type") or "").lower() == "application/json":
+    mime = str(_get(gc, "responseMimeType", "response_mime_type") or "").lower()
+    if mime == "text/x.enum":
+        raw = _get(gc, "responseSchema", "response_schema")
+        if isinstance(raw, dict) and raw.get("enum"):
+            return OutputSpec(json_schema={"enum": list(raw["enum"])}, enum_text=True)
+    if mime == "application/json":
         raw_js = _get(gc, "responseJsonSchema", "response_json_schema")
         raw = _get(gc, "responseSchema", "response_schema")
         if isinstance(raw_js, dict):

@@ -78,6 +78,7 @@ class OutputSpec:
     called: frozenset[str] = frozenset()
     json_schema: Any = None
     json_object: bool = False
+    enum_text: bool = False      # Gemini ``text/x.enum``: the answer is one enum value, bare
 
     @property
     def wants_json(self) -> bool:
@@ -120,5 +121,6 @@ def tool_call(tool: ToolSpec, rng: random.Random) -> ToolCall:
 def json_text(spec: OutputSpec, rng: random.Random, words: list[str]) -> str:
     """The JSON answer: an instance of the schema, or (JSON mode) a small object around ``words``."""
     if spec.json_schema is not None:
-        return dumps_compact(instance(spec.json_schema, rng))
+        value = instance(spec.json_schema, rng)
+        return str(value) if spec.enum_text else dumps_compact(value)
     return dumps_compact({"response": " ".join(words[:40])})
