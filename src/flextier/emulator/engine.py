@@ -214,7 +214,6 @@ class Engine:
     # -- planning ------------------------------------------------------------------------------
     def plan(self, req: GenRequest) -> Plan:
         """Deterministic output for this request (seed + request), before prompt caching."""
-        k = self.knobs
         if req.seed is None and not req.prompt_prefix:
             rng = request_rng(self.seed, req.provider, req.model_wire, req.prompt_text, req.max_tokens,
                               req.reasoning, req.reasoning_scale)
@@ -224,13 +223,7 @@ class Engine:
         if req.output is not None or req.n > 1 or req.stop:
             return self._plan_rich(req, rng)
         tokens = tokenize(req.prompt_text)
-        mu = math.log(max(1, k.output_tokens_median))
-        visible = int(round(math.exp(rng.gauss(mu, k.output_tokens_sigma)))) if k.output_tokens_sigma > 0 \
-            else k.output_tokens_median
-        visible = max(1, min(visible, k.output_tokens_max))
-        reasoning = 0
-        if req.reasoning and req.reasoning_scale > 0:
-            reasoning = int(round(visible * k.reasoning_ratio * req.reasoning_scale * rng.uniform(0.5, 1.5)))
+        visible, reasoning = self._draw(req, rng)
         finish = "stop"
         if req.max_tokens is not None:
             cap = max(1, req.max_tokens)
@@ -478,29 +471,12 @@ class Session:
         assert self.plan is not None
         await self.wait(self.plan.service_s, gone)
 
-    async def pieces(self, n_chunks: int, gone: GoneSignal | None = None) -> AsyncIterator[list[str]]:
-        """Yield the visible words in ``n_chunks`` groups, paced over the service time.
-
-        The first group arrives after the time to first token (prefill and reasoning),
-        the rest evenly over the remaining decode time.
-        """
-        assert self.plan is not None
-        words = self.plan.words
-        total = self.plan.service_s
-        k = self.engine.knobs
-        first = min(total, (k.ttft_s + k.per_output_token_s * self.plan.reasoning_tokens) * k.latency_scale)
-        n_chunks = max(1, min(n_chunks, len(words) or 1))
-        size = max(1, math.ceil(len(words) / n_chunks)) if words else 1
-        groups = [words[i:i + size] for i in range(0, len(words), size)] or [[]]
-        per = (total - first) / max(1, len(groups))
-        await self.wait(first + per, gone)
-        for i, g in enumerate(groups):
-            if i:
-                await self.wait(per, gone)
-            yield g
-
     async def paced(self, items: list[Any], gone: GoneSignal | None = None) -> AsyncIterator[Any]:
-        """Yield ``items`` (stream events of any kind) paced like :meth:`pieces`."""
+        """Yield ``items`` (stream deltas of any kind) paced over the service time.
+
+        The first arrives after the time to first token (prefill and reasoning), the rest
+        evenly over the remaining decode time.
+        """
         assert self.plan is not None
         total = self.plan.service_s
         k = self.engine.knobs
