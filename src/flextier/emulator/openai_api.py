@@ -1,4 +1,7 @@
-"""OpenAI dialect: ``/v1/chat/completions`` and ``/v1/responses`` (JSON and SSE).
+"""OpenAI dialect: ``/v1/chat/completions`` and ``/v1/responses`` (JSON and SSE), ``GET /v1/responses/{id}``.
+
+Structured output, tools, ``n``/``stop``/``seed``/``logprobs`` are read by :mod:`.openai_tools`
+and answered by the engine (:mod:`.tools`, :mod:`.structured`); plain chat keeps its fast path.
 
 Follows providers.md §1 and openai 3.57's types: ``service_tier`` in the body and
 echoed as the served tier (auto/default/scale -> "default", fast -> "priority"),
