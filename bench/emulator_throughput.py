@@ -16,7 +16,12 @@ request, and the load average before the run. All ``concurrency`` connections ar
 opened and used once before the clock starts, so the figure is the steady state
 (the runner benchmarks keep their connections open the same way).
 
-    python bench/emulator_throughput.py [--concurrency 256] [--requests 4000] [--client raw|httpx|openai] [--json]
+``--mode structured`` sends the same requests with a ``json_schema`` ``response_format``
+(a small pydantic-style schema with a nested object, an array, an enum and an optional
+field), so the cost of generating schema-valid JSON shows next to plain chat.
+
+    python bench/emulator_throughput.py [--concurrency 256] [--requests 4000] [--client raw|httpx|openai]
+                                        [--mode plain|structured] [--json]
 """
 from __future__ import annotations
 
@@ -33,12 +38,27 @@ import httpx
 from flextier.emulator import serve
 
 
-async def _drive(url: str, concurrency: int, total: int, client: str, tier: str) -> tuple[float, list[float], int]:
+#: the structured-output mode's schema, as pydantic emits it for a small extraction model (strict mode)
+STRUCTURED_FORMAT = {"type": "json_schema", "json_schema": {"name": "Invoice", "strict": True, "schema": {
+    "$defs": {"Line": {"type": "object", "additionalProperties": False, "required": ["sku", "qty", "price"],
+                       "properties": {"sku": {"type": "string"}, "qty": {"type": "integer", "minimum": 1},
+                                      "price": {"type": "number", "minimum": 0}}}},
+    "type": "object", "additionalProperties": False, "required": ["number", "status", "lines", "note"],
+    "properties": {"number": {"type": "string"}, "status": {"type": "string", "enum": ["open", "paid", "void"]},
+                   "lines": {"type": "array", "items": {"$ref": "#/$defs/Line"}},
+                   "note": {"anyOf": [{"type": "string"}, {"type": "null"}]}}}}}
+
+
+async def _drive(url: str, concurrency: int, total: int, client: str, tier: str,
+                 mode: str = "plain") -> tuple[float, list[float], int]:
     counter = iter(range(total))
     latencies: list[float] = []
     errors = 0
     body = {"model": "gpt-5.4-mini", "messages": [{"role": "user", "content": "benchmark prompt"}],
             "service_tier": tier, "max_completion_tokens": 64}
+    if mode == "structured":
+        body["response_format"] = STRUCTURED_FORMAT
+        body["max_completion_tokens"] = 512     # room for the whole JSON object
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
     if client == "raw":
@@ -112,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=4000)
     ap.add_argument("--client", choices=("raw", "httpx", "openai"), default="raw")
     ap.add_argument("--tier", default="flex")
+    ap.add_argument("--mode", choices=("plain", "structured"), default="plain",
+                    help="plain chat, or chat with a json_schema response_format")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     a = ap.parse_args(argv)
     import multiprocessing as mp
@@ -124,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         # CPU is read around the whole drive, warm-up included: per request = CPU / (requests + warm-up)
         srv_cpu = [_cpu_seconds(proc.pid)]
         cli_cpu = [time.process_time()]
-        elapsed, lat, errors = asyncio.run(_drive(url, a.concurrency, a.requests, a.client, a.tier))
+        elapsed, lat, errors = asyncio.run(_drive(url, a.concurrency, a.requests, a.client, a.tier, a.mode))
         srv_cpu.append(_cpu_seconds(proc.pid))
         cli_cpu.append(time.process_time())
         ledger_rows = httpx.get(url + "/_emulator/stats", timeout=60).json()["requests"]
@@ -132,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         parent.send("stop")
         proc.join(timeout=15)
     lat.sort()
-    res = {"requests": a.requests, "concurrency": a.concurrency, "client": a.client, "tier": a.tier,
+    res = {"requests": a.requests, "concurrency": a.concurrency, "client": a.client, "tier": a.tier, "mode": a.mode,
            "seconds": round(elapsed, 3), "requests_per_s": round(a.requests / elapsed, 1),
            "p50_ms": round(statistics.median(lat) * 1000, 1), "p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 1),
            "errors": errors, "ledger_rows": ledger_rows,
@@ -146,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps(res))
     else:
-        print(f"emulator throughput: {res['requests_per_s']} req/s  ({a.requests} non-streaming {a.tier} requests, "
+        print(f"emulator throughput: {res['requests_per_s']} req/s  ({a.requests} non-streaming {a.mode} {a.tier} "
+              "requests, "
               f"{a.concurrency} concurrent {a.client} clients, calm, zero added latency; "
               f"p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms, errors {errors})")
         cpu = (f"server CPU {res['server_cpu_us_per_req']} us/req (one core: ~{res['server_one_core_req_per_s']} req/s), "

@@ -115,21 +115,21 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(out, indent=2))
             return
         console = Console()
-        table = Table(title=f"{calls:,} calls x ({input_tokens:,} in + {output_tokens:,} out tokens)"
+        console.print(f"{calls:,} calls x ({input_tokens:,} in + {output_tokens:,} out tokens)"
                       + (f", {cached_fraction:.0%} of input cached" if cached_fraction else ""))
-        longest = max(len(e.name) for e in entries)
-        for col in ("model", "tier", "caching", "cost", "saved vs standard", "note"):
-            if col == "model":  # ids are what users copy: never cut or wrapped; the note wraps instead
-                table.add_column(col, no_wrap=True, min_width=longest, overflow="ignore")
-            else:
-                table.add_column(col, justify="right" if col in ("cost", "saved vs standard") else "left",
-                                 overflow="fold")
         for e, rows in all_rows:
+            # one table per model, titled by its id: ids are what users copy, so no column ever cuts them
+            table = Table(title=e.name, title_justify="left", title_style="bold")
+            for col in ("tier", "caching", "cost", "saved vs standard", "note"):
+                if col == "note":  # the only column that wraps
+                    table.add_column(col, overflow="fold", ratio=1)
+                else:
+                    table.add_column(col, no_wrap=True,
+                                     justify="right" if col in ("cost", "saved vs standard") else "left")
             for r in rows:
-                table.add_row(e.name, r.tier, "cached" if r.cached else "none",
+                table.add_row(r.tier, "cached" if r.cached else "none",
                               fmt_usd(r.cost) if r.available else "n/a", _pct(r.saved_pct), r.note)
-            table.add_section()
-        console.print(table)
+            console.print(table)
         for e, _ in all_rows:
             console.print(f"[dim]{e.name}: prices from {e.source} (read {e.source_date})[/dim]")
 

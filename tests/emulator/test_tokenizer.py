@@ -50,7 +50,10 @@ def test_openai_chat_adds_documented_message_framing(calm):
     assert r.usage.prompt_tokens == text + 3 * 3 + 1 + 3
 
 
-def test_openai_tools_cost_prompt_tokens_by_the_cookbook_formula(calm):
+def test_openai_tool_definitions_are_billed_as_input_once(calm):
+    """The definitions are billed as their JSON, once (not also by a framing formula)."""
+    import json
+
     c = openai_client(calm)
     tool = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.",
                                              "parameters": {"type": "object", "properties": {
@@ -58,12 +61,9 @@ def test_openai_tools_cost_prompt_tokens_by_the_cookbook_formula(calm):
                                                  "unit": {"type": "string", "enum": ["c", "f"]}}}}}
     msgs = [{"role": "user", "content": "Weather in Paris?"}]
     bare = c.chat.completions.create(model="gpt-5.4-mini", messages=msgs, max_completion_tokens=5)
-    tooled = c.chat.completions.create(model="gpt-5.4-mini", messages=msgs, tools=[tool], max_completion_tokens=5)
-    # func_init 7 + name:desc + prop_init 3 + (prop_key 3 + key:type:desc) per property
-    # + enum_init -3 + (3 + item) per enum item + func_end 12
-    expected = 7 + o200k("get_weather:Weather for a city") + 3 \
-        + 3 + o200k("city:string:City name") \
-        + 3 + (-3) + (3 + o200k("c")) + (3 + o200k("f")) + o200k("unit:string:") + 12
+    tooled = c.chat.completions.create(model="gpt-5.4-mini", messages=msgs, tools=[tool], tool_choice="none",
+                                       max_completion_tokens=5)
+    expected = o200k(json.dumps([tool], separators=(",", ":")))
     assert tooled.usage.prompt_tokens - bare.usage.prompt_tokens == expected
 
 
@@ -71,8 +71,7 @@ def test_openai_tools_cost_prompt_tokens_by_the_cookbook_formula(calm):
 def test_anthropic_tool_prompt_overhead(choice, prompt):
     tools = [{"name": "t", "input_schema": {"type": "object"}}]
     body = {"tools": tools, "tool_choice": {"type": choice}}
-    assert tk.prompt_overhead("anthropic", body) == prompt + tk.count_tokens(
-        '[{"input_schema":{"type":"object"},"name":"t"}]')
+    assert tk.prompt_overhead("anthropic", body) == prompt  # the definitions are billed by the dialect
     assert tk.prompt_overhead("anthropic", {"messages": []}) == 0
 
 

@@ -14,8 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from .engine import EmuError, GenRequest, Session
+from .engine import EmuError, GenRequest, Session, text_chunks
 from .http import dumps, json_response
+from .openai_tools import stop_list, tools_prompt
+from .tools import OutputSpec, ToolSpec
 from .wire import Call, WireAPI, WireError
 
 __all__ = ["AnthropicAPI"]
@@ -43,8 +45,45 @@ def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "\n".join(b["text"] for b in content if isinstance(b, dict) and isinstance(b.get("text"), str))
+        out = []
+        for b in content:
+            if not isinstance(b, dict):
+                continue
+            if isinstance(b.get("text"), str):
+                out.append(b["text"])
+            elif b.get("type") == "tool_use":
+                out.append(dumps(b.get("input", {})).decode())
+            elif b.get("type") == "tool_result":
+                out.append(_text(b.get("content")))
+        return "\n".join(out)
     return ""
+
+
+_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "stop_sequence": "stop_sequence"}
+
+
+def _spec(body: dict[str, Any], msgs: list[Any]) -> OutputSpec | None:
+    """Tools, ``tool_choice`` and ``output_config.format`` (or beta ``output_format``) as an OutputSpec."""
+    tools = [ToolSpec.of(t["name"], t.get("input_schema")) for t in body.get("tools") or []
+             if isinstance(t, dict) and isinstance(t.get("name"), str) and t.get("type") in (None, "custom")]
+    oc = body.get("output_config")
+    fmt = oc.get("format") if isinstance(oc, dict) else None
+    fmt = fmt if isinstance(fmt, dict) else body.get("output_format")
+    schema = fmt.get("schema") if isinstance(fmt, dict) and fmt.get("type") == "json_schema" else None
+    if not tools and schema is None:
+        return None
+    tc = body.get("tool_choice") if isinstance(body.get("tool_choice"), dict) else {}
+    choice = {"any": "any", "tool": "tool", "none": "none"}.get(tc.get("type"), "auto")
+    called: set[str] = set()
+    for m in msgs:
+        if isinstance(m, dict) and m.get("role") == "assistant" and isinstance(m.get("content"), list):
+            called |= {b["name"] for b in m["content"] if isinstance(b, dict) and b.get("type") == "tool_use"
+                       and isinstance(b.get("name"), str)}
+    last = msgs[-1] if msgs and isinstance(msgs[-1], dict) else {}
+    after = last.get("role") == "user" and isinstance(last.get("content"), list) and any(
+        isinstance(b, dict) and b.get("type") == "tool_result" for b in last["content"])
+    return OutputSpec(tools=tools, choice=choice, forced=tc.get("name"), after_tool_result=after,
+                      called=frozenset(called), json_schema=schema if isinstance(schema, dict) else None)
 
 
 class AnthropicAPI(WireAPI):
@@ -108,9 +147,16 @@ class AnthropicAPI(WireAPI):
         reasoning = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
         cache_ok = _has_marker(body.get("system")) or _has_marker(msgs) or \
             not self.engine.knobs.cache_requires_marker
+        spec = _spec(body, msgs)
+        if spec is not None and spec.unknown_forced() is not None:
+            raise WireError(_err(400, "invalid_request_error", f"tool_choice.name: tool '{spec.forced}' not found "
+                                 "in tools"), model_wire=model, entry=entry, tier="standard")
         req = GenRequest(provider="anthropic", model_wire=model, entry=entry, tier="standard",
                          served_tier="standard", prompt_text="\n".join(parts), max_tokens=mt,
-                         stream=bool(body.get("stream")), cache_eligible=cache_ok, reasoning=reasoning)
+                         stream=bool(body.get("stream")), cache_eligible=cache_ok, reasoning=reasoning,
+                         stop=stop_list(body.get("stop_sequences")), output=spec,
+                         prompt_prefix=tools_prompt(body.get("tools"), body.get("output_config")
+                                                    or body.get("output_format")) if spec is not None else "")
 
         def usage(s: Session, output: int | None = None) -> dict[str, Any]:
             p = s.plan
@@ -122,7 +168,10 @@ class AnthropicAPI(WireAPI):
                     "server_tool_use": None, "service_tier": "standard"}
 
         def stop(s: Session) -> str:
-            return "max_tokens" if s.plan is not None and s.plan.finish == "length" else "end_turn"
+            return _STOP[s.plan.finish] if s.plan is not None else "end_turn"
+
+        def stop_seq(s: Session) -> str | None:
+            return s.plan.stop_sequence if s.plan is not None else None
 
         def thinking_text(s: Session) -> str:
             return f"(thinking: {s.plan.reasoning_tokens} tokens)" if s.plan else ""
@@ -132,13 +181,18 @@ class AnthropicAPI(WireAPI):
             blocks: list[dict[str, Any]] = []
             if s.plan.reasoning_tokens:
                 blocks.append({"type": "thinking", "thinking": thinking_text(s), "signature": f"sig_{s.rid}"})
-            blocks.append({"type": "text", "text": s.plan.text})
+            if s.plan.tool_calls:
+                blocks += [{"type": "tool_use", "id": f"toolu_{tc.id}", "name": tc.name, "input": tc.input}
+                           for tc in s.plan.tool_calls]
+            else:
+                blocks.append({"type": "text", "text": s.plan.text})
             return blocks
 
         def message(s: Session, blocks: list[dict[str, Any]], stop_reason: str | None,
                     u: dict[str, Any]) -> dict[str, Any]:
             return {"id": f"msg_{s.rid}", "type": "message", "role": "assistant", "model": model,
-                    "content": blocks, "stop_reason": stop_reason, "stop_sequence": None, "usage": u}
+                    "content": blocks, "stop_reason": stop_reason,
+                    "stop_sequence": stop_seq(s) if stop_reason else None, "usage": u}
 
         def render(s: Session) -> dict[str, Any]:
             return message(s, content(s), stop(s), usage(s))
@@ -158,18 +212,32 @@ class AnthropicAPI(WireAPI):
                                                              "signature": f"sig_{s.rid}"}})
                 yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
                 idx = 1
-            yield _sse("content_block_start", {"type": "content_block_start", "index": idx,
-                                               "content_block": {"type": "text", "text": ""}})
-            yield _sse("ping", {"type": "ping"})
-            first = True
-            async for words in s.pieces(8):
-                text = ("" if first else " ") + " ".join(words)
-                first = False
-                yield _sse("content_block_delta", {"type": "content_block_delta", "index": idx,
-                                                   "delta": {"type": "text_delta", "text": text}})
-            yield _sse("content_block_stop", {"type": "content_block_stop", "index": idx})
+            p = s.plan
+            assert p is not None
+            if p.tool_calls:
+                yield _sse("ping", {"type": "ping"})
+                for tc in p.tool_calls:
+                    yield _sse("content_block_start", {"type": "content_block_start", "index": idx,
+                                                       "content_block": {"type": "tool_use", "id": f"toolu_{tc.id}",
+                                                                         "name": tc.name, "input": {}}})
+                    js = tc.arguments_json
+                    size = max(1, -(-len(js) // 6))
+                    async for frag in s.paced([js[i:i + size] for i in range(0, len(js), size)]):
+                        yield _sse("content_block_delta", {"type": "content_block_delta", "index": idx,
+                                                           "delta": {"type": "input_json_delta",
+                                                                     "partial_json": frag}})
+                    yield _sse("content_block_stop", {"type": "content_block_stop", "index": idx})
+                    idx += 1
+            else:
+                yield _sse("content_block_start", {"type": "content_block_start", "index": idx,
+                                                   "content_block": {"type": "text", "text": ""}})
+                yield _sse("ping", {"type": "ping"})
+                async for text in s.paced(text_chunks(p, 8) or [""]):
+                    yield _sse("content_block_delta", {"type": "content_block_delta", "index": idx,
+                                                       "delta": {"type": "text_delta", "text": text}})
+                yield _sse("content_block_stop", {"type": "content_block_stop", "index": idx})
             yield _sse("message_delta", {"type": "message_delta",
-                                         "delta": {"stop_reason": stop(s), "stop_sequence": None},
+                                         "delta": {"stop_reason": stop(s), "stop_sequence": stop_seq(s)},
                                          "usage": usage(s)})
             yield _sse("message_stop", {"type": "message_stop"})
 

@@ -15,9 +15,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from .engine import EmuError, GenRequest, Session
+import json
+
+from .engine import EmuError, GenRequest, Session, text_chunks
 from .eventstream import event_frame, exception_frame
 from .http import dumps, json_response
+from .openai_tools import stop_list, tools_prompt
+from .tools import OutputSpec, ToolSpec
 from .wire import Call, WireAPI, WireError
 
 __all__ = ["BedrockAPI"]
@@ -29,6 +33,50 @@ def _err(status: int, error_type: str, message: str) -> Response:
     return json_response({"message": message}, status,
                          {"x-amzn-ErrorType": f"{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/",
                           "x-amzn-RequestId": "00000000-0000-0000-0000-000000000000"})
+
+
+_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "stop_sequence": "stop_sequence"}
+
+
+def _spec(body: dict[str, Any], msgs: list[Any]) -> OutputSpec | None:
+    """``toolConfig`` (tools, ``toolChoice``) and ``outputConfig.textFormat`` as an OutputSpec."""
+    tc = body.get("toolConfig") if isinstance(body.get("toolConfig"), dict) else {}
+    tools = []
+    for t in tc.get("tools") or []:
+        ts = t.get("toolSpec") if isinstance(t, dict) else None
+        if isinstance(ts, dict) and isinstance(ts.get("name"), str):
+            js = ts.get("inputSchema")
+            tools.append(ToolSpec.of(ts["name"], js.get("json") if isinstance(js, dict) else None))
+    schema: Any = None
+    oc = body.get("outputConfig")
+    tf = oc.get("textFormat") if isinstance(oc, dict) else None
+    if isinstance(tf, dict) and tf.get("type") == "json_schema":
+        raw = ((tf.get("structure") or {}).get("jsonSchema") or {}).get("schema")
+        try:
+            schema = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            schema = None
+        schema = schema if isinstance(schema, dict) else {"type": "object"}
+    if not tools and schema is None:
+        return None
+    ch = tc.get("toolChoice") if isinstance(tc.get("toolChoice"), dict) else {}
+    choice, forced = "auto", None
+    if "any" in ch:
+        choice = "any"
+    elif isinstance(ch.get("tool"), dict):
+        choice, forced = "tool", ch["tool"].get("name")
+    called: set[str] = set()
+    for m in msgs:
+        if isinstance(m, dict) and m.get("role") == "assistant":
+            for b in m.get("content") or []:
+                tu = b.get("toolUse") if isinstance(b, dict) else None
+                if isinstance(tu, dict) and isinstance(tu.get("name"), str):
+                    called.add(tu["name"])
+    last = msgs[-1] if msgs and isinstance(msgs[-1], dict) else {}
+    after = last.get("role") == "user" and any(isinstance(b, dict) and "toolResult" in b
+                                               for b in last.get("content") or [])
+    return OutputSpec(tools=tools, choice=choice, forced=forced, after_tool_result=after,
+                      called=frozenset(called), json_schema=schema)
 
 
 class BedrockAPI(WireAPI):
@@ -114,6 +162,8 @@ class BedrockAPI(WireAPI):
             if isinstance(b, dict):
                 if isinstance(b.get("text"), str):
                     texts.append(b["text"])
+                elif "toolUse" in b or "toolResult" in b:
+                    texts.append(dumps(b).decode())
                 if "cachePoint" in b:
                     marker = True
         ic = body.get("inferenceConfig") or {}
@@ -122,8 +172,15 @@ class BedrockAPI(WireAPI):
             raise WireError(_err(400, "ValidationException", "maxTokens must be >= 1"),
                             model_wire=model, entry=entry, tier=tier)
         cache_ok = marker or not self.engine.knobs.cache_requires_marker
+        spec = _spec(body, msgs)
+        if spec is not None and spec.unknown_forced() is not None:
+            raise WireError(_err(400, "ValidationException", f"The tool {spec.forced} in toolChoice is not "
+                                 "defined in toolConfig.tools."), model_wire=model, entry=entry, tier=tier)
         req = GenRequest(provider="bedrock", model_wire=model, entry=entry, tier=tier, served_tier=tier,
-                         prompt_text="\n".join(texts), max_tokens=mt, stream=stream, cache_eligible=cache_ok)
+                         prompt_text="\n".join(texts), max_tokens=mt, stream=stream, cache_eligible=cache_ok,
+                         output=spec, stop=stop_list(ic.get("stopSequences") if isinstance(ic, dict) else None),
+                         prompt_prefix=tools_prompt(body.get("toolConfig"), body.get("outputConfig"))
+                         if spec is not None else "")
         wire_tier = {"type": raw}
 
         def usage(s: Session) -> dict[str, Any]:
@@ -134,25 +191,42 @@ class BedrockAPI(WireAPI):
                     "cacheWriteInputTokens": 0}
 
         def stop(s: Session) -> str:
-            return "max_tokens" if s.plan is not None and s.plan.finish == "length" else "end_turn"
+            return _STOP[s.plan.finish] if s.plan is not None else "end_turn"
+
+        def content(s: Session) -> list[dict[str, Any]]:
+            assert s.plan is not None
+            if s.plan.tool_calls:
+                return [{"toolUse": {"toolUseId": f"tooluse_{tc.id}", "name": tc.name, "input": tc.input}}
+                        for tc in s.plan.tool_calls]
+            return [{"text": s.plan.text}]
 
         def latency_ms(s: Session) -> int:
             return int((self.engine.clock.now() - s.t0) * 1000)
 
         def render(s: Session) -> dict[str, Any]:
             assert s.plan is not None
-            return {"output": {"message": {"role": "assistant", "content": [{"text": s.plan.text}]}},
+            return {"output": {"message": {"role": "assistant", "content": content(s)}},
                     "stopReason": stop(s), "usage": usage(s), "metrics": {"latencyMs": latency_ms(s)},
                     "serviceTier": wire_tier}
 
         async def stream_body(s: Session) -> AsyncIterator[bytes]:
             yield event_frame("messageStart", dumps({"role": "assistant"}))
-            first = True
-            async for words in s.pieces(8):
-                text = ("" if first else " ") + " ".join(words)
-                first = False
-                yield event_frame("contentBlockDelta", dumps({"contentBlockIndex": 0, "delta": {"text": text}}))
-            yield event_frame("contentBlockStop", dumps({"contentBlockIndex": 0}))
+            p = s.plan
+            assert p is not None
+            if p.tool_calls:
+                for i, tc in enumerate(p.tool_calls):
+                    yield event_frame("contentBlockStart", dumps({"contentBlockIndex": i, "start": {"toolUse": {
+                        "toolUseId": f"tooluse_{tc.id}", "name": tc.name}}}))
+                    js = tc.arguments_json
+                    size = max(1, -(-len(js) // 6))
+                    async for frag in s.paced([js[k:k + size] for k in range(0, len(js), size)]):
+                        yield event_frame("contentBlockDelta", dumps({"contentBlockIndex": i,
+                                                                      "delta": {"toolUse": {"input": frag}}}))
+                    yield event_frame("contentBlockStop", dumps({"contentBlockIndex": i}))
+            else:
+                async for text in s.paced(text_chunks(p, 8) or [""]):
+                    yield event_frame("contentBlockDelta", dumps({"contentBlockIndex": 0, "delta": {"text": text}}))
+                yield event_frame("contentBlockStop", dumps({"contentBlockIndex": 0}))
             yield event_frame("messageStop", dumps({"stopReason": stop(s)}))
             yield event_frame("metadata", dumps({"usage": usage(s), "metrics": {"latencyMs": latency_ms(s)},
                                                  "serviceTier": wire_tier}))

@@ -231,7 +231,7 @@ class BedrockInvokeAPI(BedrockAPI):
                 call = BedrockAPI._build(self, dict(conv), mid, False)
             except WireError as exc:
                 return exc.response
-            n = count_tokens(call.req.prompt_text) + prompt_overhead("bedrock", conv)
+            n = count_tokens(call.req.prompt_prefix) + count_tokens(call.req.prompt_text) + prompt_overhead("bedrock", conv)
             return json_response({"inputTokens": n})
         blob = inp["invokeModel"].get("body") if isinstance(inp["invokeModel"], dict) else None
         try:

@@ -55,7 +55,7 @@ def count_routes(engine: Engine) -> list[BaseRoute]:
                 call = gemini._build(req_body, request, model, False)
             except WireError as exc:
                 return exc.response
-            n = count_tokens(call.req.prompt_text) + prompt_overhead("gemini", req_body)
+            n = count_tokens(call.req.prompt_prefix) + count_tokens(call.req.prompt_text) + prompt_overhead("gemini", req_body)
         return json_response({"totalTokens": n, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": n}]})
 
     async def anthropic_count(request: Request) -> Response:
@@ -69,7 +69,7 @@ def count_routes(engine: Engine) -> list[BaseRoute]:
             call = anthropic._build(probe, request)
         except WireError as exc:
             return exc.response
-        n = count_tokens(call.req.prompt_text) + prompt_overhead("anthropic", body)
+        n = count_tokens(call.req.prompt_prefix) + count_tokens(call.req.prompt_text) + prompt_overhead("anthropic", body)
         return json_response({"input_tokens": n})
 
     out: list[BaseRoute] = [Route("/v1/messages/count_tokens", anthropic_count, methods=["POST"])]

@@ -23,9 +23,10 @@ from .clock import ScaledClock
 from .knobs import Knobs
 from .ledger import Ledger
 from .scheduler import FlexScheduler, GoneSignal
-from .tokenizer import generate_words, request_rng, tokenize
+from .tokenizer import count_tokens, generate_words, join_tokens, request_rng, tokenize
+from .tools import OutputSpec, ToolCall, decide, json_text, tool_call
 
-__all__ = ["Engine", "EmuError", "GenRequest", "Plan", "Session", "is_reasoning_model"]
+__all__ = ["Engine", "EmuError", "GenRequest", "Plan", "Session", "is_reasoning_model", "text_chunks"]
 
 _REASONING = re.compile(r"^(o\d|gpt-5|gemini-(3|2\.5))")
 
@@ -72,28 +73,111 @@ class GenRequest:
     server_timeout_s: float | None = None
     prompt_overhead: int = 0      # framing + tool tokens beyond prompt_text (tokenizer.prompt_overhead)
     no_output: bool = False       # embeddings: input only, nothing generated or billed as output
+    # -- beyond plain chat (issue 13); the defaults keep plain chat on its fast path --------
+    n: int = 1                                 # choices (OpenAI ``n``, Gemini ``candidateCount``)
+    stop: tuple[str, ...] | None = None        # stop sequences
+    seed: int | None = None                    # the request's own ``seed``
+    output: OutputSpec | None = None           # structured output / tools
+    prompt_prefix: str = ""                    # tool and schema definitions, billed ahead of the prompt
 
 
 @dataclass
 class Plan:
+    """One answer. ``finish``: stop | length | tool_calls | stop_sequence (each dialect maps it).
+
+    A plain answer is ``words``; a JSON answer or a text cut at a stop sequence keeps its
+    exact text in ``text_override``; a tool call is in ``tool_calls``. ``others`` are the
+    further choices of an ``n`` > 1 request: billed with this one.
+    """
+
     words: list[str]
     reasoning_tokens: int
     input_tokens: int
     cached_tokens: int
-    finish: str                  # "stop" | "length"
+    finish: str
     service_s: float
     prompt_tokens: list[str] = field(default_factory=list, repr=False)
+    text_override: str | None = None
+    visible_override: int | None = None
+    tool_calls: list[ToolCall] | None = None
+    stop_sequence: str | None = None
+    others: list["Plan"] | None = None
 
     @property
     def text(self) -> str:
+        if self.text_override is not None:
+            return self.text_override
         return " ".join(self.words)
 
     @property
+    def visible_tokens(self) -> int:
+        """Visible output tokens of this choice (text or JSON, plus tool-call arguments)."""
+        return len(self.words) if self.visible_override is None else self.visible_override
+
+    @property
     def output_tokens(self) -> int:
-        return len(self.words) + self.reasoning_tokens
+        """Billed output tokens: every choice's visible and reasoning tokens."""
+        own = (len(self.words) if self.visible_override is None else self.visible_override) + self.reasoning_tokens
+        if self.others:
+            own += sum(o.output_tokens for o in self.others)
+        return own
+
+    @property
+    def choices(self) -> list["Plan"]:
+        return [self] + (self.others or [])
+
+    @property
+    def all_reasoning_tokens(self) -> int:
+        return self.reasoning_tokens + sum(o.reasoning_tokens for o in self.others or [])
 
     def usage(self) -> Usage:
-        return Usage(self.input_tokens, self.cached_tokens, self.output_tokens, self.reasoning_tokens)
+        reasoning = self.reasoning_tokens if self.others is None else self.all_reasoning_tokens
+        return Usage(self.input_tokens, self.cached_tokens, self.output_tokens, reasoning)
+
+
+def _truncate(plan: Plan, limit: int) -> None:
+    """Cut a JSON/text answer to ``limit`` tokens (what a max-tokens stop does): finish ``length``."""
+    text = plan.text
+    total = max(1, plan.visible_tokens)
+    keep = int(len(text) * limit / total)
+    while keep > 0 and count_tokens(text[:keep]) > limit:
+        keep -= max(1, keep // 20)
+    plan.text_override = text[:max(0, keep)]
+    plan.visible_override = count_tokens(plan.text_override)
+    plan.finish = "length"
+
+
+def _apply_stop(plan: Plan, stops: tuple[str, ...]) -> None:
+    """End the text before the first stop sequence it contains (finish ``stop_sequence``)."""
+    text = plan.text
+    at, hit = -1, None
+    for s in stops:
+        if s:
+            i = text.find(s)
+            if i >= 0 and (at < 0 or i < at):
+                at, hit = i, s
+    if hit is None:
+        return
+    plan.text_override = text[:at]
+    plan.visible_override = count_tokens(plan.text_override)
+    plan.words = []
+    plan.finish = "stop_sequence"
+    plan.stop_sequence = hit
+
+
+def text_chunks(plan: Plan, n_chunks: int = 8) -> list[str]:
+    """The visible text of ``plan`` in about ``n_chunks`` stream deltas that concatenate to it."""
+    if plan.text_override is None:
+        words = plan.words
+        if not words:
+            return []
+        size = max(1, math.ceil(len(words) / max(1, n_chunks)))
+        return [("" if i == 0 else " ") + " ".join(words[i:i + size]) for i in range(0, len(words), size)]
+    text = plan.text
+    if not text:
+        return []
+    size = max(1, math.ceil(len(text) / max(1, n_chunks)))
+    return [text[i:i + size] for i in range(0, len(text), size)]
 
 
 class Engine:
@@ -113,6 +197,7 @@ class Engine:
         self._draws = random.Random(f"decide:{seed}")
         self._seq = 0
         self._windows: dict[str, tuple[int, int, int]] = {}   # key -> (minute, requests, tokens)
+        self._prefix_cache: dict[str, list[str]] = {}
 
     # -- control ---------------------------------------------------------------------------
     def set_knobs(self, knobs: Knobs, profile: str | None = None) -> None:
@@ -131,17 +216,18 @@ class Engine:
     # -- planning ------------------------------------------------------------------------------
     def plan(self, req: GenRequest) -> Plan:
         """Deterministic output for this request (seed + request), before prompt caching."""
-        k = self.knobs
-        rng = request_rng(self.seed, req.provider, req.model_wire, req.prompt_text, req.max_tokens,
-                          req.reasoning, req.reasoning_scale)
+        if req.seed is None and not req.prompt_prefix:
+            rng = request_rng(self.seed, req.provider, req.model_wire, req.prompt_text, req.max_tokens,
+                              req.reasoning, req.reasoning_scale)
+        else:
+            rng = request_rng(self.seed, req.provider, req.model_wire, req.prompt_text, req.max_tokens,
+                              req.reasoning, req.reasoning_scale, req.seed, req.prompt_prefix)
+        if req.output is not None or req.n > 1 or req.stop:
+            return self._plan_rich(req, rng)
         tokens = tokenize(req.prompt_text)
-        mu = math.log(max(1, k.output_tokens_median))
-        visible = int(round(math.exp(rng.gauss(mu, k.output_tokens_sigma)))) if k.output_tokens_sigma > 0 \
-            else k.output_tokens_median
-        visible = max(1, min(visible, k.output_tokens_max))
-        reasoning = 0
-        if req.reasoning and req.reasoning_scale > 0:
-            reasoning = int(round(visible * k.reasoning_ratio * req.reasoning_scale * rng.uniform(0.5, 1.5)))
+        if req.prompt_prefix:  # tools declared but no structured output asked for (tool_choice none)
+            tokens = join_tokens(self._prefix_tokens(req.prompt_prefix), tokens)
+        visible, reasoning = self._draw(req, rng)
         if req.no_output:
             visible = reasoning = 0
         finish = "stop"
@@ -154,6 +240,74 @@ class Engine:
         words = generate_words(rng, visible)
         plan = Plan(words, reasoning, len(tokens) + req.prompt_overhead, 0, finish, 0.0, tokens)
         plan.service_s = self.service_time(req, plan)
+        return plan
+
+    def _draw(self, req: GenRequest, rng: random.Random) -> tuple[int, int]:
+        """(visible, reasoning) lengths of one answer, before any max-tokens cap."""
+        k = self.knobs
+        mu = math.log(max(1, k.output_tokens_median))
+        visible = int(round(math.exp(rng.gauss(mu, k.output_tokens_sigma)))) if k.output_tokens_sigma > 0 \
+            else k.output_tokens_median
+        visible = max(1, min(visible, k.output_tokens_max))
+        reasoning = 0
+        if req.reasoning and req.reasoning_scale > 0:
+            reasoning = int(round(visible * k.reasoning_ratio * req.reasoning_scale * rng.uniform(0.5, 1.5)))
+        return visible, reasoning
+
+    def _plan_rich(self, req: GenRequest, rng: random.Random) -> Plan:
+        """Plan for structured output, tools, ``n`` choices or stop sequences (issue 13)."""
+        tokens = join_tokens(self._prefix_tokens(req.prompt_prefix), tokenize(req.prompt_text))
+        choices = [self._choice(req, rng) for _ in range(max(1, req.n))]
+        plan = choices[0]
+        plan.input_tokens = len(tokens) + req.prompt_overhead
+        plan.prompt_tokens = tokens
+        plan.others = choices[1:] or None
+        plan.service_s = self.service_time(req, plan)
+        return plan
+
+    def _prefix_tokens(self, prefix: str) -> Sequence[str]:
+        """Tokens of a tools/schema prefix; a pipeline sends the same one on every request, so cache it."""
+        if not prefix:
+            return []
+        hit = self._prefix_cache.get(prefix)
+        if hit is None:
+            if len(self._prefix_cache) >= 256:
+                self._prefix_cache.pop(next(iter(self._prefix_cache)))
+            hit = self._prefix_cache[prefix] = tokenize(prefix)
+        return hit
+
+    def _choice(self, req: GenRequest, rng: random.Random) -> Plan:
+        visible, reasoning = self._draw(req, rng)
+        cap = max(1, req.max_tokens) if req.max_tokens is not None else None
+        if cap is not None:
+            reasoning = min(reasoning, cap // 2)
+        spec = req.output
+        tool = decide(spec, rng, self.knobs.tool_call_rate) if spec is not None else None
+        if tool is not None:
+            call = tool_call(tool, rng)
+            overhead = count_tokens(call.name) + 3
+            args = call.arguments_json
+            n_args = count_tokens(args)
+            plan = Plan([], reasoning, 0, 0, "tool_calls", 0.0, text_override=args, visible_override=n_args,
+                        tool_calls=[call])
+            if cap is not None and overhead + n_args > cap - reasoning:
+                _truncate(plan, max(0, cap - reasoning - overhead))       # a call cut by max tokens
+                call.cut = plan.text_override
+            plan.text_override = ""
+            plan.visible_override = (plan.visible_override or 0) + overhead
+            return plan
+        capped = cap is not None and visible > cap - reasoning
+        if capped:
+            visible = max(0, cap - reasoning)
+        if spec is not None and spec.wants_json:
+            text = json_text(spec, rng, generate_words(rng, min(visible, 40)) if spec.json_schema is None else [])
+            plan = Plan([], reasoning, 0, 0, "stop", 0.0, text_override=text, visible_override=count_tokens(text))
+            if cap is not None and plan.visible_tokens > cap - reasoning:
+                _truncate(plan, max(0, cap - reasoning))
+        else:
+            plan = Plan(generate_words(rng, visible), reasoning, 0, 0, "length" if capped else "stop", 0.0)
+        if req.stop:
+            _apply_stop(plan, req.stop)
         return plan
 
     def service_time(self, req: GenRequest, plan: Plan) -> float:
@@ -323,26 +477,31 @@ class Session:
         assert self.plan is not None
         await self.wait(self.plan.service_s, gone)
 
-    async def pieces(self, n_chunks: int, gone: GoneSignal | None = None) -> AsyncIterator[list[str]]:
-        """Yield the visible words in ``n_chunks`` groups, paced over the service time.
+    async def paced(self, items: list[Any], gone: GoneSignal | None = None) -> AsyncIterator[Any]:
+        """Yield ``items`` (stream deltas of any kind) paced over the service time.
 
-        The first group arrives after the time to first token (prefill and reasoning),
-        the rest evenly over the remaining decode time.
+        The first arrives after the time to first token (prefill and reasoning), the rest
+        evenly over the remaining decode time.
         """
         assert self.plan is not None
-        words = self.plan.words
         total = self.plan.service_s
         k = self.engine.knobs
         first = min(total, (k.ttft_s + k.per_output_token_s * self.plan.reasoning_tokens) * k.latency_scale)
-        n_chunks = max(1, min(n_chunks, len(words) or 1))
-        size = max(1, math.ceil(len(words) / n_chunks)) if words else 1
-        groups = [words[i:i + size] for i in range(0, len(words), size)] or [[]]
-        per = (total - first) / max(1, len(groups))
+        per = (total - first) / max(1, len(items))
         await self.wait(first + per, gone)
-        for i, g in enumerate(groups):
+        for i, it in enumerate(items):
             if i:
                 await self.wait(per, gone)
-            yield g
+            yield it
+
+    def pieces(self, n_chunks: int, gone: GoneSignal | None = None) -> AsyncIterator[list[str]]:
+        """The visible words in about ``n_chunks`` groups, paced like :meth:`paced` (model-native
+        streams of Bedrock InvokeModel use it)."""
+        assert self.plan is not None
+        words = self.plan.words
+        n_chunks = max(1, min(n_chunks, len(words) or 1))
+        size = max(1, math.ceil(len(words) / n_chunks)) if words else 1
+        return self.paced([words[i:i + size] for i in range(0, len(words), size)] or [[]], gone)
 
     def release(self) -> None:
         if self.holding:

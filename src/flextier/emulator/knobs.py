@@ -83,6 +83,7 @@ class Knobs:
     output_tokens_sigma: float = 0.6    # sd of ln(visible output length)
     output_tokens_max: int = 4096       # cap when the request sets no max tokens
     reasoning_ratio: float = 0.5        # mean reasoning tokens per visible token (reasoning models)
+    tool_call_rate: float = 0.5         # chance an answer with tool_choice "auto" calls a tool (seeded)
     # -- prompt caching ------------------------------------------------------------
     cache_min_tokens: int = 1024        # shortest cacheable prefix
     cache_block_tokens: int = 128       # cached length grows in blocks of this size
@@ -138,6 +139,9 @@ class Knobs:
                 raise KnobError(f"{f.name} must be >= 0, got {v!r}", f.name)
             if (f.name.endswith("_p") or f.name.endswith("_fraction")) and not 0 <= v <= 1:
                 raise KnobError(f"{f.name} is a probability in [0, 1], got {v!r}", f.name)
+        if not 0 <= self.tool_call_rate <= 1:
+            raise KnobError(f"tool_call_rate is a probability in [0, 1], got {self.tool_call_rate!r}",
+                            "tool_call_rate")
         if self.slots < 1:
             raise KnobError("slots must be >= 1", "slots")
         if not -24 <= self.tz_offset_h <= 24:

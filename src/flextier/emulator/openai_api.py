@@ -1,4 +1,7 @@
-"""OpenAI dialect: ``/v1/chat/completions`` and ``/v1/responses`` (JSON and SSE).
+"""OpenAI dialect: ``/v1/chat/completions`` and ``/v1/responses`` (JSON and SSE), ``GET /v1/responses/{id}``.
+
+Structured output, tools, ``n``/``stop``/``seed``/``logprobs`` are read by :mod:`.openai_tools`
+and answered by the engine (:mod:`.tools`, :mod:`.structured`); plain chat keeps its fast path.
 
 Follows providers.md §1 and openai 3.57's types: ``service_tier`` in the body and
 echoed as the served tier (auto/default/scale -> "default", fast -> "priority"),
@@ -14,13 +17,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from .engine import EmuError, GenRequest, Session, is_reasoning_model
+from .engine import EmuError, GenRequest, Plan, Session, is_reasoning_model, text_chunks
 from .http import dumps, json_response
+from .logprobs import token_logprobs
+from .openai_tools import ResponseStore, chat_spec, responses_spec, stop_list, tools_prompt
 from .wire import Call, WireAPI, WireError
 
 __all__ = ["OpenAIAPI"]
 
 _TIERS = ("auto", "default", "flex", "scale", "priority", "fast", "ultrafast")
+_FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "stop_sequence": "stop"}
 _EFFORT = {"none": 0.0, "minimal": 0.2, "low": 0.5, "medium": 1.0, "high": 2.0, "xhigh": 3.0}
 
 
@@ -28,6 +34,12 @@ def _err(status: int, message: str, type_: str, code: str | None, param: str | N
          headers: dict[str, str] | None = None) -> Response:
     return json_response({"error": {"message": message, "type": type_, "param": param, "code": code}},
                          status, headers)
+
+
+def _split(text: str, n: int) -> list[str]:
+    """``text`` in about ``n`` pieces that concatenate to it (stream argument deltas)."""
+    size = max(1, -(-len(text) // max(1, n)))
+    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
 
 
 def _text_of(content: Any) -> str:
@@ -49,9 +61,14 @@ def _text_of(content: Any) -> str:
 class OpenAIAPI(WireAPI):
     provider = "openai"
 
+    def __init__(self, engine: Any) -> None:
+        super().__init__(engine)
+        self.store = ResponseStore()
+
     def routes(self) -> list[BaseRoute]:
         return [Route("/v1/chat/completions", self.chat, methods=["POST"]),
-                Route("/v1/responses", self.responses, methods=["POST"])]
+                Route("/v1/responses", self.responses, methods=["POST"]),
+                Route("/v1/responses/{response_id}", self.get_response, methods=["GET"])]
 
     # -- errors ------------------------------------------------------------------------------
     def bad_request(self, message: str) -> Response:
@@ -155,9 +172,39 @@ class OpenAIAPI(WireAPI):
                                  "messages"), model_wire=str(body.get("model", "")))
         prompt = "\n".join(_text_of(m.get("content")) for m in msgs if isinstance(m, dict))
         mt = body.get("max_completion_tokens", body.get("max_tokens"))
+        spec = chat_spec(body, msgs) if ("tools" in body or "response_format" in body) else None
+        self._check_choice(body, spec)
+        if spec is not None:
+            calls = [tc.get("function", {}).get("arguments", "") for m in msgs if isinstance(m, dict)
+                     for tc in (m.get("tool_calls") or []) if isinstance(tc, dict)]
+            prompt = "\n".join([prompt, *[c for c in calls if isinstance(c, str)]])
         req = self._gen_request(body, prompt, mt, body.get("reasoning_effort"))
+        if spec is not None:
+            if spec.json_object and "json" not in prompt.lower():
+                raise WireError(_err(400, "'messages' must contain the word 'json' in some form, to use "
+                                     "'response_format' of type 'json_object'.", "invalid_request_error", None,
+                                     "messages"), model_wire=req.model_wire, entry=req.entry, tier=req.tier)
+            req.prompt_prefix = tools_prompt(body.get("tools"), body.get("response_format"))
+        self._extras(req, body, spec)
+        n = body.get("n")
+        if n is not None:
+            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 128:
+                raise WireError(_err(400, f"Invalid value for 'n': expected an integer in [1, 128], got {n!r}.",
+                                     "invalid_request_error", "invalid_value", "n"), model_wire=req.model_wire,
+                                entry=req.entry, tier=req.tier)
+            req.n = n
+        # OpenAI answers a forced call (tool_choice "required" or a named function) with
+        # finish_reason "stop", and only an "auto" call with "tool_calls"
+        forced = spec is not None and spec.choice in ("any", "tool")
+
+        def finish(c: Plan) -> str:
+            return "stop" if forced and c.finish == "tool_calls" else _FINISH[c.finish]
+
+        want_lp = body.get("logprobs") is True
+        top_lp = body.get("top_logprobs") if isinstance(body.get("top_logprobs"), int) else 0
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         created = int(self.engine.clock.now())
+        seed = self.engine.seed
 
         def usage(s: Session) -> dict[str, Any]:
             p = s.plan
@@ -165,19 +212,39 @@ class OpenAIAPI(WireAPI):
             return {"prompt_tokens": p.input_tokens, "completion_tokens": p.output_tokens,
                     "total_tokens": p.input_tokens + p.output_tokens,
                     "prompt_tokens_details": {"cached_tokens": p.cached_tokens, "audio_tokens": 0},
-                    "completion_tokens_details": {"reasoning_tokens": p.reasoning_tokens, "audio_tokens": 0,
-                                                  "accepted_prediction_tokens": 0,
+                    "completion_tokens_details": {"reasoning_tokens": p.all_reasoning_tokens,
+                                                  "audio_tokens": 0, "accepted_prediction_tokens": 0,
                                                   "rejected_prediction_tokens": 0}}
+
+        def tool_calls(c: Plan) -> list[dict[str, Any]]:
+            return [{"id": f"call_{tc.id}", "type": "function",
+                     "function": {"name": tc.name, "arguments": tc.arguments_json}} for tc in c.tool_calls or []]
+
+        def logprobs(text: str) -> dict[str, Any] | None:
+            if not want_lp:
+                return None
+            return {"content": token_logprobs(text, top_lp, seed), "refusal": None}
 
         def render(s: Session) -> dict[str, Any]:
             p = s.plan
             assert p is not None
+            if p.others is None and p.tool_calls is None and not want_lp:      # plain chat: the fast path
+                choices = [{"index": 0, "message": {"role": "assistant", "content": p.text, "refusal": None,
+                                                    "annotations": []},
+                            "logprobs": None, "finish_reason": "length" if p.finish == "length" else "stop"}]
+            else:
+                choices = []
+                for i, c in enumerate(p.choices):
+                    msg: dict[str, Any] = {"role": "assistant", "content": None if c.tool_calls else c.text,
+                                           "refusal": None, "annotations": []}
+                    if c.tool_calls:
+                        msg["tool_calls"] = tool_calls(c)
+                    choices.append({"index": i, "message": msg,
+                                    "logprobs": None if c.tool_calls else logprobs(c.text),
+                                    "finish_reason": finish(c)})
             return {"id": f"chatcmpl-{s.rid}", "object": "chat.completion", "created": created,
                     "model": req.model_wire, "service_tier": self._wire_tier(req), "system_fingerprint": None,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": p.text, "refusal": None,
-                                                         "annotations": []},
-                                 "logprobs": None, "finish_reason": p.finish}],
-                    "usage": usage(s)}
+                    "choices": choices, "usage": usage(s)}
 
         async def stream(s: Session) -> AsyncIterator[bytes]:
             p = s.plan
@@ -185,49 +252,126 @@ class OpenAIAPI(WireAPI):
             base = {"id": f"chatcmpl-{s.rid}", "object": "chat.completion.chunk", "created": created,
                     "model": req.model_wire, "service_tier": self._wire_tier(req), "system_fingerprint": None}
 
-            def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-                c = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            def chunk(i: int, delta: dict[str, Any], finish: str | None = None,
+                      lp: dict[str, Any] | None = None) -> bytes:
+                c = {**base, "choices": [{"index": i, "delta": delta, "logprobs": lp, "finish_reason": finish}]}
                 if include_usage:
                     c["usage"] = None
                 return b"data: " + dumps(c) + b"\n\n"
 
-            first = True
-            async for words in s.pieces(8):
-                text = " ".join(words)
-                if first:
-                    yield chunk({"role": "assistant", "content": "", "refusal": None})
-                    first = False
-                    yield chunk({"content": text})
+            groups: list[list[bytes]] = []
+            for i, c in enumerate(p.choices):
+                head = [chunk(i, {"role": "assistant", "content": None if c.tool_calls else "", "refusal": None})]
+                if c.tool_calls:
+                    for j, tc in enumerate(c.tool_calls):
+                        head.append(chunk(i, {"tool_calls": [{"index": j, "id": f"call_{tc.id}", "type": "function",
+                                                              "function": {"name": tc.name, "arguments": ""}}]}))
+                        groups.append(head)
+                        head = []
+                        for frag in _split(tc.arguments_json, 6):
+                            groups.append([chunk(i, {"tool_calls": [{"index": j, "function": {"arguments": frag}}]})])
                 else:
-                    yield chunk({"content": " " + text})
-            yield chunk({}, p.finish)
+                    for frag in text_chunks(c, 8):
+                        head.append(chunk(i, {"content": frag}, None, logprobs(frag)))
+                        groups.append(head)
+                        head = []
+                tail = chunk(i, {}, finish(c))
+                if head or not groups:
+                    groups.append(head + [tail])
+                else:
+                    groups[-1].append(tail)
+            async for group in s.paced(groups):
+                for b in group:
+                    yield b
             if include_usage:
                 yield b"data: " + dumps({**base, "choices": [], "usage": usage(s)}) + b"\n\n"
             yield b"data: [DONE]\n\n"
 
         return Call(req, render, stream, headers=self._headers, id_prefix="chatcmpl-")
 
+    @staticmethod
+    def _check_choice(body: dict[str, Any], spec: Any) -> None:
+        """A ``tool_choice`` that names no sent tool, or forces one without tools: 400 like OpenAI."""
+        model = str(body.get("model", ""))
+        bad = spec.unknown_forced() if spec is not None else None
+        if bad is not None:
+            raise WireError(_err(400, f"Invalid value for 'tool_choice': function '{bad}' is not among the "
+                                 "provided tools.", "invalid_request_error", "invalid_value", "tool_choice"),
+                            model_wire=model)
+        if body.get("tool_choice") not in (None, "none", "auto") and not body.get("tools"):
+            raise WireError(_err(400, "Invalid value for 'tool_choice': 'tool_choice' is only allowed when "
+                                 "'tools' are specified.", "invalid_request_error", None, "tool_choice"),
+                            model_wire=model)
+
+    def _extras(self, req: GenRequest, body: dict[str, Any], spec: Any) -> None:
+        """``stop``, ``seed`` and the output spec onto the neutral request."""
+        req.output = spec
+        if "stop" in body:
+            req.stop = stop_list(body["stop"])
+        seed = body.get("seed")
+        if isinstance(seed, int) and not isinstance(seed, bool):
+            req.seed = seed
+
     # -- responses ---------------------------------------------------------------------------------------
     async def responses(self, request: Request) -> Any:
         return await self.run(request, self._build_responses)
 
+    async def get_response(self, request: Request) -> Any:
+        rid = request.path_params["response_id"]
+        hit = self.store.get(rid)
+        if hit is None:
+            return _err(404, f"Response with id '{rid}' not found.", "invalid_request_error", None)
+        return json_response(hit[0])
+
     def _build_responses(self, body: dict[str, Any], request: Request) -> Call:
         inp = body.get("input")
         parts: list[str] = []
+        items: list[Any] = []
+        prev_id = body.get("previous_response_id")
+        prev_called: frozenset[str] = frozenset()
+        if prev_id is not None:
+            hit = self.store.get(prev_id) if isinstance(prev_id, str) else None
+            if hit is None:
+                raise WireError(_err(400, f"Previous response with id '{prev_id}' not found.",
+                                     "invalid_request_error", "previous_response_not_found",
+                                     "previous_response_id"), model_wire=str(body.get("model", "")))
+            parts.append(hit[1])
+            prev_called = hit[2]
         if isinstance(body.get("instructions"), str):
             parts.append(body["instructions"])
         if isinstance(inp, str):
             parts.append(inp)
         elif isinstance(inp, list):
+            items = inp
             for it in inp:
                 if isinstance(it, dict):
-                    parts.append(_text_of(it.get("content")) if "content" in it else _text_of([it]))
+                    if it.get("type") == "function_call":
+                        parts.append(str(it.get("arguments", "")))
+                    elif it.get("type") == "function_call_output":
+                        parts.append(_text_of(it.get("output")))
+                    else:
+                        parts.append(_text_of(it.get("content")) if "content" in it else _text_of([it]))
         else:
             raise WireError(_err(400, "Missing required parameter: 'input'.", "invalid_request_error",
                                  "missing_required_parameter", "input"), model_wire=str(body.get("model", "")))
+        history = "\n".join(parts)
+        spec = responses_spec(body, items, prev_called)
+        self._check_choice(body, spec)
         effort = (body.get("reasoning") or {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
-        req = self._gen_request(body, "\n".join(parts), body.get("max_output_tokens"), effort)
+        req = self._gen_request(body, history, body.get("max_output_tokens"), effort)
+        if spec is not None:
+            if spec.json_object and "json" not in history.lower():
+                raise WireError(_err(400, "Response input messages must contain the word 'json' in some form to "
+                                     "use 'text.format' of type 'json_object'.", "invalid_request_error", None,
+                                     "input"), model_wire=req.model_wire, entry=req.entry, tier=req.tier)
+            req.prompt_prefix = tools_prompt(body.get("tools"), (body.get("text") or {}).get("format"))
+        self._extras(req, body, spec)
+        include = body.get("include") if isinstance(body.get("include"), list) else []
+        want_lp = "message.output_text.logprobs" in include
+        top_lp = body.get("top_logprobs") if isinstance(body.get("top_logprobs"), int) else 0
+        store = body.get("store") is not False
         created = int(self.engine.clock.now())
+        seed = self.engine.seed
 
         def usage(s: Session) -> dict[str, Any]:
             p = s.plan
@@ -237,38 +381,63 @@ class OpenAIAPI(WireAPI):
                     "output_tokens_details": {"reasoning_tokens": p.reasoning_tokens},
                     "total_tokens": p.input_tokens + p.output_tokens}
 
+        def part(text: str) -> dict[str, Any]:
+            return {"type": "output_text", "text": text, "annotations": [],
+                    "logprobs": token_logprobs(text, top_lp, seed) if want_lp and text else []}
+
         def message(s: Session, status: str, text: str | None) -> dict[str, Any]:
-            content = [] if text is None else [{"type": "output_text", "text": text, "annotations": [],
-                                                "logprobs": []}]
+            content = [] if text is None else [part(text)]
             return {"type": "message", "id": f"msg_{s.rid}", "role": "assistant", "status": status,
                     "content": content}
+
+        def fcall(s: Session, j: int, tc: Any, status: str, args: str) -> dict[str, Any]:
+            return {"type": "function_call", "id": f"fc_{s.rid}{j}", "call_id": f"call_{tc.id}", "name": tc.name,
+                    "arguments": args, "status": status}
 
         def reasoning_item(s: Session) -> dict[str, Any]:
             return {"type": "reasoning", "id": f"rs_{s.rid}", "summary": []}
 
         def response_obj(s: Session, status: str, output: list[dict[str, Any]], with_usage: bool) -> dict[str, Any]:
-            p = s.plan
-            assert p is not None
             incomplete = status == "incomplete"
+            text_cfg = body.get("text") if isinstance(body.get("text"), dict) else {}
             return {"id": f"resp_{s.rid}", "object": "response", "created_at": created, "status": status,
                     "background": False, "error": None,
                     "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
                     "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
                     "model": req.model_wire, "output": output, "parallel_tool_calls": True,
-                    "previous_response_id": None,
+                    "previous_response_id": prev_id,
                     "reasoning": {"effort": effort, "summary": None}, "service_tier": self._wire_tier(req),
-                    "store": True, "temperature": 1.0, "text": {"format": {"type": "text"}},
-                    "tool_choice": "auto", "tools": [], "top_p": 1.0, "truncation": "disabled",
-                    "usage": usage(s) if with_usage else None, "metadata": {}}
+                    "store": store, "temperature": 1.0,
+                    "text": {**text_cfg, "format": text_cfg.get("format") or {"type": "text"}},
+                    "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools") or [],
+                    "top_p": 1.0, "truncation": "disabled",
+                    "usage": usage(s) if with_usage else None, "metadata": body.get("metadata") or {}}
 
         def final_status(s: Session) -> str:
             return "incomplete" if s.plan is not None and s.plan.finish == "length" else "completed"
 
-        def render(s: Session) -> dict[str, Any]:
+        def outputs(s: Session) -> list[dict[str, Any]]:
             assert s.plan is not None
-            out = ([reasoning_item(s)] if s.plan.reasoning_tokens else []) + \
-                [message(s, "completed" if final_status(s) == "completed" else "incomplete", s.plan.text)]
-            return response_obj(s, final_status(s), out, True)
+            p = s.plan
+            out = [reasoning_item(s)] if p.reasoning_tokens else []
+            if p.tool_calls:
+                out += [fcall(s, j, tc, "completed", tc.arguments_json) for j, tc in enumerate(p.tool_calls)]
+            else:
+                out.append(message(s, "completed" if final_status(s) == "completed" else "incomplete", p.text))
+            return out
+
+        def keep(s: Session, obj: dict[str, Any]) -> None:
+            if store:
+                p = s.plan
+                assert p is not None
+                said = "\n".join(tc.arguments_json for tc in p.tool_calls) if p.tool_calls else p.text
+                called = frozenset(tc.name for tc in p.tool_calls or []) | (spec.called if spec else prev_called)
+                self.store.put(obj["id"], obj, history + "\n" + said, called)
+
+        def render(s: Session) -> dict[str, Any]:
+            obj = response_obj(s, final_status(s), outputs(s), True)
+            keep(s, obj)
+            return obj
 
         async def stream(s: Session) -> AsyncIterator[bytes]:
             p = s.plan
@@ -290,30 +459,48 @@ class OpenAIAPI(WireAPI):
                 yield ev("response.output_item.done", {"output_index": 0, "item": reasoning_item(s)})
                 out.append(reasoning_item(s))
                 idx = 1
-            item_id = f"msg_{s.rid}"
-            yield ev("response.output_item.added", {"output_index": idx, "item": message(s, "in_progress", None)})
-            yield ev("response.content_part.added", {"item_id": item_id, "output_index": idx, "content_index": 0,
-                                                     "part": {"type": "output_text", "text": "",
-                                                              "annotations": [], "logprobs": []}})
-            first = True
-            async for words in s.pieces(8):
-                delta = ("" if first else " ") + " ".join(words)
-                first = False
-                yield ev("response.output_text.delta", {"item_id": item_id, "output_index": idx,
-                                                        "content_index": 0, "delta": delta, "logprobs": []})
-            text = p.text
-            yield ev("response.output_text.done", {"item_id": item_id, "output_index": idx, "content_index": 0,
-                                                   "text": text, "logprobs": []})
-            yield ev("response.content_part.done", {"item_id": item_id, "output_index": idx, "content_index": 0,
-                                                    "part": {"type": "output_text", "text": text,
-                                                             "annotations": [], "logprobs": []}})
             status = final_status(s)
-            msg = message(s, "completed" if status == "completed" else "incomplete", text)
-            yield ev("response.output_item.done", {"output_index": idx, "item": msg})
-            out.append(msg)
+            if p.tool_calls:
+                for j, tc in enumerate(p.tool_calls):
+                    item_id = f"fc_{s.rid}{j}"
+                    yield ev("response.output_item.added", {"output_index": idx,
+                                                            "item": fcall(s, j, tc, "in_progress", "")})
+                    async for frag in s.paced(_split(tc.arguments_json, 6)):
+                        yield ev("response.function_call_arguments.delta", {"item_id": item_id, "output_index": idx,
+                                                                            "delta": frag})
+                    yield ev("response.function_call_arguments.done", {"item_id": item_id, "output_index": idx,
+                                                                       "name": tc.name,
+                                                                       "arguments": tc.arguments_json})
+                    done = fcall(s, j, tc, "completed", tc.arguments_json)
+                    yield ev("response.output_item.done", {"output_index": idx, "item": done})
+                    out.append(done)
+                    idx += 1
+            else:
+                item_id = f"msg_{s.rid}"
+                yield ev("response.output_item.added", {"output_index": idx,
+                                                        "item": message(s, "in_progress", None)})
+                yield ev("response.content_part.added", {"item_id": item_id, "output_index": idx,
+                                                         "content_index": 0,
+                                                         "part": {"type": "output_text", "text": "",
+                                                                  "annotations": [], "logprobs": []}})
+                async for delta in s.paced(text_chunks(p, 8) or [""]):
+                    lp = token_logprobs(delta, top_lp, seed) if want_lp and delta else []
+                    yield ev("response.output_text.delta", {"item_id": item_id, "output_index": idx,
+                                                            "content_index": 0, "delta": delta, "logprobs": lp})
+                text = p.text
+                full = part(text)
+                yield ev("response.output_text.done", {"item_id": item_id, "output_index": idx,
+                                                       "content_index": 0, "text": text,
+                                                       "logprobs": full["logprobs"]})
+                yield ev("response.content_part.done", {"item_id": item_id, "output_index": idx,
+                                                        "content_index": 0, "part": full})
+                msg = message(s, "completed" if status == "completed" else "incomplete", text)
+                yield ev("response.output_item.done", {"output_index": idx, "item": msg})
+                out.append(msg)
             final = "response.completed" if status == "completed" else "response.incomplete"
-            yield ev(final, {"response": response_obj(s, status, out, True)})
+            obj = response_obj(s, status, out, True)
+            keep(s, obj)
+            yield ev(final, {"response": obj})
 
         call = Call(req, render, stream, headers=self._headers, id_prefix="resp_")
         return call
-

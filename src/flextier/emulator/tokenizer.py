@@ -145,6 +145,45 @@ class TokenSeq(Sequence[str]):
         return (str(x) for x in self.ids())
 
 
+class TokenChain(Sequence[str]):
+    """Two token sequences one after the other (a tools/schema prefix, then the prompt), with the
+    count at once and the tokens themselves only when the prefix cache looks."""
+
+    __slots__ = ("_a", "_b", "_all")
+
+    def __init__(self, a: Sequence[str], b: Sequence[str]) -> None:
+        self._a, self._b = a, b
+        self._all: list[str] | None = None
+
+    def _list(self) -> list[str]:
+        if self._all is None:
+            self._all = [*self._a, *self._b]
+        return self._all
+
+    def __len__(self) -> int:
+        return len(self._a) + len(self._b)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        return self._list()[i]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._list())
+
+
+def join_tokens(a: Sequence[str], b: Sequence[str]) -> Sequence[str]:
+    """``a`` then ``b`` without materialising either unless someone looks."""
+    if not a:
+        return b
+    if not b:
+        return a
+    return TokenChain(a, b)
+
+
 def _safe(fn: Callable[[str], Any], text: str) -> Any:
     try:
         return fn(text)
@@ -222,43 +261,12 @@ def count_tokens(text: str) -> int:
 OPENAI_PER_MESSAGE = 3
 OPENAI_PER_NAME = 1
 OPENAI_REPLY_PRIMING = 3
-#: The same cookbook's function-definition formula for gpt-4o-class models.
-_FUNC_INIT, _PROP_INIT, _PROP_KEY, _ENUM_INIT, _ENUM_ITEM, _FUNC_END = 7, 3, 3, -3, 3, 12
 #: Anthropic "Tool use pricing and tokens": the tool-use system prompt for the Claude 4 models.
 ANTHROPIC_TOOL_PROMPT = {"auto": 346, "none": 346, "any": 313, "tool": 313}
 
 
 def _json_tokens(obj: Any) -> int:
     return count_tokens(json.dumps(obj, separators=(",", ":"), ensure_ascii=False, sort_keys=True))
-
-
-def _openai_function_tokens(functions: list[dict[str, Any]]) -> int:
-    """OpenAI's published estimate for function definitions (cookbook ``num_tokens_for_tools``)."""
-    n = 0
-    for f in functions:
-        n += _FUNC_INIT
-        name = f.get("name") if isinstance(f.get("name"), str) else ""
-        desc = f.get("description") if isinstance(f.get("description"), str) else ""
-        desc = desc.rstrip(".")
-        n += count_tokens(f"{name}:{desc}")
-        params = f.get("parameters")
-        props = params.get("properties") if isinstance(params, dict) else None
-        if isinstance(props, dict) and props:
-            n += _PROP_INIT
-            for key, spec in props.items():
-                n += _PROP_KEY
-                spec = spec if isinstance(spec, dict) else {}
-                enum = spec.get("enum")
-                if isinstance(enum, list) and enum:
-                    n += _ENUM_INIT
-                    for item in enum:
-                        n += _ENUM_ITEM + count_tokens(str(item))
-                ptype = spec.get("type") if isinstance(spec.get("type"), str) else ""
-                pdesc = spec.get("description") if isinstance(spec.get("description"), str) else ""
-                n += count_tokens(f"{key}:{ptype}:{pdesc.rstrip('.')}")
-                if isinstance(spec.get("properties"), dict) or isinstance(spec.get("items"), dict):
-                    n += _json_tokens({k: v for k, v in spec.items() if k in ("properties", "items", "required")})
-    return n + (_FUNC_END if functions else 0)
 
 
 def _openai_overhead(body: dict[str, Any]) -> int:
@@ -275,16 +283,6 @@ def _openai_overhead(body: dict[str, Any]) -> int:
         items = len(inp) if isinstance(inp, list) else 1
         items += 1 if isinstance(body.get("instructions"), str) else 0
         n += OPENAI_PER_MESSAGE * items + OPENAI_REPLY_PRIMING
-    tools = body.get("tools")
-    if isinstance(tools, list):
-        funcs = []
-        for t in tools:
-            if not isinstance(t, dict):
-                continue
-            f = t.get("function") if isinstance(t.get("function"), dict) else t   # chat vs Responses shape
-            if isinstance(f, dict) and (t.get("type") in (None, "function")):
-                funcs.append(f)
-        n += _openai_function_tokens(funcs)
     return n
 
 
@@ -294,24 +292,26 @@ def _anthropic_overhead(body: dict[str, Any]) -> int:
         return 0
     choice = body.get("tool_choice")
     kind = choice.get("type") if isinstance(choice, dict) else "auto"
-    return ANTHROPIC_TOOL_PROMPT.get(kind if isinstance(kind, str) else "auto", 346) + _json_tokens(tools)
+    return ANTHROPIC_TOOL_PROMPT.get(kind if isinstance(kind, str) else "auto", 346)
 
 
-def _gemini_overhead(body: dict[str, Any]) -> int:
+def _no_overhead(body: dict[str, Any]) -> int:
+    return 0
+
+
+def _native_tools_overhead(body: dict[str, Any]) -> int:
+    """A model-native body (Bedrock InvokeModel of DeepSeek/Qwen) bills its tool JSON here,
+    as it has no dialect builder that bills definitions through ``GenRequest.prompt_prefix``."""
     tools = body.get("tools")
-    return _json_tokens(tools) if isinstance(tools, list) and tools else 0
-
-
-def _bedrock_overhead(body: dict[str, Any]) -> int:
-    tc = body.get("toolConfig")
-    tools = tc.get("tools") if isinstance(tc, dict) else None
     return _json_tokens(tools) if isinstance(tools, list) and tools else 0
 
 
 #: Request dialects: the four online APIs (Bedrock's is Converse) and ``tools`` for a body that
 #: carries OpenAI-style ``tools`` without documented framing (Bedrock InvokeModel of DeepSeek/Qwen).
-_OVERHEAD = {"openai": _openai_overhead, "anthropic": _anthropic_overhead, "gemini": _gemini_overhead,
-             "bedrock": _bedrock_overhead, "tools": _gemini_overhead}
+#: Tool and schema *definitions* are billed by the dialects themselves, as prompt text ahead of
+#: the messages (``GenRequest.prompt_prefix``); here is only the framing the providers add.
+_OVERHEAD = {"openai": _openai_overhead, "anthropic": _anthropic_overhead, "gemini": _no_overhead,
+             "bedrock": _no_overhead, "tools": _native_tools_overhead}
 
 
 def prompt_overhead(provider: str, body: dict[str, Any]) -> int:
