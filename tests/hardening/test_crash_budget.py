@@ -141,3 +141,40 @@ def test_items_held_back_by_the_budget_are_not_possibly_billed(tmp_path):
     for cid, n in unanswered.items():
         assert flagged.get(cid, 0) >= n, (cid, n, flagged.get(cid))
     assert pb_n - sum(unanswered.values()) <= 1, (pb_n, unanswered)
+
+
+def test_reset_marks_survive_kills_per_item(tmp_path):
+    """Connections reset after the work was done (billed) and SIGKILLs in between: every billed
+    send the client never recorded is flagged on its own item. Before, a reset's mark lived in
+    memory until the item finished, so a kill lost it (one item billed five times, recorded once,
+    flagged three times)."""
+    from flextier.emulator import serve
+
+    n = 300
+    job = _jobs(tmp_path / "resets.jsonl", n)
+    db, out = tmp_path / "resets.db", tmp_path / "resets.out.jsonl"
+    env = python_env(OPENAI_API_KEY="sk-test-reset")
+    rng = random.Random(7)
+    with serve(profile="calm", time_scale=200, start=START, seed=9, fault_reset_p=0.4) as emu:
+        cmd = [PY, "-m", "flextier", "run", str(job), "--model", MODEL, "--base-url", emu.openai_base_url,
+               "--store", str(db), "--out", str(out), "--concurrency", "24", "--max-tokens", "30", "-q"]
+        for _ in range(6):
+            before = len(emu.ledger())
+            p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+            sigkill_when(p, lambda: len(emu.ledger()) >= before + 30, within=60, what="no answers",
+                         settle=rng.uniform(0.0, 0.3), alive_after_settle=False)
+            p.stderr.close()
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert r.returncode in (0, 1), r.stderr[-2000:]
+        time.sleep(0.2)
+        rows = emu.ledger()
+    with JobStore(db, create=False) as st:
+        items = list(st.iter_items())
+        recorded = Counter(seq for _, seq, *_ in st.iter_ledger())
+    billed = Counter(unquote(r["item"]) for r in rows if r.get("item") and r.get("cost") not in (None, "0"))
+    short = {it["custom_id"]: (billed[it["custom_id"]], recorded[it["seq"]], it["possibly_billed"]) for it in items
+             if billed[it["custom_id"]] - recorded[it["seq"]] > it["possibly_billed"]}
+    resets = sum(1 for r in rows if "reset" in str(r.get("outcome")))
+    print(f"\n{resets} resets; items billed more than recorded + flagged: {len(short)}")
+    assert resets > 20
+    assert not short, f"(billed, recorded, flagged) per item: {dict(list(short.items())[:5])}"
