@@ -120,7 +120,7 @@ def test_items_held_back_by_the_budget_are_not_possibly_billed(tmp_path):
         p.stderr.close()
         with JobStore(db, create=False) as st:
             claimed = st.counts()["inflight"]
-            out_now = [sid for sid, _, _, _, state in st.open_sends() if state == "open"]
+            out_now = [sid for sid, _, _, _, state in st.send_records() if state == "open"]
         time.sleep(1.5)  # the emulator answers (and bills) what the kill abandoned
         rows = ledger(url)
         with JobStore(db, create=False) as st:

@@ -75,7 +75,7 @@ def test_repeated_sigkill_then_resume(tmp_path):
             kills += 1
             if db.exists():
                 with JobStore(db, create=False) as st:
-                    open_sends |= {sid for sid, _, _, _, state in st.open_sends() if state == "open"}
+                    open_sends |= {sid for sid, _, _, _, state in st.send_records() if state == "open"}
                     claimed_at_kills |= {(it["seq"], it["possibly_billed"]) for it in st.iter_items("inflight")}
         # the final resume, to completion
         r = subprocess.run(resume_args, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)

@@ -81,7 +81,7 @@ def test_ctrl_c_drains_in_flight_and_a_resume_bills_nothing_twice(tmp_path):
             c = st.counts()
             assert job_row["state"] == "stopped" and "SIGINT" in job_row["message"]
             assert c["done"] > 0 and c["inflight"] == 0 and c["done"] + c["pending"] == n
-            assert st.open_sends() == [] and st.possibly_billed()[0] == 0
+            assert st.send_records() == [] and st.possibly_billed()[0] == 0
         resume = shlex.split(line.split("Resume with: ", 1)[1])
         assert resume[:2] == ["flextier", "resume"]
         r = subprocess.run([PY, "-m", "flextier", *resume[1:], "-q"], env=env, capture_output=True, text=True,
@@ -111,7 +111,7 @@ def test_sigterm_stops_the_job_and_exits_143(tmp_path):
     assert "Traceback" not in err and f"Resume with: flextier resume {db}" in err
     with JobStore(db, create=False) as st:
         assert st.job()["state"] == "stopped"
-        assert st.counts()["inflight"] == 0 and st.open_sends() == []
+        assert st.counts()["inflight"] == 0 and st.send_records() == []
 
 
 def test_drain_is_bounded_and_a_second_ctrl_c_stops_at_once(tmp_path):
@@ -140,5 +140,5 @@ def test_drain_is_bounded_and_a_second_ctrl_c_stops_at_once(tmp_path):
             with JobStore(db, create=False) as st:
                 assert st.job()["state"] == "stopped"
                 n, _ = st.possibly_billed()
-                states = Counter(s for *_, s in st.open_sends())
+                states = Counter(s for *_, s in st.send_records())
             assert n >= 4 and states == {"unknown": n}, (n, states)

@@ -354,4 +354,4 @@ def test_every_send_is_committed_before_it_leaves_and_cleared_after(emulator, ma
     s = asyncio.run(runner.run())
     assert s.done == 200 and ad.sent >= 200
     assert ad.unrecorded == []
-    assert st.open_sends() == [] and st.possibly_billed() == (0, 0)
+    assert st.send_records() == [] and st.possibly_billed() == (0, 0)

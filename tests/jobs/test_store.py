@@ -88,7 +88,7 @@ def test_claim_finish_and_recover(tmp_path, simple_jobs):
     claimed = s.flush(claim=100).claimed
     assert 0 not in [x.seq for x in claimed] and len(claimed) == 9
     assert {x.seq: x.possibly_billed for x in claimed if x.possibly_billed} == {1: 1, 2: 1}
-    assert [(r[1], r[4]) for r in s.open_sends()] == [(1, "unknown"), (2, "unknown")]
+    assert [(r[1], r[4]) for r in s.send_records()] == [(1, "unknown"), (2, "unknown")]
     t = s.ledger_totals()
     assert t["spent"] == Decimal("0.001") and t["standard"] == Decimal("0.002")
     assert list(s.results_after_gen(0)) == [(0, '{"custom_id":"0"}')]
@@ -151,3 +151,20 @@ def test_no_secrets_in_config(tmp_path):
     with pytest.raises(ValueError):
         s.create_job(name="x", model="m", tier_mode="auto", created_at=0, config={"api_key": "sk-123"})
     assert redact_url("https://user:sk-secret@host:8443/v1?key=abc#x") == "https://host:8443/v1"
+
+
+def test_migration_2_keeps_the_in_flight_items_of_an_older_store(tmp_path, simple_jobs):
+    """A store written by a flextier without send records, which crashed with items in flight: the
+    upgrade records one open send per such item, so the resume flags them as that version would."""
+    s = _store(tmp_path)
+    p = simple_jobs(5)
+    s.import_items(iter_input(p), file=str(p), skip_invalid=False)
+    s.db.execute("UPDATE items SET state = 'inflight', tier = 'standard' WHERE seq IN (1, 3)")
+    s.db.execute("DROP TABLE sends")                        # what an older flextier left behind
+    s.db.execute("DELETE FROM schema_migrations WHERE id = 2")
+    s.close()
+    s = JobStore(tmp_path / ".flextier" / "j.db")
+    assert (2, "sends") in s.migrations()
+    assert [(seq, tier, state) for _, seq, tier, _, state in s.send_records()] == [(1, "standard", "open"),
+                                                                                  (3, "standard", "open")]
+    assert s.recover() == 2 and s.possibly_billed()[0] == 2

@@ -160,7 +160,9 @@ CREATE TABLE events (
     detail TEXT
 );
 """),
-    # issue 18 §2/§4: one row per request sent, committed before it leaves (see the module doc)
+    # issue 18 §2/§4: one row per request sent, committed before it leaves (see the module doc).
+    # A store upgraded with items in flight (an older flextier crashed) gets one open send for each,
+    # so recover() flags them as that version would have.
     (2, "sends", """
 CREATE TABLE sends (
     id INTEGER PRIMARY KEY,
@@ -171,6 +173,8 @@ CREATE TABLE sends (
     ts REAL NOT NULL
 );
 CREATE INDEX sends_seq ON sends(seq);
+INSERT INTO sends (seq, tier, reserved, state, ts)
+    SELECT seq, COALESCE(tier, 'flex'), NULL, 'open', 0 FROM items WHERE state = 'inflight' AND in_batch IS NULL;
 """),
 ]
 
@@ -531,8 +535,9 @@ class JobStore:
         it becomes ``unknown`` and its item's ``possibly_billed`` grows by one."""
         self._sends_lost.append((sid,))
 
-    def open_sends(self) -> list[tuple[int, int, str, str | None, str]]:
-        """(id, seq, tier, reserved, state) of every recorded send not known to be accounted."""
+    def send_records(self) -> list[tuple[int, int, str, str | None, str]]:
+        """(id, seq, tier, reserved, state) of every send not accounted by an answer or a refusal:
+        ``open`` (out now, or at a crash not yet recovered) or ``unknown`` (possibly billed)."""
         return list(self.db.execute("SELECT id, seq, tier, reserved, state FROM sends ORDER BY id"))
 
     def finish(self, item: FinishedItem) -> None:
