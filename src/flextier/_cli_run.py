@@ -436,8 +436,14 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
                            drain_timeout=DEFAULT_DRAIN_TIMEOUT if a.drain_timeout is None else a.drain_timeout)
 
     async def main() -> int:
-        st.update_job(state="running", started_at=clock.now(), message=None)
         stopper.install(asyncio.get_running_loop())  # SIGTERM / Ctrl-C: drain, record, "stopped"
+        try:
+            return await job()
+        finally:
+            stopper.uninstall()
+
+    async def job() -> int:
+        st.update_job(state="running", started_at=clock.now(), message=None)
         progress.start()
         try:
             await runner.run()
@@ -458,8 +464,6 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
         except asyncio.CancelledError:
             st.update_job(state="stopped", message="interrupted")
             raise
-        finally:
-            stopper.uninstall()
         await progress.stop()
         st.update_job(state="done", finished_at=clock.now(), message=None)
         return EXIT_FAILED_ITEMS if runner.stats.failed else 0
