@@ -74,8 +74,12 @@ def test_max_cost_holds_across_sigkills_and_ctrl_c(tmp_path):
             err = p.communicate(timeout=60)[1].decode()
             p.stderr.close()
             assert "Traceback" not in err, err[-3000:]
+            if "paused: spending cap reached" in err:
+                # the cap was reached just before the stop (which then met a process on its way out)
+                done_early = True
+                break
             if sig == signal.SIGINT:
-                assert p.returncode in (130, 3), err[-2000:]
+                assert p.returncode == 130, err[-2000:]
             else:
                 assert p.returncode == -signal.SIGKILL
             time.sleep(0.2)  # the emulator finishes (and bills) what the kill abandoned
