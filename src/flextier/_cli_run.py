@@ -6,8 +6,9 @@ does the rest. Every bad flag or input raises :class:`UserInputError` naming the
 ``flextier`` prints one line and exits 2 before anything is sent.
 
 Exit codes (and their precedence when several apply) live in :mod:`flextier.jobs.exitcodes`:
-0 done, 1 some items failed, 2 bad input, 3 paused, 4 deadline missed, 130 interrupted,
-143 terminated.
+0 done, 1 some items failed, 2 bad input, 3 paused, 4 deadline missed, 130 stopped by Ctrl-C
+(SIGINT), 143 stopped by SIGTERM: the job is "stopped" and resumable, after a bounded wait
+for the requests in flight (``--drain-timeout``, see :mod:`flextier.jobs.signals`).
 """
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ class RunArgs:
     batch_s3_uri: Optional[str] = None
     batch_role_arn: Optional[str] = None
     batch_s3_endpoint: Optional[str] = None     # set by execute: the emulator's S3 when emulating
+    drain_timeout: Optional[float] = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -298,6 +300,8 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
     _check_positive("--tpm", a.tpm)
     _check_positive("--max-tokens", a.max_tokens, integer=True)
     _check_positive("--time-scale", a.time_scale)
+    if a.drain_timeout is not None and not 0 <= a.drain_timeout <= 86400:
+        raise UserInputError(f"must be between 0 and 86400 seconds, got {a.drain_timeout:g}", field="--drain-timeout")
     if a.temperature is not None and not 0 <= a.temperature <= 2:
         raise UserInputError("must be between 0 and 2", field="--temperature")
     cap = parse_money(a.max_cost) if a.max_cost is not None else None
@@ -474,18 +478,39 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
     runner = Runner(st, adapter, opts, clock=clock, output=sink, batch_backend=batch_backend)
     runner.prepare()
     if runner.stats.recovered and not a.quiet:
-        _err(f"flextier: {runner.stats.recovered} items were in flight when the job stopped; they are sent "
-             f"again and marked 'possibly billed'")
+        lost = st.recovered_sends
+        _err(f"flextier: {runner.stats.recovered} items were in flight when the job stopped; they are sent again"
+             + (f" ({lost} sends that may have been billed are marked 'possibly billed')" if lost else ""))
     lag = (LagMonitor(clock.time_scale, inflight=lambda: len(runner.flex_active) + len(runner.std_active))
            if getattr(clock, "time_scale", 1.0) > 1 else None)  # issue 11 item 9: client lag vs emulated time
     progress = Progress(runner.snapshot, quiet=a.quiet, utc=utc, title=f"flextier run {st.job()['name']}", lag=lag)
 
+    from .jobs.signals import DEFAULT_DRAIN_TIMEOUT, GracefulStop
+
+    stopper = GracefulStop(runner, notify=_err,
+                           drain_timeout=DEFAULT_DRAIN_TIMEOUT if a.drain_timeout is None else a.drain_timeout)
+
     async def main() -> int:
+        stopper.install(asyncio.get_running_loop())  # SIGTERM / Ctrl-C: drain, record, "stopped"
+        try:
+            return await job()
+        finally:
+            stopper.uninstall()
+
+    async def job() -> int:
         st.update_job(state="running", started_at=clock.now(), message=None)
         progress.start()
         try:
             await runner.run()
         except JobPaused as exc:
+            if exc.kind == "interrupted":
+                await progress.stop()
+                st.update_job(state="stopped", message=str(exc))
+                cut = runner.stop_cut
+                _err(f"flextier: {exc}: {runner.stop_inflight} requests were in flight"
+                     + (f", {cut} cut off (marked possibly billed)" if cut else ", all recorded")
+                     + f"; the job is saved. Resume with: {resume_command(st.path, st.job()['name'])}")
+                return stopper.exit_code
             runner.stats.paused = str(exc)
             st.update_job(state="paused", message=str(exc))
             await progress.stop()
@@ -507,6 +532,16 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
         record_lag(st, lag, clock.now())
 
 
+def resume_command(store: Path, name: str) -> str:
+    """The exact command that resumes a job: its name when the store is at the default place."""
+    import shlex
+
+    from .jobs.store import default_store_path
+
+    arg = name if Path(store) == default_store_path(name) and "/" not in name else str(store)
+    return f"flextier resume {shlex.quote(arg)}"
+
+
 _COMMON = {
     "deadline": "A duration (3h, 90m), a clock time (15:30, its next occurrence) or a date-time "
                 "(2026-11-28T06:00). Without one, flex only and never standard.",
@@ -514,6 +549,8 @@ _COMMON = {
             "batch (provider batch APIs, half price, up to 24 h)",
     "batch_s3_uri": "Bedrock batch lane: S3 location for batch input and output (s3://BUCKET/PREFIX).",
     "batch_role_arn": "Bedrock batch lane: IAM role ARN that Bedrock assumes to read and write that location.",
+    "drain_timeout": "On SIGTERM or the first Ctrl-C: wall seconds to wait for the requests in flight "
+                     "before stopping (default 30; a second Ctrl-C stops at once).",
     "emulate": "Run against the built-in emulator with this profile (calm, weekday, peak, outage, chaos); "
                "no keys needed.",
 }
@@ -552,6 +589,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed for jitter and the emulator."),
         batch_s3_uri: Optional[str] = typer.Option(None, "--batch-s3-uri", help=_COMMON["batch_s3_uri"]),
         batch_role_arn: Optional[str] = typer.Option(None, "--batch-role-arn", help=_COMMON["batch_role_arn"]),
+        drain_timeout: Optional[float] = typer.Option(None, "--drain-timeout", help=_COMMON["drain_timeout"]),
     ) -> None:
         """Run a bulk job on flex, paying for standard only when the deadline needs it. Resumable."""
         code = execute(RunArgs(file=file, model=model, deadline=deadline, tier=tier, out=out, job=job, store=store,
@@ -560,7 +598,8 @@ def register(app: typer.Typer) -> None:
                                prompt_template=prompt_template, emulate=emulate, time_scale=time_scale,
                                base_url=base_url, prices=prices, max_tokens=max_tokens, temperature=temperature,
                                quiet=quiet, retry_failed=retry_failed, html=html, seed=seed,
-                               batch_s3_uri=batch_s3_uri, batch_role_arn=batch_role_arn))
+                               batch_s3_uri=batch_s3_uri, batch_role_arn=batch_role_arn,
+                               drain_timeout=drain_timeout))
         raise typer.Exit(code)
 
     @app.command()
@@ -576,11 +615,12 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q"),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="Send failed items again."),
         html: Optional[str] = typer.Option(None, "--html"),
+        drain_timeout: Optional[float] = typer.Option(None, "--drain-timeout", help=_COMMON["drain_timeout"]),
     ) -> None:
         """Continue a stopped or crashed job; done items are never sent again."""
         code = execute(RunArgs(deadline=deadline, max_cost=max_cost, concurrency=concurrency, emulate=emulate,
                                time_scale=time_scale, base_url=base_url, quiet=quiet, retry_failed=retry_failed,
-                               html=html, store=store), resume_job=job)
+                               html=html, store=store, drain_timeout=drain_timeout), resume_job=job)
         raise typer.Exit(code)
 
     @app.command()

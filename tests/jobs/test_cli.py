@@ -48,6 +48,7 @@ def test_invalid_input_nothing_sent(emulator, write_jsonl, capsys):
     (["--max-cost", "lots"], "--max-cost"),
     (["--emulate", "sunny"], "--emulate"),
     (["--model", "openai/gpt-9-ultra"], "--model"),
+    (["--drain-timeout", "-1"], "--drain-timeout"),
 ])
 def test_bad_flags_one_line_exit_2(simple_jobs, capsys, args, field):
     p = simple_jobs(3)

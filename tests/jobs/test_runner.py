@@ -309,3 +309,49 @@ def test_changeover_delay_scales_with_a_close_deadline_unless_set(make_store, wi
                                changeover_delay=given), clock=clock, output=None)
     assert runner.d == pytest.approx(d, abs=0.5)   # (the scaled clock moves between reads)
     assert runner._make_planner(clock.now()).config.d == runner.d
+
+
+class _RecordCheckingAdapter:
+    """The real adapter, plus a look at the store (from another connection, as a crash would see
+    it) the moment each request is about to leave: its item must have an open send record."""
+
+    def __init__(self, inner, db_path):
+        import sqlite3
+
+        self.inner = inner
+        self.con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        self.unrecorded: list[str] = []
+        self.sent = 0
+
+    async def asend(self, req, tier, timeout):
+        self.sent += 1
+        n = self.con.execute("SELECT COUNT(*) FROM sends JOIN items USING (seq) WHERE items.custom_id = ? "
+                             "AND sends.tier = ? AND sends.state = 'open'", (req.custom_id, tier)).fetchone()[0]
+        if n != 1:
+            self.unrecorded.append(req.custom_id)
+        return await self.inner.asend(req, tier, timeout)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_every_send_is_committed_before_it_leaves_and_cleared_after(emulator, make_store, tmp_path):
+    """Issue 18 §4: a send's record is durable (another connection sees it) before the request
+    goes out; once the job is done no record is left, and nothing is possibly billed."""
+    import asyncio
+
+    from flextier.catalog import default_catalog
+    from flextier.jobs.runner import OutputSink, Runner, RunOptions
+    from flextier.providers import get_adapter
+
+    emu = emulator("calm", time_scale=2000)
+    st = make_store(200)
+    entry = default_catalog().resolve("openai/gpt-5.4-mini")
+    ad = _RecordCheckingAdapter(get_adapter(entry, base_url=emu.openai_base_url, api_key="test"), st.path)
+    runner = Runner(st, ad, RunOptions(model=entry, concurrency=32, params={"max_tokens": 20}), clock=emu.clock,
+                    output=OutputSink(tmp_path / "rec.jsonl"))
+    runner.prepare()
+    s = asyncio.run(runner.run())
+    assert s.done == 200 and ad.sent >= 200
+    assert ad.unrecorded == []
+    assert st.send_records() == [] and st.possibly_billed() == (0, 0)

@@ -153,3 +153,21 @@ def test_prompt_bound_counts_bytes_and_framing():
     assert prompt_tokens_upper_bound({"input": "abc", "max_output_tokens": 50}) == \
         key("input") + 3 + key("max_output_tokens") + 2 + MESSAGE_OVERHEAD_TOKENS
 
+
+
+def test_lost_attempts_stay_held_and_a_restart_keeps_them():
+    """Issue 18 §2: an attempt without an answer (timeout, reset, cut off by a crash) may be billed:
+    it keeps its reservation as possibly billed, and a budget rebuilt after a crash with the same
+    amount refuses what would pass the cap."""
+    b = Budget(D("1.00"))
+    assert b.reserve("a", D("0.40")) and b.reserve("b", D("0.30"))
+    b.lose("a")                                     # timed out: maybe billed
+    b.settle("b", D("0.10"))
+    assert b.possibly_billed == D("0.40") and b.spent == D("0.10") and b.reserved == 0
+    assert b.committed == D("0.50") and not b.fits(D("0.51"))
+    b.lose("unknown-key")                           # nothing held, nothing changes
+    assert b.committed == D("0.50")
+    after_crash = Budget(D("1.00"), spent=D("0.10"), possibly_billed=D("0.40"))
+    assert after_crash.committed == b.committed and not after_crash.reserve("c", D("0.51"))
+    with pytest.raises(TypeError):
+        Budget(D("1"), possibly_billed=0.5)          # money is never a float

@@ -59,6 +59,7 @@ from ..policy.errors import EndpointNotFound
 from ..policy.planner import (SAFETY, Decision, InFlight, Observation, Planner, PlannerConfig,
                               changeover_delay_for, standard_capacity)
 from .input import request_to_call
+from .sends import SendBook
 from .store import DONE, FAILED, ClaimedItem, FinishedItem, FlushResult, JobStore
 
 log = logging.getLogger("flextier.runner")
@@ -370,6 +371,7 @@ class Runner:
                                               cooldown=max(1.0, 2 * self.d / 60), slow_start=True))
         self.limiter = RateLimiter(opts.rpm, opts.tpm, now=now, max_pause=opts.backoff.retry_after_cap)
         self.budget = Budget(max_cost=opts.max_cost)
+        self.sends = SendBook(store)   # a durable record of every request out (issue 18 §2, §4)
         self.stats = Stats()
         self.flex_ok = self.entry.supports_flex and opts.tier_mode in ("auto", "flex", "batch")
         # batch lane (issue 7): only with a backend, never under a spending cap (a batch cannot
@@ -422,6 +424,10 @@ class Runner:
         self._last_tick = -math.inf
         self._hedge_wanted: deque[int] = deque()
         self._budget_blocked = False
+        # graceful stop (SIGTERM, first Ctrl-C; see jobs/signals.py): wall-clock end of the drain
+        self._drain_until: float | None = None
+        self.stop_inflight = 0         # requests in flight when the stop was asked
+        self.stop_cut = 0              # ... and still in flight when the drain ended (cut off)
 
     # -- setup -----------------------------------------------------------------------
     def _make_planner(self, now: float) -> Planner:
@@ -473,6 +479,8 @@ class Runner:
         self.stats.duplicates, self.stats.duplicate_cost = t["duplicates"], t["duplicate_cost"]
         self.stats.errors = Counter(self.store.error_counts())
         self.budget.spent = t["billed_total"]  # duplicates were paid for too: they count against --max-cost
+        # sends cut off by a crash, a timeout or a reset may be billed: held at their reserved cost
+        self.budget.possibly_billed = self.store.possibly_billed()[1]
         job = self.store.job() or {}
         self.stats.skipped_invalid = job.get("skipped_invalid", 0)
 
@@ -567,6 +575,8 @@ class Runner:
         return min(lanes + 8, 4096)
 
     def _refill(self) -> None:
+        if self._stop is not None:
+            return  # stopping: claim nothing more
         if self.batch_ok and not self.batch.started and (self.decision is None or self.decision.use_batch):
             return  # the planner may send the pending items to a batch: do not take them online first
         if self.batch is not None and self.batch.forced and self.batch.started:
@@ -680,7 +690,9 @@ class Runner:
 
     def _start(self, w: Work, tier: str, now: float) -> None:
         key = (w.seq, tier)
-        self.budget.reserve(key, w.est_cost if self.opts.max_cost is not None else None)
+        reserved = w.est_cost if self.opts.max_cost is not None else None
+        self.budget.reserve(key, reserved)
+        self.sends.opened(key, w.seq, tier, reserved, now)  # committed by the attempt before it sends
         w.active += 1
         w.attempts += 1
         if tier == "flex":
@@ -705,6 +717,7 @@ class Runner:
         if self.task_of.get((w.seq, tier)) is task:
             self.task_of.pop((w.seq, tier), None)
         self.budget.release((w.seq, tier))
+        self.sends.settled((w.seq, tier))  # never sent
         w.active -= 1
         active = self.flex_active if tier == "flex" else self.std_active
         if active.get(w.seq) is w:
@@ -807,6 +820,13 @@ class Runner:
         err: BaseException | None = None
         outcome: AttemptOutcome | None = None
         assert w.req is not None
+        try:
+            self.sends.make_durable((w.seq, tier))  # the send record commits before the request leaves
+        except Exception as exc:  # disk full, store locked: send nothing, stop (the done callback undoes)
+            self._fatal = exc
+            self.ready.appendleft(w)
+            self._wake.set()
+            return
         this = asyncio.current_task()
         if this is not None:
             self._entered.add(this)
@@ -826,6 +846,12 @@ class Runner:
             self.task_of.pop((w.seq, tier), None)
         now = self.clock.now()
         latency = max(0.0, now - started)
+        # the record goes in the flush that records the outcome: answered or refused it is cleared,
+        # without an answer that may still be billed it stays, as a possibly billed send
+        if outcome is None and isinstance(err, ProviderError) and err.possibly_billed:
+            self.sends.lost((w.seq, tier))
+        else:
+            self.sends.settled((w.seq, tier))
         w.active -= 1
         (self.flex_active if tier == "flex" else self.std_active).pop(w.seq, None)
         try:
@@ -841,11 +867,14 @@ class Runner:
     def _on_cancelled(self, w: Work, tier: str) -> None:
         """An attempt cancelled mid-flight (hedge loser, shutdown): it may have been billed.
 
-        A hedge loser was already counted by :meth:`_cancel_other_copy`; an item cut off by
-        a shutdown stays ``inflight`` in the store, so the next run's recover() counts it.
+        Its send record becomes ``unknown`` (a possibly billed send of its item, durably, in
+        the next flush). A hedge loser's in-memory count was already raised by
+        :meth:`_cancel_other_copy`; an item cut off by a shutdown stays ``inflight`` in the store
+        and the next run's recover() sends it again.
         """
         self.task_of.pop((w.seq, tier), None)
-        self.budget.settle((w.seq, tier), None)
+        self.budget.lose((w.seq, tier))
+        self.sends.lost((w.seq, tier))
         w.active -= 1
         if (self.flex_active if tier == "flex" else self.std_active).get(w.seq) is w:
             (self.flex_active if tier == "flex" else self.std_active).pop(w.seq, None)
@@ -960,7 +989,7 @@ class Runner:
         name = type(err).__name__
         pe = err if isinstance(err, ProviderError) else None
         billed = bool(pe and pe.possibly_billed)
-        self.budget.release((w.seq, tier)) if not billed else self.budget.settle((w.seq, tier), None)
+        self.budget.release((w.seq, tier)) if not billed else self.budget.lose((w.seq, tier))
         if billed:
             w.possibly_billed += 1
         self.stats.errors[name] += 1
@@ -1120,15 +1149,19 @@ class Runner:
                 self._refill()
                 if self.all_final():
                     break
-                if self._stop is not None and not self.flex_active and not self.std_active:
+                if self._stop is not None and ((not self.flex_active and not self.std_active)
+                                               or self._drain_over()):
+                    self.stop_cut = len(self.flex_active) + len(self.std_active)
                     raise self._stop
                 if now - self._last_tick >= tick or self.planner is None or self.decision is None:
                     self._tick(now)
                 wait = self._dispatch(now) if self._stop is None else math.inf
                 if self._budget_blocked and not self.flex_active and not self.std_active:
+                    pb = self.budget.possibly_billed
+                    held = f" + possibly billed {pb:.6f} (sends cut off by a crash, timeout or reset)" if pb else ""
                     self._stop = JobPaused(
-                        f"spending cap reached: spent {self.budget.spent:.6f} of --max-cost {self.opts.max_cost}; "
-                        f"the next request could pass the cap. Raise it and resume "
+                        f"spending cap reached: spent {self.budget.spent:.6f}{held} of --max-cost "
+                        f"{self.opts.max_cost}; the next request could pass the cap. Raise it and resume "
                         f"(flextier resume JOB --max-cost N)", kind="budget")
                     continue
                 wait = min(wait, tick - (now - self._last_tick) if self._last_tick > -math.inf else tick)
@@ -1141,6 +1174,28 @@ class Runner:
         finally:
             await self._shutdown(flusher)
         return self.snapshot()
+
+    # -- graceful stop (issue 18 §6; the signal handlers are in jobs/signals.py) --------------
+    def request_stop(self, message: str, *, drain_timeout: float) -> None:
+        """Stop claiming and sending; let the requests in flight finish and be recorded (they
+        are paid for already) for at most ``drain_timeout`` wall seconds, then raise
+        :class:`JobPaused` (kind ``interrupted``) from :meth:`run`. Those still out then are
+        cut off and recorded as possibly billed."""
+        if self._drain_until is None:
+            self.stop_inflight = len(self.flex_active) + len(self.std_active)
+            self._drain_until = time.monotonic() + max(0.0, drain_timeout)
+        self._stop = JobPaused(message, kind="interrupted")
+        self._wake.set()
+
+    def stop_now(self) -> None:
+        """End the drain at once (a second Ctrl-C): cut off what is still in flight."""
+        self._drain_until = -math.inf
+        if self._stop is None:
+            self._stop = JobPaused("stopped", kind="interrupted")
+        self._wake.set()
+
+    def _drain_over(self) -> bool:
+        return self._drain_until is not None and time.monotonic() >= self._drain_until
 
     def _release_orphan_batches(self, now: float) -> None:
         """Open batches but no batch lane in this run (no backend): their items go online."""
@@ -1167,14 +1222,9 @@ class Runner:
             pass
         unsent = [w for w in self.ready if not w.final] + [w for _, _, w in self.delayed if not w.final]
         try:
-            self._flush()
+            self._flush()  # also the send records of the attempts just cut off (possibly billed)
             self._flush()  # second pass records the output offset of the first
-            pb = [w.seq for w in unsent if w.possibly_billed > 0]
-            self.store.release([w.seq for w in unsent if w.possibly_billed == 0], possibly_billed=[])
-            if pb:
-                self.store.db.executemany(
-                    "UPDATE items SET state = 'pending', possibly_billed = ? WHERE seq = ? AND state = 'inflight'",
-                    [(w.possibly_billed, w.seq) for w in unsent if w.possibly_billed > 0])
+            self.store.release([w.seq for w in unsent])  # their sends' flags are in the store already
         except Exception:  # pragma: no cover
             log.exception("could not commit the final state; a resume will recover it")
         self.ready.clear()

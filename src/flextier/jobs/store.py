@@ -9,7 +9,7 @@ State machine of an item::
 
     pending --claim--> inflight --ok--> done
                           |  \\--give up--> failed
-                          \\--crash--> pending (possibly_billed += 1)   [recover()]
+                          \\--crash--> pending (possibly_billed += its open sends)   [recover()]
     inflight with in_batch set = submitted in a provider batch (issue 7); a resume
     reattaches to the batch instead of resending.
 
@@ -18,6 +18,18 @@ and :meth:`JobStore.flush` applies them in one transaction. The rule that makes 
 safe is *commit before report*: a result reaches the output file and the progress counts
 only after the transaction holding it has committed. Claims (pending -> inflight) commit
 before the request is sent, so an item sent before a crash is always known as in flight.
+
+Sends (issue 18 §2, §4): every request that leaves has a row in ``sends``, committed before
+it leaves, carrying the money reserved for it (its upper-bound cost under ``--max-cost``).
+The runner queues the row when it starts an attempt and the attempt's first step commits
+every queued row in one transaction (:meth:`JobStore.commit_sends`: a group commit per
+dispatch round, like claims), so batching survives. When the outcome is known the row is
+deleted in the flush that records it (its ledger or attempt row): answered or refused, it
+is accounted. When the outcome is never learnt (a timeout, a reset, a cancelled copy, or a
+crash: :meth:`JobStore.recover`) the row becomes ``unknown`` and the item's
+``possibly_billed`` grows by one, in the same transaction. So ``possibly_billed`` counts real
+sends, per item, across kills; and ``--max-cost`` counts those sends at their reserved cost
+on every later run (spent + possibly billed + reserved never passes the cap).
 
 The output file is derived from the store. Each flush that finalises items stamps them
 with a generation number; after the runner has appended their lines to the output it
@@ -148,6 +160,22 @@ CREATE TABLE events (
     detail TEXT
 );
 """),
+    # issue 18 §2/§4: one row per request sent, committed before it leaves (see the module doc).
+    # A store upgraded with items in flight (an older flextier crashed) gets one open send for each,
+    # so recover() flags them as that version would have.
+    (2, "sends", """
+CREATE TABLE sends (
+    id INTEGER PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    tier TEXT NOT NULL,
+    reserved TEXT,                 -- upper-bound cost (Decimal as text) held for it; NULL = no cap, no bound
+    state TEXT NOT NULL DEFAULT 'open',   -- open (in flight) | unknown (outcome never learnt)
+    ts REAL NOT NULL
+);
+CREATE INDEX sends_seq ON sends(seq);
+INSERT INTO sends (seq, tier, reserved, state, ts)
+    SELECT seq, COALESCE(tier, 'flex'), NULL, 'open', 0 FROM items WHERE state = 'inflight' AND in_batch IS NULL;
+"""),
 ]
 
 
@@ -243,6 +271,12 @@ class JobStore:
         self._ledger: list[tuple[Any, ...]] = []
         self._events: list[tuple[Any, ...]] = []
         self._job_updates: dict[str, Any] = {}
+        # send records (see the module doc): queued new rows, and outcomes for the next flush
+        self._sends_new: list[tuple[int, int, str, str | None, float]] = []
+        self._sends_closed: list[tuple[int]] = []
+        self._sends_lost: list[tuple[int]] = []
+        self._next_send = int(self._scalar("SELECT COALESCE(MAX(id), 0) FROM sends") or 0) + 1
+        self.recovered_sends = 0   # sends found open by the last recover(): in flight at a crash
         self._gen = self._scalar("SELECT COALESCE(MAX(out_gen), 0) FROM items") or 0
 
     # -- schema ----------------------------------------------------------------------
@@ -412,16 +446,29 @@ class JobStore:
 
     # -- resume ------------------------------------------------------------------------
     def recover(self) -> int:
-        """After a crash: items that were in flight go back to pending, flagged possibly billed.
+        """After a crash: items that were in flight go back to pending.
 
-        Items inside a provider batch (``in_batch``) are left alone: the batch lane
-        reattaches to them. Returns how many items were recovered.
+        Each send still open (committed before it left, outcome never recorded) becomes
+        ``unknown`` and adds one to its item's ``possibly_billed``; an item that was claimed
+        but never sent (held back by the budget, or queued) is not flagged. Items inside a
+        provider batch (``in_batch``) are left alone: the batch lane reattaches to them.
+        Returns how many items were recovered; :attr:`recovered_sends` says how many sends.
         """
-        cur = self.db.execute(
-            "UPDATE items SET state = 'pending', possibly_billed = possibly_billed + 1 "
-            "WHERE state = 'inflight' AND in_batch IS NULL")
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("UPDATE items SET possibly_billed = possibly_billed + (SELECT COUNT(*) FROM sends "
+                       "WHERE sends.seq = items.seq AND sends.state = 'open') "
+                       "WHERE seq IN (SELECT seq FROM sends WHERE state = 'open')")
+            self.recovered_sends = db.execute("UPDATE sends SET state = 'unknown' WHERE state = 'open'").rowcount
+            n = db.execute("UPDATE items SET state = 'pending' WHERE state = 'inflight' AND in_batch IS NULL").rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
         self.unreserve()  # taken for a batch that was never created: never sent, not billed
-        return cur.rowcount
+        return n
 
     def release(self, seqs: Iterable[int], *, possibly_billed: Iterable[int] = ()) -> None:
         """A graceful stop: unsent items go back to pending; interrupted sends are flagged."""
@@ -448,6 +495,51 @@ class JobStore:
                              None if standard_cost is None else str(standard_cost),
                              input_tokens, output_tokens, kind))
 
+    # -- send records (issue 18 §2, §4; see the module doc) ------------------------------
+    def open_send(self, seq: int, tier: str, reserved: Decimal | None, ts: float) -> int:
+        """Queue the record of a send about to leave; returns its id. It must be committed
+        (:meth:`commit_sends`) before the request goes out."""
+        sid = self._next_send
+        self._next_send += 1
+        self._sends_new.append((sid, seq, tier, None if reserved is None else str(reserved), ts))
+        return sid
+
+    def send_committed(self, sid: int) -> bool:
+        """True when send ``sid``'s record is durable (ids grow, the queue is in id order)."""
+        return not self._sends_new or sid < self._sends_new[0][0]
+
+    def commit_sends(self) -> None:
+        """Commit every queued send record now, in one transaction (a group commit: all the
+        attempts started in one dispatch round share it)."""
+        if not self._sends_new:
+            return
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT INTO sends (id, seq, tier, reserved, ts) VALUES (?, ?, ?, ?, ?)",
+                           self._sends_new)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self._sends_new = []
+
+    def close_send(self, sid: int) -> None:
+        """The send's outcome is known (answered, refused, never sent): drop its record in the
+        next flush, together with the rows that account for it."""
+        self._sends_closed.append((sid,))
+
+    def lose_send(self, sid: int) -> None:
+        """The send's outcome will never be known (timeout, reset, cancelled): in the next flush
+        it becomes ``unknown`` and its item's ``possibly_billed`` grows by one."""
+        self._sends_lost.append((sid,))
+
+    def send_records(self) -> list[tuple[int, int, str, str | None, str]]:
+        """(id, seq, tier, reserved, state) of every send not accounted by an answer or a refusal:
+        ``open`` (out now, or at a crash not yet recovered) or ``unknown`` (possibly billed)."""
+        return list(self.db.execute("SELECT id, seq, tier, reserved, state FROM sends ORDER BY id"))
+
     def finish(self, item: FinishedItem) -> None:
         """Queue a final outcome. It is durable (and may be reported) after the next flush."""
         self._finished.append(item)
@@ -467,7 +559,7 @@ class JobStore:
     @property
     def backlog(self) -> int:
         """Rows waiting for the next flush."""
-        return len(self._finished) + len(self._attempts) + len(self._ledger)
+        return len(self._finished) + len(self._attempts) + len(self._ledger) + len(self._sends_closed)
 
     def flush(self, *, claim: int = 0, out_offset: int | None = None, out_gen: int | None = None,
               out_next_seq: int | None = None) -> FlushResult:
@@ -479,18 +571,28 @@ class JobStore:
         finished, self._finished = self._finished, []
         gen = self._gen + 1 if finished else self._gen
         claimed: list[ClaimedItem] = []
+        sends_new, sends_lost, sends_closed = self._sends_new, self._sends_lost, self._sends_closed
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
+            if sends_new:
+                db.executemany("INSERT INTO sends (id, seq, tier, reserved, ts) VALUES (?, ?, ?, ?, ?)", sends_new)
+            if sends_lost:  # items.possibly_billed counts unknown sends: both change together
+                db.executemany("UPDATE items SET possibly_billed = possibly_billed + 1 WHERE seq = "
+                               "(SELECT seq FROM sends WHERE id = ? AND state = 'open')", sends_lost)
+                db.executemany("UPDATE sends SET state = 'unknown' WHERE id = ? AND state = 'open'", sends_lost)
+            if sends_closed:
+                db.executemany("DELETE FROM sends WHERE id = ? AND state = 'open'", sends_closed)
             if finished:
+                # possibly_billed is not written here: the send records above keep it
                 db.executemany(
                     "UPDATE items SET state = ?, result = ?, tier = ?, attempts = ?, served_tier = ?, cost = ?, "
-                    "standard_cost = ?, error_class = ?, latency = ?, finished_at = ?, out_gen = ?, "
-                    "possibly_billed = MAX(possibly_billed, ?) WHERE seq = ?",
+                    "standard_cost = ?, error_class = ?, latency = ?, finished_at = ?, out_gen = ? "
+                    "WHERE seq = ?",
                     [(f.state, f.result, f.tier, f.attempts, f.served_tier,
                       None if f.cost is None else str(f.cost),
                       None if f.standard_cost is None else str(f.standard_cost),
-                      f.error_class, f.latency, f.finished_at, gen, f.possibly_billed, f.seq) for f in finished])
+                      f.error_class, f.latency, f.finished_at, gen, f.seq) for f in finished])
             if self._attempts:
                 db.executemany("INSERT INTO attempts (seq, tier, outcome, latency, status, error_code, "
                                "possibly_billed, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._attempts)
@@ -526,6 +628,10 @@ class JobStore:
             # put the work back so a retry of flush() loses nothing
             self._finished = finished + self._finished
             raise
+        if sends_new:
+            self._sends_new = self._sends_new[len(sends_new):]
+        self._sends_lost = self._sends_lost[len(sends_lost):]
+        self._sends_closed = self._sends_closed[len(sends_closed):]
         self._gen = gen
         return FlushResult(finished, claimed, gen)
 
@@ -572,17 +678,30 @@ class JobStore:
                 self.db.execute("SELECT served_tier, COUNT(*) FROM items WHERE state = 'done' GROUP BY served_tier")}
 
     def possibly_billed(self) -> tuple[int, Decimal]:
-        """Items with a send whose billing is unknown, and an upper bound of that spend.
+        """Sends whose billing is unknown, and an upper bound of that spend.
 
-        The bound prices each such send at the item's own standard cost when it finished
-        (or the mean standard cost per done item otherwise).
+        A send recorded with a reservation (every send of a ``--max-cost`` job) counts at that
+        reserved upper-bound cost: this is also what later runs hold against the cap. Other
+        such sends (no cap, or flagged by a store older than the send records) are priced at
+        the item's own standard cost when it finished (or the mean standard cost per done item).
         """
+        reserved: dict[int, tuple[int, Decimal]] = {}
+        for seq, r in self.db.execute("SELECT seq, reserved FROM sends WHERE state = 'unknown' "
+                                      "AND reserved IS NOT NULL"):
+            k, tot = reserved.get(seq, (0, Decimal(0)))
+            reserved[seq] = (k + 1, tot + Decimal(r))
         n = 0
         bound = Decimal(0)
-        mean = self.mean_standard_cost()
-        for pb, sc in self.db.execute("SELECT possibly_billed, standard_cost FROM items WHERE possibly_billed > 0"):
+        mean: Decimal | None = None
+        for seq, pb, sc in self.db.execute("SELECT seq, possibly_billed, standard_cost FROM items "
+                                           "WHERE possibly_billed > 0"):
             n += pb
-            bound += (Decimal(sc) if sc else mean) * pb
+            k, tot = reserved.get(seq, (0, Decimal(0)))
+            bound += tot
+            if pb > k:
+                if not sc and mean is None:
+                    mean = self.mean_standard_cost()
+                bound += (Decimal(sc) if sc else mean or Decimal(0)) * (pb - k)
         return n, bound
 
     def mean_standard_cost(self) -> Decimal:

@@ -7,6 +7,12 @@ once. So before a request is sent the runner reserves an **upper-bound** estimat
 the answer arrives the reservation is replaced by the real cost (:meth:`Budget.settle`); when
 the attempt was not billed (a flex 429) it is dropped (:meth:`Budget.release`).
 
+Crashes (issue 18 §2): an attempt whose outcome is never learnt (a timeout, a reset, a copy
+cancelled in flight, a send in flight when the process died) may still be billed. It is
+moved from reserved to :attr:`Budget.possibly_billed` at its reserved (upper-bound) cost
+(:meth:`Budget.lose`), and a resumed run seeds that amount from the store's send records, so
+``spent + possibly_billed + reserved`` never passes the cap across any number of crashes.
+
 The guarantee "never over the cap" holds as long as estimates are upper bounds; that is why
 :func:`estimate_cost` counts every prompt byte as a token, prices no token as cached and
 assumes the full output bound for every answer the request asks for. The output bound of a
@@ -59,6 +65,8 @@ class Budget:
 
     max_cost: Decimal | None = None
     spent: Decimal = ZERO
+    possibly_billed: Decimal = ZERO
+    """Upper bound of attempts that may have been billed though no answer says so (see :meth:`lose`)."""
     _reserved: dict[Hashable, Decimal] = field(default_factory=dict, init=False, repr=False)
     _reserved_total: Decimal = field(default=ZERO, init=False, repr=False)
     overrun: Decimal = field(default=ZERO, init=False)
@@ -68,6 +76,7 @@ class Budget:
         if self.max_cost is not None:
             self.max_cost = _money(self.max_cost, "max_cost")
         self.spent = _money(self.spent, "spent")
+        self.possibly_billed = _money(self.possibly_billed, "possibly_billed")
 
     @property
     def reserved(self) -> Decimal:
@@ -76,8 +85,8 @@ class Budget:
 
     @property
     def committed(self) -> Decimal:
-        """``spent + reserved``: what the cap is checked against."""
-        return self.spent + self.reserved
+        """``spent + possibly_billed + reserved``: what the cap is checked against."""
+        return self.spent + self.possibly_billed + self.reserved
 
     @property
     def available(self) -> Decimal | None:
@@ -135,6 +144,15 @@ class Budget:
         if est is not None and amount > est:
             self.overrun += amount - est
         self.spent += amount
+
+    def lose(self, key: Hashable) -> None:
+        """The attempt ``key`` ended without an answer but may have been billed (timeout,
+        reset, cancelled in flight): its reservation stays held, as :attr:`possibly_billed`,
+        for good. An unknown key changes nothing (no reservation to keep)."""
+        est = self._reserved.pop(key, None)
+        if est is not None:
+            self._reserved_total -= est
+            self.possibly_billed += est
 
     def release(self, key: Hashable) -> None:
         """The attempt ``key`` was not billed (shed, refused): free its reservation."""
