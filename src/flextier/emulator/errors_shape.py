@@ -120,6 +120,6 @@ def route_error(request: Request, status: int) -> Response:
     if prov == "anthropic":
         if status == 405:
             return anthropic_error(405, "invalid_request_error", f"Method {method} not allowed for {path}")
-        return anthropic_error(404, "not_found_error", f"Not found: {path}")
+        return anthropic_error(404, "not_found_error", "Not Found")  # what the real API says for a path it lacks
     # OpenAI answers an unrouted method/path pair, wrong method included, with 404 "Invalid URL"
     return openai_error(404, f"Invalid URL ({method} {path})", "invalid_request_error")

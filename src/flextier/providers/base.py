@@ -120,7 +120,8 @@ def route_error(status: int | None, body: Any, message: str, url: Any, *, tier: 
     The adapters only call the provider's generation routes, where a legitimate 404 is the
     provider's own error (``{"error": {...}}`` saying the model was not found). A 405, a 404
     that is plain text or HTML, a generic JSON shape (``{"detail": "Not Found"}``), an error
-    object saying only "Not Found", or OpenAI's ``Invalid URL (POST /v1/...)`` mean no such
+    object saying only "Not Found", OpenAI's ``Invalid URL (POST /v1/...)`` or Google's
+    ``Method not found.`` mean no such
     route: the base URL is wrong, and every request would fail alike.
     """
     if status not in (404, 405):
@@ -130,7 +131,9 @@ def route_error(status: int | None, body: Any, message: str, url: Any, *, tier: 
         inner = body  # the SDK already unwrapped the error object (openai: exc.body is body["error"])
     if status == 404 and isinstance(inner, Mapping):
         said = str(inner.get("message") or "").strip().lower()
-        if not (said.startswith("invalid url") or said in ("", "not found", "404 not found", "404 page not found")):
+        # OpenAI says "Invalid URL (POST /v1/...)", Google "Method not found." for a route it lacks
+        if not (said.startswith(("invalid url", "method not found"))
+                or said in ("", "not found", "404 not found", "404 page not found")):
             return None  # the provider's own answer (model not found...): a bad request, not a bad URL
     from ..jobs.store import redact_url
 
