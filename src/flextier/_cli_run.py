@@ -5,8 +5,13 @@ the store is opened (or resumed) by :func:`flextier.jobs.api.open_job`, and the 
 does the rest. Every bad flag or input raises :class:`UserInputError` naming the flag, so
 ``flextier`` prints one line and exits 2 before anything is sent.
 
-Exit codes: 0 every item done; 1 finished but some items failed; 2 bad input (nothing
-sent); 3 paused, resumable (spending cap reached, quota exhausted); 130 interrupted.
+Exit codes: 0 every item done; 1 finished but some items failed; 2 bad input or refused
+(nothing sent: a bad flag or file, a damaged store, or the job already running in another
+process); 3 paused, resumable (spending cap reached, quota exhausted, disk full); 130 interrupted.
+
+One owner per job: the run takes the job's lock (:mod:`flextier.jobs.lock`) before it reads
+or writes the store, and the results file's lock and ownership check
+(:mod:`flextier.jobs.output`) before anything is sent.
 """
 from __future__ import annotations
 
@@ -64,7 +69,8 @@ class RunArgs:
     quiet: bool = False
     retry_failed: bool = False
     html: Optional[str] = None
-    seed: int = 0
+    seed: Optional[int] = None
+    allow_empty: bool = False
     batch_s3_uri: Optional[str] = None
     batch_role_arn: Optional[str] = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -79,18 +85,15 @@ def _err(msg: str) -> None:
 
 
 def find_store(job: str, store: Optional[str] = None) -> Path:
-    """The store of ``job``: ``--store``, a path to a ``.db`` file, or ``./.flextier/<job>.db``."""
-    from .jobs.store import default_store_path
+    """The store of ``job``: ``--store``, a store path, the name ``run`` printed, the input file, or a unique stem."""
+    from .jobs.identity import find_store_by_name
 
     if store:
         p = Path(store)
-    elif job.endswith(".db") or os.sep in job:
-        p = Path(job)
-    else:
-        p = default_store_path(job)
-    if not p.exists():
-        raise UserInputError(f"no job store at {p} (start the job with `flextier run FILE`)", field="JOB")
-    return p
+        if not p.exists():
+            raise UserInputError(f"no job store at {p} (start the job with `flextier run FILE`)", field="--store")
+        return p
+    return find_store_by_name(job)
 
 
 def _is_loopback(url: str) -> bool:
@@ -209,10 +212,50 @@ def _check_positive(name: str, v: Optional[float], *, integer: bool = False) -> 
 # --------------------------------------------------------------------------------------
 
 def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
-    """Validate, open or resume the job, run it, print the summary. Returns the exit code."""
+    """Validate, open or resume the job, run it, print the summary. Returns the exit code.
+
+    A full disk pauses the job (one line, exit 3); a damaged store is one line naming it
+    (exit 2). Neither prints a traceback, and nothing committed is lost.
+    """
+    import sqlite3
+
+    from .jobs.store import NoSpace, store_failure
+
+    try:
+        return _execute(a, resume_job=resume_job)
+    except (sqlite3.DatabaseError, OSError, NoSpace) as exc:
+        err = exc if isinstance(exc, NoSpace) else store_failure(exc, a.store or "the job store")
+        if err is None:
+            raise
+        if isinstance(err, NoSpace):
+            _err(f"flextier: paused: {err}")
+            return EXIT_PAUSED
+        raise err from None
+
+
+def _execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
+    """The job's lock is released however the run ends (the store's close releases it too)."""
+    held: list[Any] = []
+    try:
+        return _execute_locked(a, resume_job, held)
+    finally:
+        for lk in held:
+            lk.release()
+
+
+def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> int:
+    from .jobs.lock import JobLock
+
+    def take_lock(path: Path) -> JobLock:
+        lk = JobLock(path).acquire()
+        held.append(lk)
+        return lk
+
     from .catalog import default_catalog, load_catalog, set_default_catalog
-    from .jobs.api import TIER_CHOICES, job_name_for, open_job, parse_deadline, parse_money
+    from .jobs.api import TIER_CHOICES, open_job, parse_deadline, parse_money
+    from .jobs.identity import check_job_name, identify_input
     from .jobs.input import InvalidInput
+    from .jobs.output import OutputSink, check_out_path
     from .jobs.store import JobStore, default_store_path, redact_url
     from .policy.budget import require_known_prices
 
@@ -221,8 +264,11 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
         set_default_catalog(load_catalog(a.prices))
 
     stored: dict[str, Any] = {}
+    ident = None
+    lock = None
     if resume_job is not None:
         path = find_store(resume_job, a.store)
+        lock = take_lock(path)  # before reading: another live runner is refused here (one line, PID)
         with JobStore(path, create=False) as s:
             job = s.job()
         if job is None:
@@ -245,12 +291,23 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
             a.max_cost = cfg["max_cost"]
         if a.emulate is None and a.base_url is None and cfg.get("emulate"):
             a.emulate = cfg["emulate"]
-            a.time_scale = a.time_scale or cfg.get("time_scale")
+        if a.emulate and cfg.get("emulate"):
+            # the emulated run goes on as it started (issue 11): its time scale and seed, unless told
+            if a.time_scale is None:
+                a.time_scale = cfg.get("time_scale")
+            if a.seed is None:
+                a.seed = cfg.get("seed")
         if a.base_url is None and cfg.get("base_url") and not a.emulate:
             a.base_url = cfg["base_url"]
 
     if not a.file:
         raise UserInputError("give the job file", field="FILE")
+    if resume_job is None:
+        # a new or rerun job: the file must exist (a missing one never finds another job's store), and
+        # its resolved path and content name the job (jobs/identity.py)
+        ident = identify_input(a.file)
+        if a.job is not None:
+            check_job_name(a.job)
     if not a.model:
         raise UserInputError("is required (e.g. --model openai/gpt-5.4-mini)", field="--model")
     entry = default_catalog().resolve(a.model, field="--model")
@@ -295,11 +352,16 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
         if a.base_url:
             raise UserInputError("give either --emulate or --base-url, not both", field="--base-url")
     api_key = _api_key(entry.provider, bool(emulate), a.base_url)
-    name = a.job or job_name_for(a.file)
+    name = a.job or (ident.name if ident is not None else "job")
     store_path = Path(a.store) if a.store else default_store_path(name)
+    a.store = str(store_path)
     out = a.out or f"{name}.results.jsonl"
+    check_out_path(out)  # a directory or a read-only file: one line, exit 2, before the store is touched
     params = {k: v for k, v in (("max_tokens", a.max_tokens), ("temperature", a.temperature)) if v is not None}
+    seed = int(a.seed or 0)
 
+    if lock is None:
+        lock = take_lock(store_path)  # a second live runner of this job is refused here, naming the owner's PID
     if not stored and store_path.exists():
         with JobStore(store_path) as s:
             stored = s.job() or {}
@@ -314,7 +376,7 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
             start: Any = EMULATED_START
             if stored.get("last_clock") and stored.get("clock_domain") == "emulated":
                 start = stored["last_clock"]  # continue the emulated day where the job stopped
-            emu = stack.enter_context(serve(profile=emulate, seed=a.seed, time_scale=a.time_scale or 1.0,
+            emu = stack.enter_context(serve(profile=emulate, seed=seed, time_scale=a.time_scale or 1.0,
                                             start=start))
             clock: Any = emu.clock
             base_urls = {"openai": emu.openai_base_url, "gemini": emu.gemini_base_url,
@@ -332,7 +394,11 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
 
                 clock = WallClock()
         now = clock.now()
-        if a.deadline is not None:
+        same_deadline = bool(stored) and stored.get("deadline") is not None and \
+            stored.get("deadline_spec") == a.deadline and stored.get("clock_domain") == domain
+        if a.deadline is not None and same_deadline:
+            deadline = stored["deadline"]  # the identical command again: the same instant, even when past
+        elif a.deadline is not None:
             deadline = parse_deadline(a.deadline, now, utc=domain == "emulated")
         elif stored and stored.get("deadline") is not None and stored.get("clock_domain") == domain:
             deadline = stored["deadline"]
@@ -340,14 +406,20 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
             deadline = None
         config = {"concurrency": concurrency, "standard_concurrency": a.standard_concurrency, "rpm": a.rpm,
                   "tpm": a.tpm, "max_cost": None if cap is None else str(cap), "emulate": emulate,
-                  "time_scale": a.time_scale, "base_url": redact_url(a.base_url), **params}
+                  "time_scale": a.time_scale, "seed": seed, "base_url": redact_url(a.base_url), **params}
         if a.batch_s3_uri or a.batch_role_arn:
             config.update(batch_s3_uri=a.batch_s3_uri, batch_role_arn=a.batch_role_arn)
+        sink = OutputSink(out)
+        stack.callback(sink.close)
+        sink.claim()  # another running job writing this file is refused before anything is sent
         try:
             opened = open_job(store_path, name=name, entry=entry, tier_mode=tier, deadline=deadline,
-                              deadline_spec=a.deadline, clock_domain=domain, now=now, input_path=a.file,
+                              deadline_spec=a.deadline, clock_domain=domain, now=now,
+                              input_path=ident.path if ident is not None else a.file,
+                              input_hash=ident.sha256 if ident is not None else None,
                               prompt_template=a.prompt_template, skip_invalid=a.skip_invalid, output_path=out,
-                              ordered=bool(a.ordered), config=config)
+                              ordered=bool(a.ordered), config=config, lock=lock,
+                              allow_empty=a.allow_empty or resume_job is not None)
         except InvalidInput as exc:
             for e in exc.errors:
                 _err(f"flextier: invalid: {e.one_line()}")
@@ -355,11 +427,12 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
                 _err(f"flextier: ... and {exc.count - len(exc.errors)} more")
             raise
         st = stack.enter_context(opened.store)
+        late = False
         if opened.resumed:
             deadline = (st.job() or {}).get("deadline")
-            if deadline is not None and deadline <= now:
-                raise UserInputError("the job's deadline has passed; give a new one with --deadline",
-                                     field="--deadline")
+            # a deadline that passed while the job was stopped stays the job's deadline: the job
+            # finishes and the report says it was missed (issue 18); --deadline gives a new one
+            late = deadline is not None and deadline <= now
         if a.retry_failed and st.reset_failed():
             st.reset_output()  # the old error lines go: the output is rewritten from the store
         if tier == "batch" and entry.provider == "bedrock" and not st.open_batches():
@@ -379,8 +452,13 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
                  f"{extra}{where}; store {st.path}, results {out}")
             if emu and (a.time_scale or 1.0) == 1.0 and deadline:
                 _err("flextier: tip: --time-scale 600 plays ten emulated minutes per second")
-        code = _run(st, entry, api_key, base_url, clock, deadline, tier, concurrency, a, cap, params, out,
-                    utc=domain == "emulated")
+        if late and not a.quiet:
+            c = st.counts()
+            _err(f"flextier: the job's deadline passed {_ago(now - deadline)} ago; finishing the "
+                 f"{c['pending'] + c['inflight']} items left (the report shows the deadline as missed; "
+                 f"--deadline gives a new one)")
+        code = _run(st, entry, api_key, base_url, clock, deadline, tier, concurrency, a, cap, params, sink,
+                    utc=domain == "emulated", seed=seed)
         if not a.quiet:
             from .jobs.report import build_report, format_report, write_html
 
@@ -398,11 +476,18 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
         return code
 
 
+def _ago(seconds: float) -> str:
+    from .jobs.api import _human
+
+    return _human(seconds)
+
+
 def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], clock: Any, deadline: Optional[float],
-         tier: str, concurrency: int, a: RunArgs, cap: Optional[Decimal], params: dict[str, Any], out: str,
-         *, utc: bool) -> int:
+         tier: str, concurrency: int, a: RunArgs, cap: Optional[Decimal], params: dict[str, Any], sink: Any,
+         *, utc: bool, seed: int) -> int:
     from .jobs.progress import Progress
-    from .jobs.runner import JobPaused, OutputSink, Runner, RunOptions
+    from .jobs.runner import JobPaused, Runner, RunOptions
+    from .jobs.store import NoSpace, store_failure
     from .providers import get_adapter
 
     std_c = a.standard_concurrency or concurrency
@@ -415,8 +500,7 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
                                            role_arn=a.batch_role_arn, required=tier == "batch")
     opts = RunOptions(model=entry, tier_mode=tier, deadline=deadline, concurrency=concurrency,
                       standard_concurrency=a.standard_concurrency, rpm=a.rpm, tpm=a.tpm, max_cost=cap,
-                      ordered=bool(a.ordered), params=params, seed=a.seed, **a.extra)
-    sink = OutputSink(out)
+                      ordered=bool(a.ordered), params=params, seed=seed, **a.extra)
     runner = Runner(st, adapter, opts, clock=clock, output=sink, batch_backend=batch_backend)
     runner.prepare()
     if runner.stats.recovered and not a.quiet:
@@ -438,14 +522,18 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
         except asyncio.CancelledError:
             st.update_job(state="stopped", message="interrupted")
             raise
+        except Exception as exc:
+            err = exc if isinstance(exc, NoSpace) else store_failure(exc, st.path)
+            if isinstance(err, NoSpace):
+                await progress.stop()
+                with contextlib.suppress(Exception):  # the disk may still be full
+                    st.update_job(state="paused", message=str(err))
+            raise
         await progress.stop()
         st.update_job(state="done", finished_at=clock.now(), message=None)
         return EXIT_FAILED_ITEMS if runner.stats.failed else 0
 
-    try:
-        return asyncio.run(main())
-    finally:
-        sink.close()
+    return asyncio.run(main())
 
 
 _COMMON = {
@@ -468,7 +556,8 @@ def register(app: typer.Typer) -> None:
         deadline: Optional[str] = typer.Option(None, "--deadline", help=_COMMON["deadline"]),
         tier: str = typer.Option("auto", "--tier", help=_COMMON["tier"]),
         out: Optional[str] = typer.Option(None, "--out", "-o", help="Results JSONL (default <job>.results.jsonl)."),
-        job: Optional[str] = typer.Option(None, "--job", help="Job name (default: the file's stem)."),
+        job: Optional[str] = typer.Option(None, "--job", help="Job name (default: the file's stem and a short hash "
+                                          "of its path and content, e.g. jobs-3f2a9c1b)."),
         store: Optional[str] = typer.Option(None, "--store", help="Store path (default ./.flextier/<job>.db)."),
         concurrency: int = typer.Option(256, "--concurrency", help="Most flex requests in flight."),
         standard_concurrency: Optional[int] = typer.Option(None, "--standard-concurrency",
@@ -478,6 +567,7 @@ def register(app: typer.Typer) -> None:
         max_cost: Optional[str] = typer.Option(None, "--max-cost", help="Spending cap in USD (needs --max-tokens)."),
         ordered: bool = typer.Option(False, "--ordered", help="Write results in input order."),
         skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Run without the invalid lines."),
+        allow_empty: bool = typer.Option(False, "--allow-empty", help="Run a job file with no items (else exit 2)."),
         prompt_template: Optional[str] = typer.Option(None, "--prompt-template",
                                                       help="For CSV/Parquet: a prompt with {column} placeholders."),
         emulate: Optional[str] = typer.Option(None, "--emulate", help=_COMMON["emulate"]),
@@ -501,12 +591,13 @@ def register(app: typer.Typer) -> None:
                                prompt_template=prompt_template, emulate=emulate, time_scale=time_scale,
                                base_url=base_url, prices=prices, max_tokens=max_tokens, temperature=temperature,
                                quiet=quiet, retry_failed=retry_failed, html=html, seed=seed,
-                               batch_s3_uri=batch_s3_uri, batch_role_arn=batch_role_arn))
+                               batch_s3_uri=batch_s3_uri, batch_role_arn=batch_role_arn, allow_empty=allow_empty))
         raise typer.Exit(code)
 
     @app.command()
     def resume(
-        job: str = typer.Argument(..., help="Job name (./.flextier/<job>.db) or store path."),
+        job: str = typer.Argument(..., help="Job name as `run` printed it (or its stem when unique), the job "
+                                  "file, or a store path."),
         store: Optional[str] = typer.Option(None, "--store"),
         deadline: Optional[str] = typer.Option(None, "--deadline", help="A new deadline."),
         max_cost: Optional[str] = typer.Option(None, "--max-cost", help="A new (higher) spending cap in USD."),
