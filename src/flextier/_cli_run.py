@@ -96,6 +96,22 @@ def find_store(job: str, store: Optional[str] = None) -> Path:
     return find_store_by_name(job)
 
 
+@contextlib.contextmanager
+def _reading(path: Path) -> Any:
+    """``status``/``report``: a damaged store is one line naming it (exit 2), never a traceback."""
+    import sqlite3
+
+    from .jobs.store import store_failure
+
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        err = store_failure(exc, path)
+        if err is None:
+            raise
+        raise err from None
+
+
 def _is_loopback(url: str) -> bool:
     try:
         host = urlsplit(url).hostname or ""
@@ -410,6 +426,7 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
         if a.batch_s3_uri or a.batch_role_arn:
             config.update(batch_s3_uri=a.batch_s3_uri, batch_role_arn=a.batch_role_arn)
         sink = OutputSink(out)
+        sink.announce = lambda msg: _err(f"flextier: {msg}")
         stack.callback(sink.close)
         sink.claim()  # another running job writing this file is refused before anything is sent
         try:
@@ -625,7 +642,8 @@ def register(app: typer.Typer) -> None:
         from .cost import fmt_usd
         from .jobs.store import JobStore
 
-        with JobStore(find_store(job, store), create=False) as st:
+        path = find_store(job, store)
+        with _reading(path), JobStore(path, create=False) as st:
             j = st.job() or {}
             c = st.counts()
             t = st.ledger_totals()
@@ -658,7 +676,8 @@ def register(app: typer.Typer) -> None:
         from .jobs.report import build_report, format_report, report_json, write_html
         from .jobs.store import JobStore
 
-        with JobStore(find_store(job, store), create=False) as st:
+        path = find_store(job, store)
+        with _reading(path), JobStore(path, create=False) as st:
             r = build_report(st)
         typer.echo(report_json(r) if as_json else format_report(r))
         if html:

@@ -23,7 +23,7 @@ import logging
 import os
 import stat
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..policy.errors import UserInputError
 from .lock import JobBusy, try_flock
@@ -80,6 +80,7 @@ class OutputSink:
         self.offset = 0
         self.regular = True
         self.rebuilt: str | None = None   # why the file was rewritten from the store, if it was
+        self.announce: Callable[[str], None] = log.warning  # how a rebuild is told (the CLI prints one line)
         self._created = False             # claim() made the file: a refusal before prepare() removes it
         self._prepared = False
 
@@ -133,6 +134,10 @@ class OutputSink:
                 store.update_job(out_file=_file_id(st))
             if intact and recorded_offset > 0:
                 intact = self._matches_store(recorded_offset, store, ordered)
+            elif not intact:
+                self.rebuilt = (f"{self.path} is shorter than the job's store recorded ({size} of {recorded_offset} "
+                                f"bytes); rewritten from the store")
+                self.announce(self.rebuilt)
         self.offset = recorded_offset if intact else 0
         os.ftruncate(self._fd, self.offset)
         os.lseek(self._fd, self.offset, os.SEEK_SET)
@@ -166,7 +171,7 @@ class OutputSink:
             return True
         self.rebuilt = (f"{self.path} did not match the job's store ({n_want} results written, {n_found} lines "
                         f"found{', a torn line' if torn else ''}); rewritten from the store")
-        log.warning("%s", self.rebuilt)
+        self.announce(self.rebuilt)
         return False
 
     # -- writing -----------------------------------------------------------------------
