@@ -370,6 +370,12 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
     api_key = _api_key(entry.provider, bool(emulate), a.base_url)
     name = a.job or (ident.name if ident is not None else "job")
     store_path = Path(a.store) if a.store else default_store_path(name)
+    if ident is not None and not a.job and not a.store and not store_path.exists():
+        from .jobs.identity import legacy_store
+
+        old = legacy_store(ident)  # a job started by an older flextier under the bare stem: resume it
+        if old is not None:
+            store_path, name = old, old.stem
     a.store = str(store_path)
     out = a.out or f"{name}.results.jsonl"
     check_out_path(out)  # a directory or a read-only file: one line, exit 2, before the store is touched
@@ -642,6 +648,8 @@ def register(app: typer.Typer) -> None:
         from .cost import fmt_usd
         from .jobs.store import JobStore
 
+        from .jobs.lock import live_owner
+
         path = find_store(job, store)
         with _reading(path), JobStore(path, create=False) as st:
             j = st.job() or {}
@@ -649,13 +657,18 @@ def register(app: typer.Typer) -> None:
             t = st.ledger_totals()
             tiers = st.tier_counts()
             pb, bound = st.possibly_billed()
+        owner = live_owner(path)
+        state = j.get("state")
+        if state == "running" and owner is None:
+            state = "stopped"  # no live process holds the job's lock: it crashed or was killed; resume it
         if as_json:
-            typer.echo(json.dumps({"job": j.get("name"), "state": j.get("state"), "counts": c, "by_tier": tiers,
-                                   "spent": str(t["spent"]), "standard": str(t["standard"]),
+            typer.echo(json.dumps({"job": j.get("name"), "state": state, "owner_pid": owner, "counts": c,
+                                   "by_tier": tiers, "spent": str(t["spent"]), "standard": str(t["standard"]),
                                    "possibly_billed": pb, "message": j.get("message")}, indent=2))
             return
         saved = "" if not t["standard"] else f" (saved {(t['standard'] - t['spent']) * 100 / t['standard']:.0f}%)"
-        typer.echo(f"job {j.get('name')} [{j.get('state')}] model {j.get('model')}: "
+        live = f" in process {owner}" if owner else ""
+        typer.echo(f"job {j.get('name')} [{state}{live}] model {j.get('model')}: "
                    f"{c['done']}/{c['total']} done, {c['failed']} failed, {c['inflight']} in flight, "
                    f"{c['pending']} pending")
         typer.echo("served: " + (", ".join(f"{k} {v}" for k, v in sorted(tiers.items())) or "-"))

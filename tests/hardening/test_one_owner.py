@@ -73,9 +73,14 @@ def test_second_runner_refused_and_kill9_owner_never_blocks(tmp_path):
             assert len(r.stderr.strip().splitlines()) == 1
             assert not any(unquote(x.get("item", "")).startswith("x") for x in emu.ledger())
             assert len(emu.engine.ledger) >= sent  # (the owner kept going meanwhile)
+            # status names the live owner
+            rc, so, _ = run_cli(["status", str(db), "--json"])
+            assert rc == 0 and json.loads(so)["owner_pid"] == owner.pid and json.loads(so)["state"] == "running"
             # kill -9 the owner: the kernel drops its lock, the resume right after takes over
             owner.send_signal(signal.SIGKILL)
             owner.wait()
+            rc, so, _ = run_cli(["status", str(db), "--json"])
+            assert json.loads(so)["owner_pid"] is None and json.loads(so)["state"] == "stopped"
         finally:
             if owner.poll() is None:
                 owner.kill()

@@ -65,6 +65,36 @@ def identify_input(path: str | os.PathLike[str]) -> InputIdentity:
     return InputIdentity(resolved, content, f"{readable_stem(p)}-{tag}")
 
 
+def legacy_store(ident: InputIdentity, base: str | os.PathLike[str] | None = None) -> Path | None:
+    """A store an older flextier named after the bare stem (``.flextier/jobs.db``) for this very input.
+
+    Used only when it holds the same content from the same resolved path, so upgrading in the
+    middle of a job resumes it instead of sending (and paying for) everything again.
+    """
+    p = stores_dir(base) / f"{readable_stem(ident.path)}.db"
+    if not p.is_file():
+        return None
+    import sqlite3
+
+    try:
+        db = sqlite3.connect(str(p))
+    except sqlite3.Error:  # pragma: no cover
+        return None
+    try:
+        row = db.execute("SELECT input_path, input_hash FROM job WHERE id = 1").fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
+    if not row or row[1] != ident.sha256 or not row[0]:
+        return None
+    try:
+        same = Path(row[0]).resolve() == Path(ident.path)
+    except OSError:  # pragma: no cover
+        return None
+    return p if same else None
+
+
 def stores_dir(base: str | os.PathLike[str] | None = None) -> Path:
     return Path(base or ".") / ".flextier"
 
@@ -109,5 +139,5 @@ def _store_of_input(path: str, d: Path) -> Path:
     return p
 
 
-__all__ = ["InputIdentity", "identify_input", "find_store_by_name", "check_job_name", "readable_stem",
+__all__ = ["InputIdentity", "identify_input", "find_store_by_name", "legacy_store", "check_job_name", "readable_stem",
            "stores_dir", "HASH_LEN"]

@@ -100,6 +100,25 @@ class JobLock:
         self.release()
 
 
+def live_owner(store: str | os.PathLike[str]) -> int | None:
+    """The PID of the live process that owns the job (0 when unknown), or None when no process does.
+
+    A probe for ``flextier status``: it takes and drops the lock without writing to the file,
+    so it never stands in for the owner's PID.
+    """
+    path = lock_path_for(store)
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        if try_flock(fd):
+            return None
+        return owner_pid(path) or 0
+    finally:
+        os.close(fd)
+
+
 def owner_pid(path: str | os.PathLike[str]) -> int | None:
     """The PID written in a lock file (the owner may be between locking and writing it: retry briefly)."""
     for _ in range(20):
@@ -113,4 +132,4 @@ def owner_pid(path: str | os.PathLike[str]) -> int | None:
     return None
 
 
-__all__ = ["JobLock", "JobBusy", "lock_path_for", "owner_pid", "try_flock"]
+__all__ = ["JobLock", "JobBusy", "lock_path_for", "live_owner", "owner_pid", "try_flock"]
