@@ -104,3 +104,13 @@ def test_resume_with_emulate_keeps_the_time_scale(simple_jobs, capsys):
     assert main(["resume", name, "--emulate", "calm", "--max-cost", "1"]) == 0
     err = capsys.readouterr().err
     assert "(calm, x3000 time)" in err, err
+
+
+def test_store_named_by_an_older_flextier_resumes(simple_jobs, capsys):
+    """A job an older flextier started as `.flextier/<stem>.db` (same file, same content) is resumed, not
+    started again (which would send and pay for every item twice)."""
+    p = simple_jobs(3)
+    assert main(["run", str(p), *EMU, "--job", "jobs", "--quiet"]) == 0  # the old naming: the bare stem
+    assert main(["run", str(p), *EMU]) == 0
+    assert "resuming job 'jobs'" in capsys.readouterr().err
+    assert [x.name for x in Path(".flextier").glob("*.db")] == ["jobs.db"]
