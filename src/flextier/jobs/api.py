@@ -279,7 +279,7 @@ async def astream_job(items: Iterable[Any] | AsyncIterable[Any], *, model: str |
 
     # the results file is checked and locked before the store is touched: a directory, a read-only
     # file or another job's file is refused before anything starts (jobs/output.py)
-    sink = OutputSink(out) if out else None
+    sink = OutputSink(out, field="out") if out else None
     try:
         if sink is not None:
             sink.claim()

@@ -74,8 +74,9 @@ def line_digest(lines: Iterable[bytes]) -> tuple[int, int]:
 class OutputSink:
     """The results JSONL file, appended as results are committed (one owner, content-checked)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, field: str = "--out") -> None:
         self.path = Path(path)
+        self.field = field  # how errors name the setting: the CLI's --out, the Python API's out=
         self._fd: int | None = None
         self.offset = 0
         self.regular = True
@@ -89,19 +90,19 @@ class OutputSink:
         """Open (creating, never truncating) and lock the file; refuse one another process writes."""
         if self._fd is not None:
             return
-        check_out_path(self.path)
+        check_out_path(self.path, self.field)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         existed = self.path.exists()
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise UserInputError(f"cannot be written ({exc.strerror or exc})", file=str(self.path),
-                                 field="--out") from None
+                                 field=self.field) from None
         self.regular = stat.S_ISREG(os.fstat(fd).st_mode)
         if self.regular and not try_flock(fd):
             os.close(fd)
             raise JobBusy("another running job is writing this results file; give this job its own --out",
-                          file=str(self.path), field="--out")
+                          file=str(self.path), field=self.field)
         self._fd = fd
         self._created = not existed
 
@@ -129,7 +130,7 @@ class OutputSink:
                 raise UserInputError(
                     f"already holds {size} bytes this job did not write (another job's results?); give this job "
                     f"another --out, or move the file away and the job writes it afresh", file=str(self.path),
-                    field="--out")
+                    field=self.field)
             if mine != _file_id(st):
                 store.update_job(out_file=_file_id(st))
             if intact and recorded_offset > 0:
