@@ -369,8 +369,9 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
             raise UserInputError("give either --emulate or --base-url, not both", field="--base-url")
     api_key = _api_key(entry.provider, bool(emulate), a.base_url)
     name = a.job or (ident.name if ident is not None else "job")
+    named = bool(a.job or a.store)  # the user chose the job's name or store: no guessing from the file
     store_path = Path(a.store) if a.store else default_store_path(name)
-    if ident is not None and not a.job and not a.store and not store_path.exists():
+    if ident is not None and not named and not store_path.exists():
         from .jobs.identity import legacy_store
 
         old = legacy_store(ident)  # a job started by an older flextier under the bare stem: resume it
@@ -467,6 +468,13 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
             if 0 < left < MIN_RECORDS:
                 raise UserInputError(f"a Bedrock batch job needs at least {MIN_RECORDS} records and this job has "
                                      f"{left} to send; run it with --tier auto or --tier standard", field="--tier")
+        if not a.quiet and not opened.resumed and ident is not None and not named:
+            from .jobs.identity import earlier_jobs
+
+            older = earlier_jobs(ident)
+            if older:
+                _err(f"flextier: note: {a.file} changed since job {older[0]!r} ran from it, so this is a new job "
+                     f"(`flextier resume {older[0]}` continues the old one)")
         if not a.quiet:
             verb = "resuming" if opened.resumed else "starting"
             extra = f", {opened.skipped_invalid} invalid lines skipped" if opened.skipped_invalid else ""

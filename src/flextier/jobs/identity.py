@@ -95,6 +95,33 @@ def legacy_store(ident: InputIdentity, base: str | os.PathLike[str] | None = Non
     return p if same else None
 
 
+def earlier_jobs(ident: InputIdentity, base: str | os.PathLike[str] | None = None) -> list[str]:
+    """Names of jobs that ran from this same path with other content (the file changed since).
+
+    A changed file is a new job; saying so keeps the old one from looking lost.
+    """
+    import sqlite3
+
+    d = stores_dir(base)
+    stem = readable_stem(ident.path)
+    pat = re.compile(re.escape(stem) + r"-[0-9a-f]{%d}\.db$" % HASH_LEN)
+    out = []
+    for p in sorted(d.glob(f"{stem}-*.db"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if not pat.match(p.name) or p.name == f"{ident.name}.db":
+            continue
+        try:
+            db = sqlite3.connect(str(p))
+            try:
+                row = db.execute("SELECT input_path, input_hash FROM job WHERE id = 1").fetchone()
+            finally:
+                db.close()
+        except sqlite3.Error:
+            continue
+        if row and row[0] == ident.path and row[1] != ident.sha256:
+            out.append(p.stem)
+    return out
+
+
 def stores_dir(base: str | os.PathLike[str] | None = None) -> Path:
     return Path(base or ".") / ".flextier"
 
@@ -139,5 +166,5 @@ def _store_of_input(path: str, d: Path) -> Path:
     return p
 
 
-__all__ = ["InputIdentity", "identify_input", "find_store_by_name", "legacy_store", "check_job_name", "readable_stem",
+__all__ = ["InputIdentity", "identify_input", "find_store_by_name", "legacy_store", "earlier_jobs", "check_job_name", "readable_stem",
            "stores_dir", "HASH_LEN"]

@@ -72,8 +72,16 @@ class JobLock:
     def acquire(self) -> "JobLock":
         if self._fd is not None:
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # no O_TRUNC: the owner's PID stays
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # no O_TRUNC: the owner's PID stays
+        except OSError as exc:
+            import errno
+
+            if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+                raise  # disk full: the caller pauses the job in one line
+            raise UserInputError(f"cannot create the job's lock file ({exc.strerror or exc})",
+                                 file=str(self.path)) from None
         if not try_flock(fd):
             os.close(fd)
             pid = owner_pid(self.path)

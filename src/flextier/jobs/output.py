@@ -128,8 +128,8 @@ class OutputSink:
             if size > 0 and mine != _file_id(st) and not (mine is None and recorded_offset > 0):
                 self.close()
                 raise UserInputError(
-                    f"already holds {size} bytes this job did not write (another job's results?); give this job "
-                    f"another --out, or move the file away and the job writes it afresh", file=str(self.path),
+                    f"already holds {size} bytes this job did not write (another job's results, or this job's "
+                    f"from before its store was deleted); move the file away, or give another --out", file=str(self.path),
                     field=self.field)
             if mine != _file_id(st):
                 store.update_job(out_file=_file_id(st))
