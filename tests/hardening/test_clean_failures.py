@@ -198,3 +198,20 @@ def test_passed_deadline_same_command_resumes_and_reports_missed(tmp_path):
     _assert_complete(out, n, tag="l")
     rc, so, _ = run_cli(["report", str(db), "--json"])
     assert rc == 0 and json.loads(so)["deadline_met"] is False
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_results_file_on_a_full_device_pauses_in_one_line(tmp_path, calm_emu, monkeypatch):
+    """ENOSPC from the results file (``/dev/full`` answers every write with it): paused, one line, exit 3;
+    the rerun with a writable --out has every result once."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-devfull")
+    job, db = tmp_path / "r.jsonl", tmp_path / "r.db"
+    _jobs(job, 40, tag="r")
+    base = ["run", str(job), "--model", MODEL, "--base-url", calm_emu.openai_base_url, "--store", str(db)]
+    rc, _, err = run_cli([*base, "--out", "/dev/full"])
+    assert rc == 3, err
+    assert _beyond_progress(err) == ["flextier: paused: no space left on device while writing /dev/full; the job "
+                                     "is paused: free some space and resume it"], err
+    rc, _, err = run_cli([*base, "--out", str(tmp_path / "r.out.jsonl"), "-q"])
+    assert rc == 0, err
+    _assert_complete(tmp_path / "r.out.jsonl", 40, tag="r")

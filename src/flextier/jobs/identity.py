@@ -166,5 +166,5 @@ def _store_of_input(path: str, d: Path) -> Path:
     return p
 
 
-__all__ = ["InputIdentity", "identify_input", "find_store_by_name", "legacy_store", "earlier_jobs", "check_job_name", "readable_stem",
-           "stores_dir", "HASH_LEN"]
+__all__ = ["InputIdentity", "identify_input", "find_store_by_name", "legacy_store", "earlier_jobs", "check_job_name",
+           "readable_stem", "stores_dir", "HASH_LEN"]

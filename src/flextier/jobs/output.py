@@ -129,8 +129,8 @@ class OutputSink:
                 self.close()
                 raise UserInputError(
                     f"already holds {size} bytes this job did not write (another job's results, or this job's "
-                    f"from before its store was deleted); move the file away, or give another --out", file=str(self.path),
-                    field=self.field)
+                    f"from before its store was deleted); move the file away, or give another --out",
+                    file=str(self.path), field=self.field)
             if mine != _file_id(st):
                 store.update_job(out_file=_file_id(st))
             if intact and recorded_offset > 0:
