@@ -440,7 +440,10 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
             opened = open_job(store_path, name=name, entry=entry, tier_mode=tier, deadline=deadline,
                               deadline_spec=a.deadline, clock_domain=domain, now=now,
                               input_path=ident.path if ident is not None else a.file,
-                              input_hash=ident.sha256 if ident is not None else None,
+                              # a resume needs only its store: the file may have changed since (the items
+                              # were imported when the job started), so its stored hash stands
+                              input_hash=ident.sha256 if ident is not None else (
+                                  stored.get("input_hash") if stored.get("state") != "importing" else None),
                               prompt_template=a.prompt_template, skip_invalid=a.skip_invalid, output_path=out,
                               ordered=bool(a.ordered), config=config, lock=lock,
                               allow_empty=a.allow_empty or resume_job is not None)

@@ -114,3 +114,19 @@ def test_store_named_by_an_older_flextier_resumes(simple_jobs, capsys):
     assert main(["run", str(p), *EMU]) == 0
     assert "resuming job 'jobs'" in capsys.readouterr().err
     assert [x.name for x in Path(".flextier").glob("*.db")] == ["jobs.db"]
+
+
+def test_changed_file_is_a_new_job_and_the_old_one_still_resumes(simple_jobs, write_jsonl, capsys):
+    p = simple_jobs(30)
+    assert main(["run", str(p), *EMU, "--max-tokens", "200", "--max-cost", "0.003", "--quiet"]) == 3
+    old = next(Path(".flextier").glob("jobs-*.db")).stem
+    write_jsonl([{"id": "new", "prompt": "x"}])  # the file changes at the same path
+    capsys.readouterr()
+    assert main(["run", str(p), *EMU]) == 0
+    err = capsys.readouterr().err
+    assert f"changed since job '{old}' ran from it" in err and f"flextier resume {old}" in err
+    assert _started(err) != old
+    # the old job resumes from its store, whatever the file holds now
+    assert main(["resume", old, "--max-cost", "1", "--quiet"]) == 0
+    assert main(["status", old, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["done"] == 30
