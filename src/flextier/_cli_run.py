@@ -260,20 +260,19 @@ def _execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
 
 
 def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> int:
+    from .catalog import default_catalog, load_catalog, set_default_catalog
+    from .jobs.api import TIER_CHOICES, open_job, parse_deadline, parse_money
+    from .jobs.identity import check_job_name, identify_input
+    from .jobs.input import InvalidInput
     from .jobs.lock import JobLock
+    from .jobs.output import OutputSink, check_out_path
+    from .jobs.store import JobStore, default_store_path, redact_url
+    from .policy.budget import require_known_prices
 
     def take_lock(path: Path) -> JobLock:
         lk = JobLock(path).acquire()
         held.append(lk)
         return lk
-
-    from .catalog import default_catalog, load_catalog, set_default_catalog
-    from .jobs.api import TIER_CHOICES, open_job, parse_deadline, parse_money
-    from .jobs.identity import check_job_name, identify_input
-    from .jobs.input import InvalidInput
-    from .jobs.output import OutputSink, check_out_path
-    from .jobs.store import JobStore, default_store_path, redact_url
-    from .policy.budget import require_known_prices
 
     _quiet_libraries()
     if a.prices:
@@ -657,9 +656,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Progress of a running or stopped job, read from its store."""
         from .cost import fmt_usd
-        from .jobs.store import JobStore
-
         from .jobs.lock import live_owner
+        from .jobs.store import JobStore
 
         path = find_store(job, store)
         with _reading(path), JobStore(path, create=False) as st:

@@ -43,7 +43,6 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from .._types import AttemptOutcome, CallRequest
@@ -1091,8 +1090,11 @@ class Runner:
                 self.store.db.executemany(
                     "UPDATE items SET state = 'pending', possibly_billed = ? WHERE seq = ? AND state = 'inflight'",
                     [(w.possibly_billed, w.seq) for w in unsent if w.possibly_billed > 0])
-        except Exception as exc:  # disk full, damaged store: the caller reports it in one line
-            log.debug("could not commit the final state (%s); a resume will recover it", exc)
+        except Exception as exc:
+            from .store import store_failure  # disk full, damaged store: the caller says so in one line
+
+            (log.debug if store_failure(exc, self.store.path) else log.warning)(
+                "could not commit the final state (%s); a resume will recover it", exc)
         self.ready.clear()
         self.delayed.clear()
 
