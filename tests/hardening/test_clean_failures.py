@@ -174,7 +174,9 @@ def test_passed_deadline_same_command_resumes_and_reports_missed(tmp_path):
     job, db, out = tmp_path / "l.jsonl", tmp_path / "l.db", tmp_path / "l.out.jsonl"
     _jobs(job, n, tag="l")
     env = python_env(OPENAI_API_KEY="sk-test-late")
-    with serve(profile="calm", time_scale=3000, start=START, seed=6, port=free_port(), latency_scale=50) as emu:
+    # each answer takes about 150 emulated seconds (0.05 s of wall time): the first run is killed long before
+    # it could finish, and the job's hour passes in 1.2 s of wall time
+    with serve(profile="calm", time_scale=3000, start=START, seed=6, port=free_port(), latency_scale=250) as emu:
         args = [PY, "-m", "flextier", "run", str(job), "--model", MODEL, "--base-url", emu.openai_base_url,
                 "--store", str(db), "--out", str(out), "--deadline", "1h", "--concurrency", "2",
                 "--standard-concurrency", "1", "--max-tokens", "20", "-q"]
