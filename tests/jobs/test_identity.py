@@ -130,3 +130,11 @@ def test_changed_file_is_a_new_job_and_the_old_one_still_resumes(simple_jobs, wr
     assert main(["resume", old, "--max-cost", "1", "--quiet"]) == 0
     assert main(["status", old, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["counts"]["done"] == 30
+
+
+def test_other_prompt_template_on_the_same_file_is_refused(tmp_path, capsys):
+    (tmp_path / "rows.csv").write_text("id,city\nr1,Paris\nr2,Lima\n")
+    assert main(["run", "rows.csv", *EMU, "--prompt-template", "One fact about {city}.", "--quiet"]) == 0
+    rc = main(["run", "rows.csv", *EMU, "--prompt-template", "Two facts about {city}.", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--prompt-template" in err[0] and "--job NEW_NAME" in err[0]

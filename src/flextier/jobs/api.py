@@ -151,6 +151,11 @@ def open_job(store_path: str | os.PathLike[str], *, name: str, entry: ModelEntry
             if job["model"] != entry.name:
                 raise UserInputError(f"job {name!r} was started with model {job['model']}; use --job NEW_NAME "
                                      f"for a new job", field="--model")
+            if (prompt_template or None) != (job["prompt_template"] or None):
+                # other prompts from the same file are other requests: never mixed into one job's results
+                raise UserInputError(f"job {name!r} was started with --prompt-template "
+                                     f"{job['prompt_template']!r}; use --job NEW_NAME for a new job",
+                                     field="--prompt-template")
             if input_path and job["input_hash"] and in_hash and in_hash != job["input_hash"]:
                 raise UserInputError(f"the input file changed since job {name!r} started; results would not match. "
                                      f"Use --job NEW_NAME for a new job, or delete {store.path}", file=input_path)
