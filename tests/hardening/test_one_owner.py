@@ -149,3 +149,34 @@ def test_output_checked_by_content_and_owned(tmp_path, calm_emu):
         assert out.read_bytes() == good
     finally:
         os.environ.pop("OPENAI_API_KEY", None)
+
+
+def test_two_runs_started_together_one_runs_one_is_refused(tmp_path):
+    """Both started at once on a new job (before: 10,002 results with 70 torn lines): the lock is taken
+    before the store is created, so exactly one imports and runs, the other is refused naming it."""
+    from flextier.emulator import serve
+
+    n = 200
+    job, db, out = tmp_path / "t.jsonl", tmp_path / "t.db", tmp_path / "t.out.jsonl"
+    _write(job, n, tag="t")
+    env = python_env(OPENAI_API_KEY="sk-test-together")
+    with serve(profile="calm", time_scale=200, start=START, seed=7, port=free_port(), latency_scale=50) as emu:
+        args = [PY, "-m", "flextier", "run", str(job), "--model", MODEL, "--base-url", emu.openai_base_url,
+                "--store", str(db), "--out", str(out), "--concurrency", "8", "--max-tokens", "20", "-q"]
+        procs = [subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+                 for _ in range(2)]
+        errs = []
+        for p in procs:
+            p.wait(timeout=180)
+            errs.append(p.stderr.read().decode())
+            p.stderr.close()
+        rows = emu.ledger()
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], (codes, errs)
+    winner = next(p for p in procs if p.returncode == 0)
+    loser_err = errs[[p.returncode for p in procs].index(2)]
+    assert len(loser_err.strip().splitlines()) == 1 and str(winner.pid) in loser_err, loser_err
+    got = Counter(json.loads(x)["custom_id"] for x in out.read_text().splitlines())
+    assert sorted(got) == sorted(f"t{i}" for i in range(n)) and max(got.values()) == 1
+    billed = Counter(unquote(x["item"]) for x in rows if x.get("cost") not in (None, "0"))
+    assert max(billed.values()) == 1, "an item was billed twice"
