@@ -30,6 +30,7 @@ from .lock import JobBusy, try_flock
 
 log = logging.getLogger(__name__)
 _MASK = (1 << 128) - 1
+_MAX_LINE = 256 << 20
 
 
 def check_out_path(path: str | os.PathLike[str], field: str = "--out") -> None:
@@ -159,6 +160,8 @@ class OutputSink:
             left -= len(chunk)
             buf += chunk
             *whole, buf = buf.split(b"\n")
+            if len(buf) > _MAX_LINE:  # no result line is this long: junk, stop reading it
+                break
             lines.extend(whole)
             if len(lines) >= 4096:
                 n, s = line_digest(lines)
