@@ -9,6 +9,10 @@ Exit codes (and their precedence when several apply) live in :mod:`flextier.jobs
 0 done, 1 some items failed, 2 bad input, 3 paused, 4 deadline missed, 130 stopped by Ctrl-C
 (SIGINT), 143 stopped by SIGTERM: the job is "stopped" and resumable, after a bounded wait
 for the requests in flight (``--drain-timeout``, see :mod:`flextier.jobs.signals`).
+
+One owner per job: the run takes the job's lock (:mod:`flextier.jobs.lock`) before it reads
+or writes the store, and the results file's lock and ownership check
+(:mod:`flextier.jobs.output`) before anything is sent.
 """
 from __future__ import annotations
 
@@ -66,7 +70,8 @@ class RunArgs:
     quiet: bool = False
     retry_failed: bool = False
     html: Optional[str] = None
-    seed: int = 0
+    seed: Optional[int] = None
+    allow_empty: bool = False
     batch_s3_uri: Optional[str] = None
     batch_role_arn: Optional[str] = None
     batch_s3_endpoint: Optional[str] = None     # set by execute: the emulator's S3 when emulating
@@ -83,18 +88,31 @@ def _err(msg: str) -> None:
 
 
 def find_store(job: str, store: Optional[str] = None) -> Path:
-    """The store of ``job``: ``--store``, a path to a ``.db`` file, or ``./.flextier/<job>.db``."""
-    from .jobs.store import default_store_path
+    """The store of ``job``: ``--store``, a store path, the name ``run`` printed, the input file, or a unique stem."""
+    from .jobs.identity import find_store_by_name
 
     if store:
         p = Path(store)
-    elif job.endswith(".db") or os.sep in job:
-        p = Path(job)
-    else:
-        p = default_store_path(job)
-    if not p.exists():
-        raise UserInputError(f"no job store at {p} (start the job with `flextier run FILE`)", field="JOB")
-    return p
+        if not p.exists():
+            raise UserInputError(f"no job store at {p} (start the job with `flextier run FILE`)", field="--store")
+        return p
+    return find_store_by_name(job)
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Any:
+    """``status``/``report``: a damaged store is one line naming it (exit 2), never a traceback."""
+    import sqlite3
+
+    from .jobs.store import store_failure
+
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        err = store_failure(exc, path)
+        if err is None:
+            raise
+        raise err from None
 
 
 def _is_loopback(url: str) -> bool:
@@ -232,20 +250,62 @@ def _check_positive(name: str, v: Optional[float], *, integer: bool = False) -> 
 # --------------------------------------------------------------------------------------
 
 def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
-    """Validate, open or resume the job, run it, print the summary. Returns the exit code."""
+    """Validate, open or resume the job, run it, print the summary. Returns the exit code.
+
+    A full disk pauses the job (one line, exit 3); a damaged store is one line naming it
+    (exit 2). Neither prints a traceback, and nothing committed is lost.
+    """
+    import sqlite3
+
+    from .jobs.store import NoSpace, store_failure
+
+    try:
+        return _execute(a, resume_job=resume_job)
+    except (sqlite3.DatabaseError, OSError, NoSpace) as exc:
+        err = exc if isinstance(exc, NoSpace) else store_failure(exc, a.store or "the job store")
+        if err is None:
+            raise
+        if isinstance(err, NoSpace):
+            _err(f"flextier: paused: {err}")
+            return EXIT_PAUSED
+        raise err from None
+
+
+def _execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
+    """The job's lock is released however the run ends (the store's close releases it too)."""
+    held: list[Any] = []
+    try:
+        return _execute_locked(a, resume_job, held)
+    finally:
+        for lk in held:
+            lk.release()
+
+
+def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> int:
     from .catalog import default_catalog, load_catalog, set_default_catalog
-    from .jobs.api import TIER_CHOICES, job_name_for, open_job, parse_deadline, parse_money
+    from .jobs.api import TIER_CHOICES, open_job, parse_deadline, parse_money
+    from .jobs.identity import check_job_name, identify_input
     from .jobs.input import BodyNotes, InvalidInput, iter_input
+    from .jobs.lock import JobLock
+    from .jobs.output import OutputSink, check_out_path
     from .jobs.store import JobStore, default_store_path, redact_url
     from .policy.budget import require_known_prices
+
+    def take_lock(path: Path) -> JobLock:
+        lk = JobLock(path).acquire()
+        held.append(lk)
+        return lk
 
     _quiet_libraries()
     if a.prices:
         set_default_catalog(load_catalog(a.prices))
 
     stored: dict[str, Any] = {}
+    ident = None
+    lock = None
     if resume_job is not None:
         path = find_store(resume_job, a.store)
+        lock = take_lock(path)  # before reading: another live runner is refused here (one line, PID)
         with JobStore(path, create=False) as s:
             job = s.job()
         if job is None:
@@ -268,12 +328,23 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
             a.max_cost = cfg["max_cost"]
         if a.emulate is None and a.base_url is None and cfg.get("emulate"):
             a.emulate = cfg["emulate"]
-            a.time_scale = a.time_scale or cfg.get("time_scale")
+        if a.emulate and cfg.get("emulate"):
+            # the emulated run goes on as it started (issue 11): its time scale and seed, unless told
+            if a.time_scale is None:
+                a.time_scale = cfg.get("time_scale")
+            if a.seed is None:
+                a.seed = cfg.get("seed")
         if a.base_url is None and cfg.get("base_url") and not a.emulate:
             a.base_url = cfg["base_url"]
 
     if not a.file:
         raise UserInputError("give the job file", field="FILE")
+    if resume_job is None:
+        # a new or rerun job: the file must exist (a missing one never finds another job's store), and
+        # its resolved path and content name the job (jobs/identity.py)
+        ident = identify_input(a.file)
+        if a.job is not None:
+            check_job_name(a.job)
     if not a.model:
         raise UserInputError("is required (e.g. --model openai/gpt-5.4-mini)", field="--model")
     entry = default_catalog().resolve(a.model, field="--model")
@@ -324,11 +395,23 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
         if a.base_url:
             raise UserInputError("give either --emulate or --base-url, not both", field="--base-url")
     api_key = _api_key(entry.provider, bool(emulate), a.base_url)
-    name = a.job or job_name_for(a.file)
+    name = a.job or (ident.name if ident is not None else "job")
+    named = bool(a.job or a.store)  # the user chose the job's name or store: no guessing from the file
     store_path = Path(a.store) if a.store else default_store_path(name)
-    out = a.out or f"{name}.results.jsonl"
-    params = {k: v for k, v in (("max_tokens", a.max_tokens), ("temperature", a.temperature)) if v is not None}
+    if ident is not None and not named and not store_path.exists():
+        from .jobs.identity import legacy_store
 
+        old = legacy_store(ident)  # a job started by an older flextier under the bare stem: resume it
+        if old is not None:
+            store_path, name = old, old.stem
+    a.store = str(store_path)
+    out = a.out or f"{name}.results.jsonl"
+    check_out_path(out)  # a directory or a read-only file: one line, exit 2, before the store is touched
+    params = {k: v for k, v in (("max_tokens", a.max_tokens), ("temperature", a.temperature)) if v is not None}
+    seed = int(a.seed or 0)
+
+    if lock is None:
+        lock = take_lock(store_path)  # a second live runner of this job is refused here, naming the owner's PID
     if not stored and store_path.exists():
         with JobStore(store_path) as s:
             stored = s.job() or {}
@@ -348,7 +431,7 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
             start: Any = EMULATED_START
             if stored.get("last_clock") and stored.get("clock_domain") == "emulated":
                 start = stored["last_clock"]  # continue the emulated day where the job stopped
-            emu = stack.enter_context(serve(profile=emulate, seed=a.seed, time_scale=a.time_scale or 1.0,
+            emu = stack.enter_context(serve(profile=emulate, seed=seed, time_scale=a.time_scale or 1.0,
                                             start=start))
             clock: Any = emu.clock
             base_urls = {"openai": emu.openai_base_url, "gemini": emu.gemini_base_url,
@@ -369,7 +452,11 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
 
                 clock = WallClock()
         now = clock.now()
-        if a.deadline is not None:
+        same_deadline = bool(stored) and stored.get("deadline") is not None and \
+            stored.get("deadline_spec") == a.deadline and stored.get("clock_domain") == domain
+        if a.deadline is not None and same_deadline:
+            deadline = stored["deadline"]  # the identical command again: the same instant, even when past
+        elif a.deadline is not None:
             deadline = parse_deadline(a.deadline, now, utc=domain == "emulated")
         elif stored and stored.get("deadline") is not None and stored.get("clock_domain") == domain:
             deadline = stored["deadline"]
@@ -377,16 +464,27 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
             deadline = None
         config = {"concurrency": concurrency, "standard_concurrency": a.standard_concurrency, "rpm": a.rpm,
                   "tpm": a.tpm, "max_cost": None if cap is None else str(cap), "emulate": emulate,
-                  "time_scale": a.time_scale, "base_url": redact_url(a.base_url), **params}
+                  "time_scale": a.time_scale, "seed": seed, "base_url": redact_url(a.base_url), **params}
         if a.batch_s3_uri or a.batch_role_arn:
             config.update(batch_s3_uri=a.batch_s3_uri, batch_role_arn=a.batch_role_arn)
         notes = BodyNotes(tier_mode=tier, entry=entry)  # fields flextier replaces, said once per job
+        sink = OutputSink(out)
+        sink.announce = lambda msg: _err(f"flextier: {msg}")
+        stack.callback(sink.close)
+        sink.claim()  # another running job writing this file is refused before anything is sent
         try:
             opened = open_job(store_path, name=name, entry=entry, tier_mode=tier, deadline=deadline,
-                              deadline_spec=a.deadline, clock_domain=domain, now=now, input_path=a.file,
+                              deadline_spec=a.deadline, clock_domain=domain, now=now,
+                              input_path=ident.path if ident is not None else a.file,
+                              # a resume needs only its store: the file may have changed since (the items
+                              # were imported when the job started), so its stored hash stands
+                              input_hash=ident.sha256 if ident is not None else (
+                                  stored.get("input_hash") if stored.get("state") != "importing" else None),
                               prompt_template=a.prompt_template, skip_invalid=a.skip_invalid, output_path=out,
-                              ordered=bool(a.ordered), config=config,
-                              items=notes.watch(iter_input(a.file, prompt_template=a.prompt_template)))
+                              ordered=bool(a.ordered), config=config, lock=lock,
+                              allow_empty=a.allow_empty or resume_job is not None,
+                              items=None if ident is None else
+                              notes.watch(iter_input(ident.path, prompt_template=a.prompt_template)))
         except InvalidInput as exc:
             for e in exc.errors:
                 _err(f"flextier: invalid: {e.one_line()}")
@@ -396,11 +494,12 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
         st = stack.enter_context(opened.store)
         for w in notes.warnings():
             _err(f"flextier: warning: {w}")
+        late = False
         if opened.resumed:
             deadline = (st.job() or {}).get("deadline")
-            if deadline is not None and deadline <= now:
-                raise UserInputError("the job's deadline has passed; give a new one with --deadline",
-                                     field="--deadline")
+            # a deadline that passed while the job was stopped stays the job's deadline: the job
+            # finishes and the report says it was missed (issue 18); --deadline gives a new one
+            late = deadline is not None and deadline <= now
         if a.retry_failed and st.reset_failed():
             st.reset_output()  # the old error lines go: the output is rewritten from the store
         elif opened.resumed and not a.quiet and st.counts()["failed"]:
@@ -415,6 +514,13 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
             if 0 < left < MIN_RECORDS:
                 raise UserInputError(f"a Bedrock batch job needs at least {MIN_RECORDS} records and this job has "
                                      f"{left} to send; run it with --tier auto or --tier standard", field="--tier")
+        if not a.quiet and not opened.resumed and ident is not None and not named:
+            from .jobs.identity import earlier_jobs
+
+            older = earlier_jobs(ident)
+            if older:
+                _err(f"flextier: note: {a.file} changed since job {older[0]!r} ran from it, so this is a new job "
+                     f"(`flextier resume {older[0]}` continues the old one)")
         if not a.quiet:
             verb = "resuming" if opened.resumed else "starting"
             extra = f", {opened.skipped_invalid} invalid lines skipped" if opened.skipped_invalid else ""
@@ -423,8 +529,13 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
                  f"{extra}{where}; store {st.path}, results {out}")
             if emu and (a.time_scale or 1.0) == 1.0 and deadline:
                 _err("flextier: tip: --time-scale 600 plays ten emulated minutes per second")
-        code = _run(st, entry, api_key, base_url, clock, deadline, tier, concurrency, a, cap, params, out,
-                    utc=domain == "emulated")
+        if late and not a.quiet:
+            c = st.counts()
+            _err(f"flextier: the job's deadline passed {_ago(now - deadline)} ago; finishing the "
+                 f"{c['pending'] + c['inflight']} items left (the report shows the deadline as missed; "
+                 f"--deadline gives a new one)")
+        code = _run(st, entry, api_key, base_url, clock, deadline, tier, concurrency, a, cap, params, sink,
+                    utc=domain == "emulated", seed=seed)
         if not a.quiet:
             from .jobs.report import build_report, format_report, write_html
 
@@ -453,13 +564,20 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
         return code
 
 
+def _ago(seconds: float) -> str:
+    from .jobs.api import _human
+
+    return _human(seconds)
+
+
 def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], clock: Any, deadline: Optional[float],
-         tier: str, concurrency: int, a: RunArgs, cap: Optional[Decimal], params: dict[str, Any], out: str,
-         *, utc: bool) -> int:
+         tier: str, concurrency: int, a: RunArgs, cap: Optional[Decimal], params: dict[str, Any], sink: Any,
+         *, utc: bool, seed: int) -> int:
     from .jobs.clocklag import LagMonitor, record_lag
     from .jobs.exitcodes import finished_code
     from .jobs.progress import Progress, stopped_message
-    from .jobs.runner import JobPaused, OutputSink, Runner, RunOptions
+    from .jobs.runner import JobPaused, Runner, RunOptions
+    from .jobs.store import NoSpace, store_failure
     from .providers import get_adapter
 
     std_c = a.standard_concurrency or concurrency
@@ -473,8 +591,7 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
                                            s3_endpoint_url=a.batch_s3_endpoint)
     opts = RunOptions(model=entry, tier_mode=tier, deadline=deadline, concurrency=concurrency,
                       standard_concurrency=a.standard_concurrency, rpm=a.rpm, tpm=a.tpm, max_cost=cap,
-                      ordered=bool(a.ordered), params=params, seed=a.seed, **a.extra)
-    sink = OutputSink(out)
+                      ordered=bool(a.ordered), params=params, seed=seed, **a.extra)
     runner = Runner(st, adapter, opts, clock=clock, output=sink, batch_backend=batch_backend)
     runner.prepare()
     if runner.stats.recovered and not a.quiet:
@@ -521,14 +638,20 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
             await progress.stop()
             _err(stopped_message(st.job()["name"], str(st.path)))
             raise
+        except Exception as exc:
+            err = exc if isinstance(exc, NoSpace) else store_failure(exc, st.path)
+            if isinstance(err, NoSpace):
+                await progress.stop()
+                with contextlib.suppress(Exception):  # the disk may still be full
+                    st.update_job(state="paused", message=str(err))
+            raise
         await progress.stop()
         st.update_job(state="done", finished_at=clock.now(), message=None)
         return finished_code(st, runner.stats.failed)
 
     try:
         return asyncio.run(main())
-    finally:
-        sink.close()
+    finally:  # the results file is the caller's (execute owns and closes it)
         record_lag(st, lag, clock.now())
 
 
@@ -564,7 +687,8 @@ def register(app: typer.Typer) -> None:
         deadline: Optional[str] = typer.Option(None, "--deadline", help=_COMMON["deadline"]),
         tier: str = typer.Option("auto", "--tier", help=_COMMON["tier"]),
         out: Optional[str] = typer.Option(None, "--out", "-o", help="Results JSONL (default <job>.results.jsonl)."),
-        job: Optional[str] = typer.Option(None, "--job", help="Job name (default: the file's stem)."),
+        job: Optional[str] = typer.Option(None, "--job", help="Job name (default: the file's stem and a short hash "
+                                          "of its path and content, e.g. jobs-3f2a9c1b)."),
         store: Optional[str] = typer.Option(None, "--store", help="Store path (default ./.flextier/<job>.db)."),
         concurrency: int = typer.Option(256, "--concurrency", help="Most flex requests in flight."),
         standard_concurrency: Optional[int] = typer.Option(None, "--standard-concurrency",
@@ -574,6 +698,7 @@ def register(app: typer.Typer) -> None:
         max_cost: Optional[str] = typer.Option(None, "--max-cost", help="Spending cap in USD: spent + reserved never passes it (see README)."),
         ordered: bool = typer.Option(False, "--ordered", help="Write results in input order."),
         skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Run without the invalid lines."),
+        allow_empty: bool = typer.Option(False, "--allow-empty", help="Run a job file with no items (else exit 2)."),
         prompt_template: Optional[str] = typer.Option(None, "--prompt-template",
                                                       help="For CSV/Parquet: a prompt with {column} placeholders."),
         emulate: Optional[str] = typer.Option(None, "--emulate", help=_COMMON["emulate"]),
@@ -599,12 +724,13 @@ def register(app: typer.Typer) -> None:
                                base_url=base_url, prices=prices, max_tokens=max_tokens, temperature=temperature,
                                quiet=quiet, retry_failed=retry_failed, html=html, seed=seed,
                                batch_s3_uri=batch_s3_uri, batch_role_arn=batch_role_arn,
-                               drain_timeout=drain_timeout))
+                               drain_timeout=drain_timeout, allow_empty=allow_empty))
         raise typer.Exit(code)
 
     @app.command()
     def resume(
-        job: str = typer.Argument(..., help="Job name (./.flextier/<job>.db) or store path."),
+        job: str = typer.Argument(..., help="Job name as `run` printed it (or its stem when unique), the job "
+                                  "file, or a store path."),
         store: Optional[str] = typer.Option(None, "--store"),
         deadline: Optional[str] = typer.Option(None, "--deadline", help="A new deadline."),
         max_cost: Optional[str] = typer.Option(None, "--max-cost", help="A new (higher) spending cap in USD."),
@@ -632,9 +758,11 @@ def register(app: typer.Typer) -> None:
         """Progress of a running or stopped job, read from its store."""
         from .cost import fmt_usd
         from .jobs.progress import inflight_text, money_fields
+        from .jobs.lock import live_owner
         from .jobs.store import JobStore
 
-        with JobStore(find_store(job, store), create=False) as st:
+        path = find_store(job, store)
+        with _reading(path), JobStore(path, create=False) as st:
             j = st.job() or {}
             c = st.counts()
             t = st.ledger_totals()
@@ -642,15 +770,21 @@ def register(app: typer.Typer) -> None:
             pb, bound = st.possibly_billed()
             in_batch = st.db.execute("SELECT COUNT(*) FROM items WHERE state = 'inflight' AND in_batch IS NOT NULL"
                                      ).fetchone()[0]
+        owner = live_owner(path)
+        state = j.get("state")
+        if state == "running" and owner is None:
+            state = "stopped"  # no live process holds the job's lock: it crashed or was killed; resume it
         if as_json:
-            typer.echo(json.dumps({"job": j.get("name"), "state": j.get("state"), "counts": c, "by_tier": tiers,
+            typer.echo(json.dumps({"job": j.get("name"), "state": state, "owner_pid": owner, "counts": c,
+                                   "by_tier": tiers,
                                    "spent": None if t["unknown_cost_rows"] else str(t["spent"]),
                                    "spent_known": str(t["spent"]), "unknown_cost_results": t["unknown_cost_rows"],
                                    "standard": str(t["standard"]),
                                    "possibly_billed": pb, "message": j.get("message")}, indent=2))
             return
         m = money_fields(t["spent"], t["standard"], t["unknown_cost_rows"])  # same words as the live panel
-        typer.echo(f"job {j.get('name')} [{j.get('state')}] model {j.get('model')}: "
+        live = f" in process {owner}" if owner else ""
+        typer.echo(f"job {j.get('name')} [{state}{live}] model {j.get('model')}: "
                    f"{c['done']}/{c['total']} done, {c['failed']} failed, "
                    f"{inflight_text(c['inflight'] - in_batch, in_batch)} in flight, {c['pending']} pending")
         typer.echo("served: " + (", ".join(f"{k} {v}" for k, v in sorted(tiers.items())) or "-"))
@@ -671,7 +805,8 @@ def register(app: typer.Typer) -> None:
         from .jobs.report import build_report, format_report, report_json, write_html
         from .jobs.store import JobStore
 
-        with JobStore(find_store(job, store), create=False) as st:
+        path = find_store(job, store)
+        with _reading(path), JobStore(path, create=False) as st:
             r = build_report(st)
         typer.echo(report_json(r) if as_json else format_report(r))
         if html:

@@ -62,9 +62,10 @@ def test_emulate_bedrock_batch_rehearsal_is_complete_offline(tmp_path, capsys, b
     assert blocked_network[before:] == []             # not one non-loopback connection or lookup
     assert "amazonaws" not in err and "Traceback" not in err
     assert "served: batch 120 (100%)" in out
-    with JobStore(tmp_path / ".flextier" / "big.db", create=False) as st:
+    (db,) = (tmp_path / ".flextier").glob("big-*.db")  # the job is named big-<hash of path and content>
+    with JobStore(db, create=False) as st:
         assert st.counts()["done"] == N and st.tier_counts() == {"batch": N}
-    lines = [json.loads(x) for x in (tmp_path / "big.results.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in (tmp_path / f"{db.stem}.results.jsonl").read_text().splitlines()]
     assert len(lines) == N and all(x["flextier"]["tier"] == "batch" and x["error"] is None for x in lines)
 
 

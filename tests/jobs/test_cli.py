@@ -12,6 +12,13 @@ MODEL = "openai/gpt-5.4-mini"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "jobs.jsonl"
 
 
+def _out(stem: str) -> Path:
+    """The default results file of the one job run from a file with this stem (``<stem>-<hash>``)."""
+    found = list(Path(".").glob(f"{stem}-*.results.jsonl"))
+    assert len(found) == 1, found
+    return found[0]
+
+
 @pytest.fixture(autouse=True)
 def _cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -79,7 +86,7 @@ def test_example_job_end_to_end_with_report(capsys, tmp_path):
     assert rc == 0, cap.err
     assert "50 done" in cap.out and "saved" in cap.out and "deadline" in cap.out and "met" in cap.out
     assert "emulator ledger" in cap.out
-    lines = [json.loads(x) for x in open("jobs.results.jsonl")]
+    lines = [json.loads(x) for x in open(_out("jobs"))]
     assert len(lines) == 50 and all(x["error"] is None for x in lines)
     html = Path("report.html").read_text()
     assert html.count("<svg") == 3 and "<script" not in html
@@ -87,19 +94,21 @@ def test_example_job_end_to_end_with_report(capsys, tmp_path):
     rep = json.loads(capsys.readouterr().out)
     assert rep["counts"]["done"] == 50 and rep["deadline_met"] is True
     # the same command again resumes: nothing is sent twice, the output is unchanged
-    before = Path("jobs.results.jsonl").read_bytes()
+    before = _out("jobs").read_bytes()
     rc = main(["run", str(EXAMPLE), "--model", MODEL, "--emulate", "weekday", "--deadline", "2h",
                "--time-scale", "3000", "--quiet"])
-    assert rc == 0 and Path("jobs.results.jsonl").read_bytes() == before
+    assert rc == 0 and _out("jobs").read_bytes() == before
     assert main(["status", "jobs", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["counts"]["done"] == 50
 
 
 def test_changed_input_refused(simple_jobs, write_jsonl, capsys):
+    """With an explicit --job name, a store refuses an input whose content changed."""
     p = simple_jobs(3)
-    assert main(["run", str(p), "--model", MODEL, "--emulate", "calm", "--time-scale", "2000", "--quiet"]) == 0
+    base = ["run", str(p), "--model", MODEL, "--emulate", "calm", "--time-scale", "2000", "--quiet", "--job", "named"]
+    assert main(base) == 0
     write_jsonl([{"id": "other", "prompt": "x"}])
-    assert main(["run", str(p), "--model", MODEL, "--emulate", "calm", "--quiet"]) == 2
+    assert main(base) == 2
     assert "changed" in capsys.readouterr().err
 
 
@@ -109,7 +118,7 @@ def test_csv_with_template(tmp_path, capsys):
     rc = main(["run", str(p), "--model", MODEL, "--emulate", "calm", "--time-scale", "2000", "--quiet",
                "--prompt-template", "One fact about {city}.", "--ordered"])
     assert rc == 0
-    assert [json.loads(x)["custom_id"] for x in open("rows.results.jsonl")] == ["r1", "r2"]
+    assert [json.loads(x)["custom_id"] for x in open(_out("rows"))] == ["r1", "r2"]
 
 
 def test_secrets_never_written(emulator, simple_jobs, monkeypatch, capsys, tmp_path):
@@ -142,7 +151,7 @@ def test_budget_pause_then_resume_with_higher_cap(simple_jobs, capsys):
     from decimal import Decimal
     assert Decimal(st["spent"]) <= Decimal("0.003")
     assert main(["resume", "jobs", "--max-cost", "1", "--quiet"]) == 0
-    ids = [json.loads(x)["custom_id"] for x in open("jobs.results.jsonl")]
+    ids = [json.loads(x)["custom_id"] for x in open(_out("jobs"))]
     assert sorted(ids) == sorted(f"q{i}" for i in range(40))
 
 
@@ -152,15 +161,15 @@ def test_forced_tiers(simple_jobs, tier):
     rc = main(["run", str(p), "--model", MODEL, "--emulate", "weekday", "--time-scale", "3000", "--tier", tier,
                "--deadline", "1h", "--quiet"])
     assert rc == 0
-    assert {json.loads(x)["flextier"]["tier"] for x in open("jobs.results.jsonl")} == {tier}
+    assert {json.loads(x)["flextier"]["tier"] for x in open(_out("jobs"))} == {tier}
 
 
 def test_retry_failed_rewrites_output_without_duplicates(write_jsonl):
     p = write_jsonl([{"id": "good", "prompt": "hi"}, {"id": "bad", "prompt": "hi", "params": {"max_tokens": -1}}])
     base = ["run", str(p), "--model", MODEL, "--emulate", "calm", "--time-scale", "3000", "--quiet"]
     assert main(base) == 1  # finished, one item failed
-    first = {json.loads(x)["custom_id"]: x for x in open("jobs.results.jsonl")}
+    first = {json.loads(x)["custom_id"]: x for x in open(_out("jobs"))}
     assert json.loads(first["bad"])["error"] is not None
     assert main([*base, "--retry-failed"]) == 1  # still failing, but sent again and not duplicated
-    ids = [json.loads(x)["custom_id"] for x in open("jobs.results.jsonl")]
+    ids = [json.loads(x)["custom_id"] for x in open(_out("jobs"))]
     assert sorted(ids) == ["bad", "good"]

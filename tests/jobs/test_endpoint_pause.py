@@ -48,7 +48,7 @@ def test_wrong_base_url_pauses_then_resume_with_the_right_one_finishes(emulator,
     assert rc == 0
     st = json.loads(_status_json(capsys))
     assert st["state"] == "done" and st["counts"]["done"] == 50 and st["counts"]["failed"] == 0
-    assert len([json.loads(x) for x in open("jobs.results.jsonl")]) == 50
+    assert len([json.loads(x) for x in open(next(__import__("pathlib").Path(".").glob("jobs-*.results.jsonl")))]) == 50
 
 
 def _status_json(capsys) -> str:

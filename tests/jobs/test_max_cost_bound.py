@@ -7,6 +7,7 @@ Against the emulator on 127.0.0.1 through the real CLI.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from decimal import Decimal
 
 import pytest
@@ -39,11 +40,17 @@ def _run(path, *extra):
     return main(["run", str(path), "--model", MODEL, "--emulate", "calm", "--time-scale", "3000", "--quiet", *extra])
 
 
+def _out():
+    """The default results file of the one job run from jobs.jsonl (``jobs-<hash>.results.jsonl``)."""
+    (found,) = Path(".").glob("jobs-*.results.jsonl")
+    return found
+
+
 def test_max_cost_without_max_tokens_runs_bounded_by_the_catalog(tmp_path, capsys):
     p = _lines(tmp_path / "jobs.jsonl", [{"id": f"q{i}", "prompt": f"Say a word about {i}."} for i in range(6)])
     # $2 holds three catalog-bounded reservations ($0.576 + prompt each) at a time: the job finishes
     assert _run(p, "--max-cost", "2") == 0, capsys.readouterr().err
-    out = [json.loads(x) for x in open("jobs.results.jsonl")]
+    out = [json.loads(x) for x in open(_out())]
     assert sorted(o["custom_id"] for o in out) == [f"q{i}" for i in range(6)]
     spent = sum(Decimal(o["flextier"]["cost"]) for o in out)
     assert 0 < spent <= Decimal(2)
@@ -55,7 +62,7 @@ def test_catalog_bound_larger_than_the_cap_pauses_before_sending(tmp_path, capsy
     rc = _run(p, "--max-cost", "0.5")
     err = capsys.readouterr().err
     assert rc == 3 and "spending cap" in err
-    assert not (tmp_path / "jobs.results.jsonl").exists() or (tmp_path / "jobs.results.jsonl").read_text() == ""
+    assert all(f.read_text() == "" for f in tmp_path.glob("jobs-*.results.jsonl"))
 
 
 def test_a_line_with_its_own_max_tokens_is_bounded_by_it(tmp_path, capsys):
@@ -63,7 +70,7 @@ def test_a_line_with_its_own_max_tokens_is_bounded_by_it(tmp_path, capsys):
     p = _lines(tmp_path / "jobs.jsonl", [{"id": f"q{i}", "prompt": "Hi", "params": {"max_tokens": 50}}
                                          for i in range(4)])
     assert _run(p, "--max-cost", "0.5") == 0, capsys.readouterr().err
-    assert len(open("jobs.results.jsonl").readlines()) == 4
+    assert len(open(_out()).readlines()) == 4
 
 
 def _batch_line(cid, n):

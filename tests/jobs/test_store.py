@@ -18,7 +18,10 @@ def _store(tmp_path, name="j"):
 
 def test_schema_and_wal(tmp_path):
     s = _store(tmp_path)
-    assert s.migrations()[:2] == [(1, "initial"), (2, "sends")]
+    from flextier.jobs.store import MIGRATIONS
+
+    assert s.migrations() == [(m[0], m[1]) for m in MIGRATIONS]
+    assert s.migrations()[:3] == [(1, "initial"), (2, "sends"), (3, "output file identity")]
     assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     s.close()
     s2 = JobStore(tmp_path / ".flextier" / "j.db")  # reopening does not re-run migrations

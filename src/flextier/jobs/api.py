@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -36,7 +35,10 @@ from ..policy.errors import UserInputError
 from ..timeparse import parse_deadline as _tp_deadline
 from .input import (MAX_REPORTED_ERRORS, InvalidInput, InvalidLine, JobItem, detect_format, file_sha256,
                     item_from_object, iter_input)
-from .runner import Clock, JobPaused, OutputSink, Runner, RunOptions, Stats, WallClock
+from .identity import identify_input
+from .lock import JobLock
+from .output import OutputSink
+from .runner import Clock, JobPaused, Runner, RunOptions, Stats, WallClock
 from .store import FinishedItem, JobStore, redact_url
 
 TIER_CHOICES = ("auto", "flex", "standard", "batch")
@@ -101,9 +103,12 @@ def parse_money(value: Any, field: str = "--max-cost") -> Decimal | None:
 # --------------------------------------------------------------------------------------
 
 def job_name_for(path: str | os.PathLike[str]) -> str:
-    """Default job name: the input file's stem, reduced to safe characters."""
-    stem = Path(path).stem or "job"
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "job"
+    """Default job name: the input file's stem plus a short hash of its resolved path and content.
+
+    Two different files never share a store and the same file always resumes its own; see
+    :mod:`flextier.jobs.identity`.
+    """
+    return identify_input(path).name
 
 
 @dataclass
@@ -121,20 +126,36 @@ def open_job(store_path: str | os.PathLike[str], *, name: str, entry: ModelEntry
              deadline: float | None, deadline_spec: str | None, clock_domain: str, now: float,
              input_path: str | None, prompt_template: str | None, skip_invalid: bool,
              output_path: str | None, ordered: bool, config: dict[str, Any],
-             items: Iterable[JobItem | InvalidLine] | None = None, input_label: str = "<items>") -> OpenedJob:
-    """Create the store and import the input (the validation pass), or reopen it to resume.
+             items: Iterable[JobItem | InvalidLine] | None = None, input_label: str = "<items>",
+             lock: JobLock | None = None, input_hash: str | None = None, allow_empty: bool = True) -> OpenedJob:
+    """Take the job's owner lock, then create the store and import the input, or reopen it to resume.
 
+    The lock (``lock``, or one taken here) refuses a second live runner of the job with
+    :class:`~flextier.jobs.lock.JobBusy`; it is released when the store is closed.
     Resuming is refused when the input file changed or a different model is asked for:
-    results of two different jobs must never be mixed in one store. Nothing is sent here.
+    results of two different jobs must never be mixed in one store. A new job with no items
+    is refused unless ``allow_empty``. Nothing is sent here.
     """
-    store = JobStore(store_path)
+    lock = lock or JobLock(store_path)
+    lock.acquire()
+    try:
+        store = JobStore(store_path)
+    except BaseException:
+        lock.release()
+        raise
+    store.lock = lock
     try:
         job = store.job()
-        in_hash = file_sha256(input_path) if input_path and Path(input_path).is_file() else None
+        in_hash = input_hash or (file_sha256(input_path) if input_path and Path(input_path).is_file() else None)
         if job is not None and job["state"] != "importing":
             if job["model"] != entry.name:
                 raise UserInputError(f"job {name!r} was started with model {job['model']}; use --job NEW_NAME "
                                      f"for a new job", field="--model")
+            if (prompt_template or None) != (job["prompt_template"] or None):
+                # other prompts from the same file are other requests: never mixed into one job's results
+                raise UserInputError(f"job {name!r} was started with --prompt-template "
+                                     f"{job['prompt_template']!r}; use --job NEW_NAME for a new job",
+                                     field="--prompt-template")
             if input_path and job["input_hash"] and in_hash and in_hash != job["input_hash"]:
                 raise UserInputError(f"the input file changed since job {name!r} started; results would not match. "
                                      f"Use --job NEW_NAME for a new job, or delete {store.path}", file=input_path)
@@ -159,10 +180,26 @@ def open_job(store_path: str | os.PathLike[str], *, name: str, entry: ModelEntry
             assert input_path is not None
             items = iter_input(input_path, prompt_template=prompt_template)
         rep = store.import_items(items, file=str(input_path or input_label), skip_invalid=skip_invalid)
+        if rep.total == 0 and not allow_empty:
+            _discard(store)
+            what = f"all {rep.invalid} lines are invalid" if rep.invalid else "it holds no items"
+            raise UserInputError(f"nothing to run: {what}; give --allow-empty to run an empty job anyway",
+                                 file=str(input_path or input_label))
         return OpenedJob(store, False, rep.total, rep.invalid, store.job() or {})
     except BaseException:
         store.close()
         raise
+
+
+def _discard(store: JobStore) -> None:
+    """Remove a store that was just created for nothing (an empty job that is refused)."""
+    path = store.path
+    store.db.close()
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.unlink(f"{path}{suffix}")
+        except OSError:
+            pass
 
 
 # --------------------------------------------------------------------------------------
@@ -242,13 +279,25 @@ async def astream_job(items: Iterable[Any] | AsyncIterable[Any], *, model: str |
         for i, obj in enumerate(it):
             yield item_from_object(obj, i)
 
-    opened = open_job(store_path, name=name, entry=entry, tier_mode=tier, deadline=dl,
-                      deadline_spec=None if deadline is None else str(deadline), clock_domain="python", now=now,
-                      input_path=None, prompt_template=None, skip_invalid=skip_invalid,
-                      output_path=None if out is None else str(out), ordered=False,
-                      config={"concurrency": concurrency, "max_cost": None if cap is None else str(cap),
-                              "base_url": redact_url(base_url), **params},
-                      items=[] if is_async else validated(items))  # type: ignore[arg-type]
+    # the results file is checked and locked before the store is touched: a directory, a read-only
+    # file or another job's file is refused before anything starts (jobs/output.py)
+    sink = OutputSink(out, field="out") if out else None
+    try:
+        if sink is not None:
+            sink.claim()
+        opened = open_job(store_path, name=name, entry=entry, tier_mode=tier, deadline=dl,
+                          deadline_spec=None if deadline is None else str(deadline), clock_domain="python",
+                          now=now, input_path=None, prompt_template=None, skip_invalid=skip_invalid,
+                          output_path=None if out is None else str(out), ordered=False,
+                          config={"concurrency": concurrency, "max_cost": None if cap is None else str(cap),
+                                  "base_url": redact_url(base_url), **params},
+                          items=[] if is_async else validated(items))  # type: ignore[arg-type]
+    except BaseException:
+        if sink is not None:
+            sink.close()
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
     st = opened.store
     adapter_given = adapter
     if adapter is None:
@@ -267,13 +316,21 @@ async def astream_job(items: Iterable[Any] | AsyncIterable[Any], *, model: str |
         try:
             batch_backend = make_batch_backend(entry, base_url=base_url, api_key=api_key, required=tier == "batch")
         except BaseException:
+            if sink is not None:
+                sink.close()
             st.close()
             raise
     queue: asyncio.Queue[JobResult | None] = asyncio.Queue()
-    runner = Runner(st, adapter, opts, clock=clk, output=OutputSink(out) if out else None,
-                    on_result=lambda f, line: queue.put_nowait(_result(f, line)), input_open=is_async,
-                    batch_backend=batch_backend)
-    runner.prepare()
+    try:
+        runner = Runner(st, adapter, opts, clock=clk, output=sink,
+                        on_result=lambda f, line: queue.put_nowait(_result(f, line)), input_open=is_async,
+                        batch_backend=batch_backend)
+        runner.prepare()
+    except BaseException:
+        if sink is not None:
+            sink.close()
+        st.close()
+        raise
 
     async def feed() -> None:
         """Import an async iterable while the job runs, validating each item on arrival."""

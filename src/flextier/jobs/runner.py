@@ -43,7 +43,6 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from .._types import AttemptOutcome, CallRequest
@@ -61,6 +60,7 @@ from ..policy.planner import (SAFETY, Decision, InFlight, Observation, Planner, 
 from .input import request_to_call
 from .sends import SendBook
 from .store import DONE, FAILED, ClaimedItem, FinishedItem, FlushResult, JobStore
+from .output import OutputSink
 
 log = logging.getLogger("flextier.runner")
 
@@ -236,42 +236,7 @@ class JobPaused(Exception):
 # output file
 # --------------------------------------------------------------------------------------
 
-class OutputSink:
-    """The results JSONL file, appended as results are committed.
-
-    ``prepare`` makes the file agree with the store after a crash: it cuts whatever was
-    written after the last recorded offset (possibly a torn line); the runner then
-    re-appends every result the store has not recorded as written.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._f: Any = None
-        self.offset = 0
-
-    def prepare(self, recorded_offset: int) -> bool:
-        """Open for append at ``recorded_offset``. False when the file lost data (rewrite all)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        size = self.path.stat().st_size if self.path.exists() else 0
-        intact = size >= recorded_offset
-        self._f = open(self.path, "r+b" if self.path.exists() else "w+b")
-        self.offset = recorded_offset if intact else 0
-        self._f.truncate(self.offset)
-        self._f.seek(self.offset)
-        return intact
-
-    def write(self, lines: list[str]) -> None:
-        if not lines:
-            return
-        data = ("\n".join(lines) + "\n").encode("utf-8")
-        self._f.write(data)
-        self._f.flush()
-        self.offset += len(data)
-
-    def close(self) -> None:
-        if self._f is not None:
-            self._f.close()
-            self._f = None
+# OutputSink (the results file: one owner, checked by content) lives in jobs/output.py
 
 
 # --------------------------------------------------------------------------------------
@@ -489,7 +454,7 @@ class Runner:
         if self.output is None:
             return
         job = self.store.job() or {}
-        intact = self.output.prepare(job.get("out_offset", 0))
+        intact = self.output.prepare(job.get("out_offset", 0), self.store, self.opts.ordered)
         if not intact:
             self.out_gen, self.out_next_seq = 0, 0
         if self.opts.ordered:
@@ -1225,8 +1190,11 @@ class Runner:
             self._flush()  # also the send records of the attempts just cut off (possibly billed)
             self._flush()  # second pass records the output offset of the first
             self.store.release([w.seq for w in unsent])  # their sends' flags are in the store already
-        except Exception:  # pragma: no cover
-            log.exception("could not commit the final state; a resume will recover it")
+        except Exception as exc:
+            from .store import store_failure  # disk full, damaged store: the caller says so in one line
+
+            (log.debug if store_failure(exc, self.store.path) else log.warning)(
+                "could not commit the final state (%s); a resume will recover it", exc)
         self.ready.clear()
         self.delayed.clear()
 

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
-from ..policy.errors import UserInputError
+from ..policy.errors import FlextierError, UserInputError
 from .input import MAX_REPORTED_ERRORS, InvalidInput, InvalidLine, JobItem
 
 PENDING, INFLIGHT, DONE, FAILED = "pending", "inflight", "done", "failed"
@@ -176,7 +176,56 @@ CREATE INDEX sends_seq ON sends(seq);
 INSERT INTO sends (seq, tier, reserved, state, ts)
     SELECT seq, COALESCE(tier, 'flex'), NULL, 'open', 0 FROM items WHERE state = 'inflight' AND in_batch IS NULL;
 """),
+    # (2 is jobs-b's durable send records.) 3: the identity (device:inode) of the results file this
+    # job created or adopted, so a job never truncates a file another job wrote (see jobs/output.py)
+    (3, "output file identity", """
+ALTER TABLE job ADD COLUMN out_file TEXT;
+"""),
 ]
+
+
+class StoreDamaged(UserInputError):
+    """The store file is not a readable SQLite database (corrupted, truncated, not a store). Exit 2."""
+
+
+class NoSpace(FlextierError):
+    """The disk holding the store or the results file is full. The job pauses (exit 3); nothing is lost:
+    what was committed stays, what was not is recovered (and flagged possibly billed) on resume."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = str(path)
+        super().__init__(f"no space left on device while writing {self.path}; the job is paused: free some "
+                         f"space and resume it")
+
+
+def store_failure(exc: BaseException, path: str | os.PathLike[str]) -> FlextierError | None:
+    """The one-line error an SQLite or OS failure on ``path`` stands for, or None (a real bug: re-raise).
+
+    Disk full is :class:`NoSpace` (SQLITE_FULL, ENOSPC, EDQUOT, or an I/O error with no free space
+    left); a corrupted or truncated file is :class:`StoreDamaged` naming the file and what to do.
+    """
+    import errno
+    import shutil
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        return NoSpace(exc.filename or path)
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return None
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    msg = str(exc)
+    if name == "SQLITE_FULL" or "disk is full" in msg:
+        return NoSpace(path)
+    if name.startswith("SQLITE_IOERR") or "disk I/O error" in msg:
+        try:
+            if shutil.disk_usage(Path(path).resolve().parent).free < (1 << 20):
+                return NoSpace(path)
+        except OSError:
+            pass
+        return None
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in msg or "not a database" in msg:
+        return StoreDamaged(f"the job store is damaged ({msg}): restore it from a backup, or move it away and run "
+                            f"the job again (done items would be sent, and billed, again)", file=str(path))
+    return None
 
 
 def redact_url(url: str | None) -> str | None:
@@ -252,6 +301,7 @@ class JobStore:
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
         self.path = Path(path)
+        self.lock: Any = None  # a JobLock (jobs/lock.py) when this process owns the job
         if not create and not self.path.exists():
             raise UserInputError("no such job store", file=str(self.path))
         if create:
@@ -260,12 +310,19 @@ class JobStore:
             self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise UserInputError(f"cannot open job store: {exc}", file=str(self.path)) from None
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=10000")
-        self.db.execute("PRAGMA temp_store=FILE")
-        self.db.execute("PRAGMA cache_size=-16000")  # 16 MB page cache, whatever the job size
-        self._migrate()
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA busy_timeout=10000")
+            self.db.execute("PRAGMA temp_store=FILE")
+            self.db.execute("PRAGMA cache_size=-16000")  # 16 MB page cache, whatever the job size
+            self._migrate()
+        except (sqlite3.DatabaseError, OSError) as exc:
+            self.db.close()
+            err = store_failure(exc, self.path)
+            if err is None:
+                raise
+            raise err from None
         self._finished: list[FinishedItem] = []
         self._attempts: list[tuple[Any, ...]] = []
         self._ledger: list[tuple[Any, ...]] = []
@@ -308,6 +365,9 @@ class JobStore:
             self.db.close()
         except sqlite3.Error:  # pragma: no cover
             pass
+        lock, self.lock = getattr(self, "lock", None), None
+        if lock is not None:
+            lock.release()  # the job's owner lock (jobs/lock.py) goes with the store it guards
 
     def __enter__(self) -> "JobStore":
         return self
@@ -659,6 +719,23 @@ class JobStore:
         return self.db.execute("SELECT seq, result FROM items WHERE seq >= ? AND seq <= ? ORDER BY seq",
                                (seq, last)).fetchall()
 
+    def written_results(self, ordered: bool) -> Iterator[str]:
+        """The output lines the store says the results file holds, up to its recorded offset.
+
+        Unordered: every result stamped with a generation up to ``job.out_gen``; ordered: every
+        result before ``job.out_next_seq``. :class:`~flextier.jobs.output.OutputSink` checks the
+        file against these by content.
+        """
+        job = self.job() or {}
+        if ordered:
+            cur = self.db.execute("SELECT result FROM items WHERE seq < ? AND result IS NOT NULL",
+                                  (job.get("out_next_seq", 0),))
+        else:
+            cur = self.db.execute("SELECT result FROM items WHERE out_gen IS NOT NULL AND out_gen <= ? "
+                                  "AND result IS NOT NULL", (job.get("out_gen", 0),))
+        for (r,) in cur:
+            yield r
+
     def reset_output(self) -> None:
         """The output file is gone or changed: regenerate it from scratch on the next run."""
         self.update_job(out_offset=0, out_gen=0, out_next_seq=0)
@@ -848,4 +925,4 @@ def _assert_no_secrets(config: dict[str, Any]) -> None:
 
 __all__ = ["JobStore", "ClaimedItem", "FinishedItem", "ImportReport", "FlushResult", "redact_url",
            "default_store_path", "PENDING", "INFLIGHT", "DONE", "FAILED", "FINAL_STATES", "MIGRATIONS",
-           "BATCH_RESERVED"]
+           "BATCH_RESERVED", "StoreDamaged", "NoSpace", "store_failure"]
