@@ -555,8 +555,10 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
             if a.html:
                 typer.echo(f"report: {write_html(r, a.html)}")
             if code == EXIT_FAILED_ITEMS:
+                from .jobs.progress import resume_command
+
                 _err(f"flextier: {r['counts']['failed']} items failed (reasons in {out}); to send them again: "
-                     f"flextier resume {a.store or name} --retry-failed")
+                     f"{resume_command(name, str(store_path))} --retry-failed")
         elif a.html:  # --quiet silences the summary, not the page asked for
             from .jobs.report import build_report, write_html
 
@@ -575,7 +577,7 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
          *, utc: bool, seed: int) -> int:
     from .jobs.clocklag import LagMonitor, record_lag
     from .jobs.exitcodes import finished_code
-    from .jobs.progress import Progress, stopped_message
+    from .jobs.progress import Progress, resume_command, stopped_message
     from .jobs.runner import JobPaused, Runner, RunOptions
     from .jobs.store import NoSpace, store_failure
     from .providers import get_adapter
@@ -626,7 +628,7 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
                 cut = runner.stop_cut
                 _err(f"flextier: {exc}: {runner.stop_inflight} requests were in flight"
                      + (f", {cut} cut off (marked possibly billed)" if cut else ", all recorded")
-                     + f"; the job is saved. Resume with: {resume_command(st.path, st.job()['name'])}")
+                     + f"; the job is saved. Resume with: {resume_command(st.job()['name'], str(st.path))}")
                 return stopper.exit_code
             runner.stats.paused = str(exc)
             st.update_job(state="paused", message=str(exc))
@@ -653,16 +655,6 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
         return asyncio.run(main())
     finally:  # the results file is the caller's (execute owns and closes it)
         record_lag(st, lag, clock.now())
-
-
-def resume_command(store: Path, name: str) -> str:
-    """The exact command that resumes a job: its name when the store is at the default place."""
-    import shlex
-
-    from .jobs.store import default_store_path
-
-    arg = name if Path(store) == default_store_path(name) and "/" not in name else str(store)
-    return f"flextier resume {shlex.quote(arg)}"
 
 
 _COMMON = {

@@ -154,7 +154,7 @@ def test_reset_marks_survive_kills_per_item(tmp_path):
     flagged three times)."""
     from flextier.emulator import serve
 
-    n = 300
+    n = 600  # six kills of ~30-60 answers each must land before the job can finish, even on a busy machine
     job = _jobs(tmp_path / "resets.jsonl", n)
     db, out = tmp_path / "resets.db", tmp_path / "resets.out.jsonl"
     env = python_env(OPENAI_API_KEY="sk-test-reset")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,4 +85,4 @@ def test_ctrl_c_prints_the_command_that_resumes(simple_jobs, tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == exitcodes.EXIT_INTERRUPTED, err
-    assert "continue with: flextier resume jobs" in err, err
+    assert re.search(r"Resume with: flextier resume jobs-[0-9a-f]{8}", err), err
