@@ -1,14 +1,11 @@
 """Fixtures for the hardening suite (helpers live in ``hardening_support``)."""
 from __future__ import annotations
 
-import logging
-import socket
-import threading
 from typing import Iterator
 
 import pytest
 
-from hardening_support import START, FuzzServer, run_cli, wait_http
+from hardening_support import START, FuzzServer, run_cli, serve_in_thread
 
 
 @pytest.fixture(autouse=True)
@@ -34,26 +31,8 @@ def calm_emu():
 
 @pytest.fixture(scope="module")
 def fuzz_server() -> Iterator[FuzzServer]:
-    import uvicorn
-
-    srv = FuzzServer()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    srv.port = sock.getsockname()[1]
-    config = uvicorn.Config(srv.app(), log_level="critical", lifespan="on", access_log=False)
-    server = uvicorn.Server(config)
-    logging.getLogger("uvicorn.error").disabled = True  # the cut-stream mode raises on purpose
-    th = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    th.start()
-    wait_http(srv.root + "/_emulator/clock")
-    try:
+    with serve_in_thread(FuzzServer()) as srv:  # the cut-stream mode raises on purpose
         yield srv
-    finally:
-        server.should_exit = True
-        th.join(10)
-        sock.close()
-        logging.getLogger("uvicorn.error").disabled = False
 
 
 @pytest.fixture

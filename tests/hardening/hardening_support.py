@@ -70,6 +70,43 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
             time.sleep(0.05)
 
 
+async def lifespan(receive: Any, send: Any) -> None:
+    """Answer an ASGI lifespan scope (startup, shutdown) for the test servers below."""
+    while True:
+        msg = await receive()
+        if msg["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif msg["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+@contextlib.contextmanager
+def serve_in_thread(srv: Any) -> Iterator[Any]:
+    """Run ``srv.app()`` under uvicorn in a thread on a free 127.0.0.1 port (``srv.port``)
+    until the block ends. Uvicorn's error log is off: these servers misbehave on purpose."""
+    import logging
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    srv.port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(srv.app(), log_level="critical", lifespan="on", access_log=False))
+    logging.getLogger("uvicorn.error").disabled = True
+    th = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    th.start()
+    wait_http(srv.root + "/_emulator/clock")
+    try:
+        yield srv
+    finally:
+        server.should_exit = True
+        th.join(10)
+        sock.close()
+        logging.getLogger("uvicorn.error").disabled = False
+
+
 def emu_billed(rows: list[dict[str, Any]]) -> Decimal:
     return sum((Decimal(r["cost"]) for r in rows if r.get("cost")), Decimal(0))
 
@@ -148,13 +185,7 @@ class FuzzServer:
     def app(self) -> Any:
         async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if scope["type"] == "lifespan":
-                while True:
-                    msg = await receive()
-                    if msg["type"] == "lifespan.startup":
-                        await send({"type": "lifespan.startup.complete"})
-                    elif msg["type"] == "lifespan.shutdown":
-                        await send({"type": "lifespan.shutdown.complete"})
-                        return
+                return await lifespan(receive, send)
             path = scope["path"]
             body = b""
             while True:

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import socket
-import threading
 import time
 import zlib
 from typing import Any, Iterator
+
+from hardening_support import lifespan, serve_in_thread
 
 OK_BODY = {"id": "chatcmpl-hostile", "object": "chat.completion", "created": 0, "model": "m",
            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
@@ -68,13 +67,7 @@ class HostileServer:
     def app(self) -> Any:
         async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if scope["type"] == "lifespan":
-                while True:
-                    msg = await receive()
-                    if msg["type"] == "lifespan.startup":
-                        await send({"type": "lifespan.startup.complete"})
-                    elif msg["type"] == "lifespan.shutdown":
-                        await send({"type": "lifespan.shutdown.complete"})
-                        return
+                return await lifespan(receive, send)
             body = b""
             while True:
                 msg = await receive()
@@ -143,24 +136,5 @@ async def _send(send: Any, status: int, body: bytes, headers: dict[str, str] | N
 
 def serve_hostile() -> Iterator[HostileServer]:
     """Run a :class:`HostileServer` (uvicorn in a thread) until the generator is closed."""
-    import uvicorn
-
-    from hardening_support import wait_http
-
-    srv = HostileServer()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    srv.port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(srv.app(), log_level="critical", lifespan="on", access_log=False))
-    logging.getLogger("uvicorn.error").disabled = True  # clients cutting a trickle off are expected
-    th = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    th.start()
-    wait_http(srv.root + "/_emulator/clock")
-    try:
+    with serve_in_thread(HostileServer()) as srv:
         yield srv
-    finally:
-        server.should_exit = True
-        th.join(10)
-        sock.close()
-        logging.getLogger("uvicorn.error").disabled = False
