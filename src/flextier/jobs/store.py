@@ -182,6 +182,12 @@ INSERT INTO sends (seq, tier, reserved, state, ts)
 ALTER TABLE job ADD COLUMN out_file TEXT;
 """),
 ]
+# The schema version of a store is the highest migration id it has applied. Ids run 1, 2, 3...
+# with no gap, in list order: a new version appends one entry and never edits an old one (a store
+# written by that older version already holds it). tests/jobs/test_store_migrations.py opens
+# stores built by earlier versions.
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+assert [m[0] for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "migration ids must be 1..N in order"
 
 
 class StoreDamaged(UserInputError):
@@ -338,6 +344,10 @@ class JobStore:
 
     # -- schema ----------------------------------------------------------------------
     def _migrate(self) -> None:
+        """Apply, in order, each migration this store has not recorded, one transaction per version.
+
+        The version check is the set of ids in ``schema_migrations``: an id there is never run again.
+        """
         self.db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
                         "(id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
         done = {r[0] for r in self.db.execute("SELECT id FROM schema_migrations")}
@@ -358,7 +368,12 @@ class JobStore:
                 raise
 
     def migrations(self) -> list[tuple[int, str]]:
+        """(id, name) of every migration this store has applied, in order."""
         return [(r[0], r[1]) for r in self.db.execute("SELECT id, name FROM schema_migrations ORDER BY id")]
+
+    def schema_version(self) -> int:
+        """The highest migration applied (:data:`SCHEMA_VERSION` once opened by this flextier)."""
+        return max((mid for mid, _ in self.migrations()), default=0)
 
     def close(self) -> None:
         try:
@@ -838,6 +853,93 @@ class JobStore:
         return [(ts, k, json.loads(d) if d else None)
                 for ts, k, d in self.db.execute("SELECT ts, kind, detail FROM events ORDER BY id")]
 
+    def last_finished_at(self) -> float | None:
+        """When the last item reached a final state (done or failed); None before any did.
+
+        The report's "MISSED" and the exit code 4 both compare this with the deadline."""
+        return self.db.execute("SELECT MAX(finished_at) FROM items WHERE state IN ('done','failed')").fetchone()[0]
+
+    def attempt_span(self) -> tuple[float | None, float | None]:
+        """(first, last) attempt time; (None, None) before any attempt."""
+        first_ts, last_ts = self.db.execute("SELECT MIN(ts), MAX(ts) FROM attempts").fetchone()
+        return first_ts, last_ts
+
+    def ok_latency_counts(self) -> list[tuple[str, int]]:
+        """(tier, n) of successful attempts with a measured latency, per tier."""
+        return self.db.execute("SELECT tier, COUNT(*) FROM attempts WHERE outcome = 'ok' AND latency IS NOT NULL "
+                               "GROUP BY tier").fetchall()
+
+    def ok_latency_sample(self, tier: str, stride: int) -> list[float]:
+        """Latencies of successful attempts on ``tier``: every ``stride``-th attempt id (a bounded sample)."""
+        return [v for (v,) in self.db.execute(
+            "SELECT latency FROM attempts WHERE outcome = 'ok' AND tier = ? AND latency IS NOT NULL AND id % ? = 0",
+            (tier, stride))]
+
+    def done_per_slice(self, t0: float, width: float) -> list[tuple[int, str | None, int]]:
+        """(slice, served tier, n) of done items, the slice being ``(finished_at - t0) // width``."""
+        return self.db.execute("SELECT CAST((finished_at - ?) / ? AS INTEGER), served_tier, COUNT(*) FROM items "
+                               "WHERE state = 'done' AND finished_at IS NOT NULL GROUP BY 1, 2", (t0, width)).fetchall()
+
+    def attempts_per_slice(self, t0: float, width: float) -> list[tuple[int, str, str, int]]:
+        """(slice, tier, outcome, n) of every attempt, the slice being ``(ts - t0) // width``."""
+        return self.db.execute(
+            "SELECT CAST((ts - ?) / ? AS INTEGER) AS b, tier, outcome, COUNT(*) FROM attempts GROUP BY 1, 2, 3",
+            (t0, width)).fetchall()
+
+    def ledger_rows(self) -> int:
+        """How many ledger rows the job has (billed and duplicate)."""
+        return self.db.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+
+    def inflight_in_batch(self) -> int:
+        """Items in flight inside a provider batch (or taken for one): ``flextier status`` shows them."""
+        return self.db.execute("SELECT COUNT(*) FROM items WHERE state = 'inflight' AND in_batch IS NOT NULL"
+                               ).fetchone()[0]
+
+    def result_line(self, seq: int) -> str | None:
+        """Item ``seq``'s recorded output line, or None (no result yet, or no such item)."""
+        row = self.db.execute("SELECT result FROM items WHERE seq = ?", (seq,)).fetchone()
+        return row[0] if row else None
+
+    @property
+    def generation(self) -> int:
+        """The output generation of the last flush that finalised items (see the module doc)."""
+        return self._gen
+
+    # -- items by custom id (the batch lane speaks in item ids) -------------------------------
+    def _by_custom_id(self, custom_ids: Iterable[str], cols: str) -> Iterator[tuple[Any, ...]]:
+        """``cols`` of the items with these custom ids, queried in chunks of 500 (SQLite's
+        parameter limit); unknown ids are skipped. ``cols`` is a fixed string of this module."""
+        ids = list(custom_ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            yield from self.db.execute(
+                f"SELECT {cols} FROM items WHERE custom_id IN ({','.join('?' * len(part))})", part)
+
+    def seqs_of(self, custom_ids: Iterable[str]) -> list[int]:
+        """Sequence numbers of the items with these custom ids (unknown ids are skipped)."""
+        return [s for (s,) in self._by_custom_id(custom_ids, "seq")]
+
+    def seq_by_custom_id(self, custom_ids: Iterable[str]) -> dict[str, int]:
+        """custom id -> sequence number, for the ids that are items of this job."""
+        return {cid: seq for cid, seq in self._by_custom_id(custom_ids, "custom_id, seq")}
+
+    def requests_of(self, custom_ids: Iterable[str]) -> Iterator[tuple[str, str]]:
+        """(custom id, request line) of the items with these ids."""
+        yield from self._by_custom_id(custom_ids, "custom_id, request")
+
+    def batch_membership(self, custom_ids: Iterable[str]) -> Iterator[tuple[int, str | None]]:
+        """(seq, in_batch) of the items with these ids: the batch each one is in, if any."""
+        yield from self._by_custom_id(custom_ids, "seq, in_batch")
+
+    def states_of(self, custom_ids: Iterable[str]) -> Iterator[tuple[str, str]]:
+        """(custom id, state) of the items with these ids."""
+        yield from self._by_custom_id(custom_ids, "custom_id, state")
+
+    def item_for_result(self, custom_id: str) -> tuple[int, str, str | None, str | None, int, int] | None:
+        """(seq, state, in_batch, tier, attempts, possibly_billed) of one item, to record a batch
+        result against; None when the id is not an item of this job."""
+        return next(self._by_custom_id([custom_id], "seq, state, in_batch, tier, attempts, possibly_billed"), None)
+
     # -- batch lane (issue 7) --------------------------------------------------------
     def create_batch(self, batch_id: str, provider: str, seqs: list[int], *, created_at: float,
                      endpoint: str | None = None, meta: dict[str, Any] | None = None) -> None:
@@ -865,6 +967,33 @@ class JobStore:
                               "'failed') ORDER BY created_at")
         cols = [c[0] for c in cur.description]
         return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def seqs_in_batch(self, batch_id: str) -> list[int]:
+        """Sequence numbers of the items recorded inside batch ``batch_id`` (any state)."""
+        return [s for (s,) in self.db.execute("SELECT seq FROM items WHERE in_batch = ?", (batch_id,))]
+
+    def custom_ids_in_batch(self, batch_id: str) -> list[str]:
+        """Custom ids of the items recorded inside batch ``batch_id``, in input order."""
+        return [r[0] for r in self.db.execute("SELECT custom_id FROM items WHERE in_batch = ? ORDER BY seq",
+                                              (batch_id,))]
+
+    def batch_meta(self, batch_id: str) -> dict[str, Any]:
+        """The batch's ``meta`` JSON decoded ({} for an unknown batch or an empty one)."""
+        row = self.db.execute("SELECT meta FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        return json.loads((row[0] if row else None) or "{}")
+
+    def abandon_batch(self, batch_id: str, meta: dict[str, Any], seqs: Iterable[int]) -> None:
+        """Record ``meta`` (which says the batch was abandoned) and hand ``seqs`` back to the online
+        lanes (:meth:`leave_batch`), in one transaction: a crash leaves both or neither."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self.update_batch(batch_id, meta=meta)
+            self.leave_batch(seqs)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def batch_items(self, batch_id: str) -> list[ClaimedItem]:
         return [ClaimedItem(*r) for r in self.db.execute(
@@ -912,6 +1041,26 @@ class JobStore:
                             "('completed', 'expired', 'cancelled', 'failed') AND meta NOT LIKE '%\"abandoned\"%'")
 
 
+def recorded_input(path: str | os.PathLike[str]) -> tuple[str | None, str | None] | None:
+    """(input_path, input_hash) a store at ``path`` records for its job, or None (no job row, or
+    not a readable store).
+
+    A peek, not a :class:`JobStore`: it neither migrates nor writes, so looking at another job's
+    store (an older flextier's, or one some other process owns) changes nothing in it.
+    """
+    try:
+        db = sqlite3.connect(str(path))
+    except sqlite3.Error:  # pragma: no cover
+        return None
+    try:
+        row = db.execute("SELECT input_path, input_hash FROM job WHERE id = 1").fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
+    return row
+
+
 _SECRET_KEYS = ("api_key", "apikey", "secret", "token", "password", "authorization")
 
 
@@ -925,4 +1074,4 @@ def _assert_no_secrets(config: dict[str, Any]) -> None:
 
 __all__ = ["JobStore", "ClaimedItem", "FinishedItem", "ImportReport", "FlushResult", "redact_url",
            "default_store_path", "PENDING", "INFLIGHT", "DONE", "FAILED", "FINAL_STATES", "MIGRATIONS",
-           "BATCH_RESERVED", "StoreDamaged", "NoSpace", "store_failure"]
+           "BATCH_RESERVED", "StoreDamaged", "NoSpace", "store_failure", "SCHEMA_VERSION", "recorded_input"]
