@@ -1,4 +1,5 @@
-"""Only the job store runs SQL (issue 12 item 4): the schema and every query live in jobs/store.py.
+"""Only the job store runs SQL (issue 12 item 4): every query lives in jobs/store.py (the tables in
+jobs/schema.py, which the store applies).
 
 An AST walk over src/flextier: a call of ``.execute(``, ``.executemany(`` or ``.executescript(`` (the
 sqlite3 connection and cursor methods), or ``sqlite3.connect(``, anywhere but jobs/store.py fails
