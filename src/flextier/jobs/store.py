@@ -260,6 +260,16 @@ class JobStore:
         if lock is not None:
             lock.release()  # the job's owner lock (jobs/lock.py) goes with the store it guards
 
+    def discard(self) -> None:
+        """Close the database and delete its files (a store created for nothing: an empty job that
+        is refused). The owner lock stays until :meth:`close`, which the caller still calls."""
+        self.db.close()
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(f"{self.path}{suffix}")
+            except OSError:
+                pass
+
     def __enter__(self) -> "JobStore":
         return self
 
@@ -761,6 +771,12 @@ class JobStore:
         return self.db.execute(
             "SELECT CAST((ts - ?) / ? AS INTEGER) AS b, tier, outcome, COUNT(*) FROM attempts GROUP BY 1, 2, 3",
             (t0, width)).fetchall()
+
+    def flex_attempt_spans(self) -> list[tuple[float, float]]:
+        """(start, end) of every flex attempt with a measured latency (start = ts - latency): the
+        benchmarks' achieved flex concurrency."""
+        return self.db.execute("SELECT ts - latency, ts FROM attempts WHERE tier = 'flex' AND latency IS NOT NULL"
+                               ).fetchall()
 
     def ledger_rows(self) -> int:
         """How many ledger rows the job has (billed and duplicate)."""
