@@ -129,13 +129,10 @@ def store_concurrency(store: Path, conc: int) -> dict:
     ``peak_inflight``: most attempts in flight at once; ``mean_inflight``: attempt-seconds / span
     (Little's law); ``ramp_s``: seconds from the first send until 90 % of ``conc`` were in flight.
     """
-    import sqlite3
+    from flextier.jobs.store import JobStore  # the store owns the job database's SQL
 
-    db = sqlite3.connect(str(store))
-    try:
-        rows = db.execute("SELECT ts - latency, ts FROM attempts WHERE tier = 'flex' AND latency IS NOT NULL").fetchall()
-    finally:
-        db.close()
+    with JobStore(store, create=False) as st:
+        rows = st.flex_attempt_spans()
     if not rows:
         return {}
     ev = sorted([(a, 1) for a, _ in rows] + [(b, -1) for _, b in rows])

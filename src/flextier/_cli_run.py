@@ -760,8 +760,7 @@ def register(app: typer.Typer) -> None:
             t = st.ledger_totals()
             tiers = st.tier_counts()
             pb, bound = st.possibly_billed()
-            in_batch = st.db.execute("SELECT COUNT(*) FROM items WHERE state = 'inflight' AND in_batch IS NOT NULL"
-                                     ).fetchone()[0]
+            in_batch = st.inflight_in_batch()
         owner = live_owner(path)
         state = j.get("state")
         if state == "running" and owner is None:

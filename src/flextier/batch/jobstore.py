@@ -2,8 +2,10 @@
 
 Why a separate adapter: the lane speaks in item ids and batch handles, the job store in
 sequence numbers, output lines and ledger rows. This maps one onto the other using only
-the job store's public batch methods (``create_batch``, ``update_batch``, ``open_batches``,
-``leave_batch``) and its batched writer (``finish``, ``add_attempt``, ``add_ledger``).
+the job store's public methods: its lookups by custom id (``seq_by_custom_id``, ``states_of``,
+``item_for_result``...), its batch methods (``create_batch``, ``update_batch``, ``open_batches``,
+``abandon_batch``, ``leave_batch``) and its batched writer (``finish``, ``add_attempt``,
+``add_ledger``). It runs no SQL itself: the job store owns the schema.
 
 Results are queued on the job store's writer and become durable at :meth:`commit`, which
 calls ``flush`` — pass the runner's own flush function when the lane runs inside the
@@ -16,7 +18,7 @@ Output lines have the runner's shape (OpenAI batch output + a ``flextier`` objec
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from ..catalog import ModelEntry
 from ..cost import Cost
@@ -26,8 +28,6 @@ from .base import TERMINAL, BatchHandle, BatchItem, ItemResult
 from .lane import OpenBatch
 
 __all__ = ["JobStoreLane"]
-
-_CHUNK = 500
 
 
 class JobStoreLane:
@@ -44,15 +44,8 @@ class JobStoreLane:
         self._queued: dict[str, str] = {}      # item id -> source, recorded since the last commit
 
     # -- lookups -------------------------------------------------------------------------------
-    def _rows(self, item_ids: Sequence[str], cols: str) -> Iterator[tuple[Any, ...]]:
-        ids = list(item_ids)
-        for i in range(0, len(ids), _CHUNK):
-            part = ids[i:i + _CHUNK]
-            yield from self.store.db.execute(
-                f"SELECT {cols} FROM items WHERE custom_id IN ({','.join('?' * len(part))})", part)
-
     def _seqs(self, item_ids: Sequence[str]) -> dict[str, int]:
-        return {cid: seq for cid, seq in self._rows(item_ids, "custom_id, seq")}
+        return self.store.seq_by_custom_id(item_ids)
 
     # -- batches -------------------------------------------------------------------------------
     def batch_intent(self, local_id: str, provider: str, item_ids: Sequence[str], *, at: float) -> None:
@@ -81,8 +74,7 @@ class JobStoreLane:
                 # its items were handed back (in_batch cleared): the batch keeps its own list
                 ids = list(abandoned.get("items") or [])
             else:
-                ids = [r[0] for r in self.store.db.execute(
-                    "SELECT custom_id FROM items WHERE in_batch = ? ORDER BY seq", (row["id"],))]
+                ids = self.store.custom_ids_in_batch(row["id"])
             handle = BatchHandle.from_dict(meta, ids) if row.get("remote_id") and meta.get("remote_id") else None
             out.append(OpenBatch(local_id=row["id"], item_ids=ids, handle=handle, state=row["state"],
                                  abandoned=bool(abandoned)))
@@ -90,7 +82,7 @@ class JobStoreLane:
 
     def load_items(self, item_ids: Sequence[str]) -> list[BatchItem]:
         out = []
-        for cid, text in self._rows(item_ids, "custom_id, request"):
+        for cid, text in self.store.requests_of(item_ids):
             req = request_to_call(text, self.entry, self.job_params)
             if self._prepare is not None:
                 self._prepare(req)
@@ -103,32 +95,22 @@ class JobStoreLane:
     def _in_batch(self, item_ids: Sequence[str]) -> list[int]:
         """Seqs of the items still inside a provider batch. Only those may be released: an item
         already handed back may be in flight online by now (and must stay ``inflight``)."""
-        return [seq for seq, in_batch in self._rows(item_ids, "seq, in_batch")
+        return [seq for seq, in_batch in self.store.batch_membership(item_ids)
                 if in_batch is not None and in_batch != BATCH_RESERVED]
 
     def batch_abandoned(self, local_id: str, item_ids: Sequence[str], *, at: float) -> None:
-        row = self.store.db.execute("SELECT meta FROM batches WHERE id = ?", (local_id,)).fetchone()
-        meta = json.loads((row[0] if row else None) or "{}")
+        meta = self.store.batch_meta(local_id)
         meta["abandoned"] = {"at": at, "items": list(item_ids)}
-        seqs = self._in_batch(item_ids)
-        db = self.store.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            self.store.update_batch(local_id, meta=meta)
-            self.store.leave_batch(seqs)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        self.store.abandon_batch(local_id, meta, self._in_batch(item_ids))
         self.store.event(at, "batch_abandoned", {"batch": local_id, "items": len(item_ids)})
 
     def finished(self, item_ids: Sequence[str]) -> set[str]:
-        done = {cid for cid, state in self._rows(item_ids, "custom_id, state") if state in FINAL_STATES}
+        done = {cid for cid, state in self.store.states_of(item_ids) if state in FINAL_STATES}
         return done | (set(item_ids) & set(self._queued))
 
     # -- results ---------------------------------------------------------------------------------
     def record_result(self, result: ItemResult, *, cost: Cost, at: float, source: str) -> str:
-        row = next(self._rows([result.item_id], "seq, state, in_batch, tier, attempts, possibly_billed"), None)
+        row = self.store.item_for_result(result.item_id)
         if row is None:
             return "taken"          # not an item of this job: never count it
         seq, state, in_batch, tier, attempts, pb = row
@@ -183,9 +165,9 @@ class JobStoreLane:
     def _batch_of(self, seq: int) -> str | None:
         """The batch named in an item's recorded result line (for a batch result recorded after
         the item left its batch, when ``in_batch`` no longer says)."""
-        row = self.store.db.execute("SELECT result FROM items WHERE seq = ?", (seq,)).fetchone()
+        line = self.store.result_line(seq)
         try:
-            return json.loads(row[0])["flextier"].get("batch") if row and row[0] else None
+            return json.loads(line)["flextier"].get("batch") if line else None
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
 

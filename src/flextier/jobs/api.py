@@ -181,7 +181,7 @@ def open_job(store_path: str | os.PathLike[str], *, name: str, entry: ModelEntry
             items = iter_input(input_path, prompt_template=prompt_template)
         rep = store.import_items(items, file=str(input_path or input_label), skip_invalid=skip_invalid)
         if rep.total == 0 and not allow_empty:
-            _discard(store)
+            store.discard()  # an empty job refused: remove the store created for it
             what = f"all {rep.invalid} lines are invalid" if rep.invalid else "it holds no items"
             raise UserInputError(f"nothing to run: {what}; give --allow-empty to run an empty job anyway",
                                  file=str(input_path or input_label))
@@ -189,17 +189,6 @@ def open_job(store_path: str | os.PathLike[str], *, name: str, entry: ModelEntry
     except BaseException:
         store.close()
         raise
-
-
-def _discard(store: JobStore) -> None:
-    """Remove a store that was just created for nothing (an empty job that is refused)."""
-    path = store.path
-    store.db.close()
-    for suffix in ("", "-wal", "-shm"):
-        try:
-            os.unlink(f"{path}{suffix}")
-        except OSError:
-            pass
 
 
 # --------------------------------------------------------------------------------------

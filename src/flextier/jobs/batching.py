@@ -132,13 +132,7 @@ class RunnerBatch:
         r._wake.set()
 
     def _seqs(self, ids: Sequence[str]) -> list[int]:
-        out: list[int] = []
-        ids = list(ids)
-        for i in range(0, len(ids), 500):
-            part = ids[i:i + 500]
-            out += [s for (s,) in self.runner.store.db.execute(
-                f"SELECT seq FROM items WHERE custom_id IN ({','.join('?' * len(part))})", part)]
-        return out
+        return self.runner.store.seqs_of(ids)
 
     # -- state for the planner ----------------------------------------------------------------
     @property
@@ -229,7 +223,7 @@ class RunnerBatch:
         try:
             r.store.unreserve()
             for ob in r.store.open_batches():
-                seqs = [s for (s,) in r.store.db.execute("SELECT seq FROM items WHERE in_batch = ?", (ob["id"],))]
+                seqs = r.store.seqs_in_batch(ob["id"])
                 r.store.leave_batch(seqs)
                 r.store.update_batch(ob["id"], state="failed")
             r.store.event(r.clock.now(), "batch_lane_failed", {"error": self.failed[:300]})

@@ -62,7 +62,7 @@ def deadline_missed(store: Any) -> bool:
     deadline = job.get("deadline")
     if deadline is None:
         return False
-    last = store.db.execute("SELECT MAX(finished_at) FROM items WHERE state IN ('done','failed')").fetchone()[0]
+    last = store.last_finished_at()
     return last is not None and last > deadline
 
 

@@ -74,18 +74,9 @@ def legacy_store(ident: InputIdentity, base: str | os.PathLike[str] | None = Non
     p = stores_dir(base) / f"{readable_stem(ident.path)}.db"
     if not p.is_file():
         return None
-    import sqlite3
+    from .store import recorded_input
 
-    try:
-        db = sqlite3.connect(str(p))
-    except sqlite3.Error:  # pragma: no cover
-        return None
-    try:
-        row = db.execute("SELECT input_path, input_hash FROM job WHERE id = 1").fetchone()
-    except sqlite3.Error:
-        return None
-    finally:
-        db.close()
+    row = recorded_input(p)
     if not row or row[1] != ident.sha256 or not row[0]:
         return None
     try:
@@ -100,7 +91,7 @@ def earlier_jobs(ident: InputIdentity, base: str | os.PathLike[str] | None = Non
 
     A changed file is a new job; saying so keeps the old one from looking lost.
     """
-    import sqlite3
+    from .store import recorded_input
 
     d = stores_dir(base)
     stem = readable_stem(ident.path)
@@ -109,14 +100,7 @@ def earlier_jobs(ident: InputIdentity, base: str | os.PathLike[str] | None = Non
     for p in sorted(d.glob(f"{stem}-*.db"), key=lambda p: p.stat().st_mtime, reverse=True):
         if not pat.match(p.name) or p.name == f"{ident.name}.db":
             continue
-        try:
-            db = sqlite3.connect(str(p))
-            try:
-                row = db.execute("SELECT input_path, input_hash FROM job WHERE id = 1").fetchone()
-            finally:
-                db.close()
-        except sqlite3.Error:
-            continue
+        row = recorded_input(p)  # None: not a readable store, skip it
         if row and row[0] == ident.path and row[1] != ident.sha256:
             out.append(p.stem)
     return out

@@ -46,9 +46,8 @@ def build_report(store: JobStore) -> dict[str, Any]:
     totals = store.ledger_totals()
     spent, std = totals["spent"], totals["standard"]
     pb_n, pb_bound = store.possibly_billed()
-    db = store.db
-    first_ts, last_ts = db.execute("SELECT MIN(ts), MAX(ts) FROM attempts").fetchone()
-    last_done = db.execute("SELECT MAX(finished_at) FROM items WHERE state IN ('done','failed')").fetchone()[0]
+    first_ts, last_ts = store.attempt_span()
+    last_done = store.last_finished_at()
     deadline = job.get("deadline")
     complete = counts["done"] + counts["failed"] == counts["total"] and counts["total"] > 0
     met = None
@@ -56,12 +55,9 @@ def build_report(store: JobStore) -> dict[str, Any]:
         met = last_done <= deadline
     # latency per tier: a bounded stride sample of successful attempts
     latency: dict[str, dict[str, Any]] = {}
-    for tier, n in db.execute("SELECT tier, COUNT(*) FROM attempts WHERE outcome = 'ok' AND latency IS NOT NULL "
-                              "GROUP BY tier").fetchall():
+    for tier, n in store.ok_latency_counts():
         stride = max(1, n // LATENCY_SAMPLE)
-        vals = sorted(v for (v,) in db.execute(
-            "SELECT latency FROM attempts WHERE outcome = 'ok' AND tier = ? AND latency IS NOT NULL AND id % ? = 0",
-            (tier, stride)))
+        vals = sorted(store.ok_latency_sample(tier, stride))
         latency[tier] = {"n": n, "p50": _pct(vals, 0.5), "p90": _pct(vals, 0.9), "p99": _pct(vals, 0.99),
                          "max": vals[-1] if vals else None, "sample": vals}
     # time axes start at the job's start (when it was created: the instant a relative deadline such as
@@ -73,12 +69,11 @@ def build_report(store: JobStore) -> dict[str, Any]:
     width = charts.nice_bucket(t_end - t0)
     nb = max(1, math.ceil((t_end - t0) / width + 1e-9))
     share: dict[int, dict[str, int]] = {}
-    for b, tier, n in db.execute("SELECT CAST((finished_at - ?) / ? AS INTEGER), served_tier, COUNT(*) FROM items "
-                                 "WHERE state = 'done' AND finished_at IS NOT NULL GROUP BY 1, 2", (t0, width)):
+    for b, tier, n in store.done_per_slice(t0, width):
         share.setdefault(min(max(int(b), 0), nb - 1), {})[tier or "unknown"] = n
-    held = _held_back(db, job, t0, width, nb, deadline, last_done)
+    held = _held_back(store, job, t0, width, nb, deadline, last_done)
     # cumulative cost vs standard, sampled to at most MAX_POINTS points
-    n_ledger = db.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+    n_ledger = store.ledger_rows()
     every = max(1, n_ledger // MAX_POINTS)
     cum: list[tuple[float, float, float]] = []
     c = s = Decimal(0)
@@ -124,7 +119,7 @@ def build_report(store: JobStore) -> dict[str, Any]:
     }
 
 
-def _held_back(db: Any, job: dict[str, Any], t0: float, width: float, nb: int, deadline: float | None,
+def _held_back(store: JobStore, job: dict[str, Any], t0: float, width: float, nb: int, deadline: float | None,
                last_done: float | None) -> dict[str, Any] | None:
     """When the planner kept standard closed while flex was refusing or slow, because the job was
     on or ahead of its line to the deadline (by design: standard is bought only when behind).
@@ -135,9 +130,7 @@ def _held_back(db: Any, job: dict[str, Any], t0: float, width: float, nb: int, d
     """
     if deadline is None or job.get("tier_mode") != "auto" or last_done is None or last_done > deadline:
         return None
-    rows = db.execute(
-        "SELECT CAST((ts - ?) / ? AS INTEGER) AS b, tier, outcome, COUNT(*) FROM attempts GROUP BY 1, 2, 3",
-        (t0, width)).fetchall()
+    rows = store.attempts_per_slice(t0, width)
     flex_err: dict[int, int] = {}
     std: set[int] = set()
     for b, tier, outcome, n in rows:

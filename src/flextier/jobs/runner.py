@@ -463,7 +463,7 @@ class Runner:
             lines = [r for _, r in self.store.results_after_gen(self.out_gen)]
             for i in range(0, len(lines), 1000):
                 self.output.write(lines[i:i + 1000])
-            self.out_gen = self.store._gen
+            self.out_gen = self.store.generation
         self.store.flush(out_offset=self.output.offset, out_gen=self.out_gen, out_next_seq=self.out_next_seq)
 
     def _write_ordered(self) -> None:
@@ -1165,7 +1165,7 @@ class Runner:
     def _release_orphan_batches(self, now: float) -> None:
         """Open batches but no batch lane in this run (no backend): their items go online."""
         for ob in self.store.open_batches():
-            seqs = [s for (s,) in self.store.db.execute("SELECT seq FROM items WHERE in_batch = ?", (ob["id"],))]
+            seqs = self.store.seqs_in_batch(ob["id"])
             self.store.leave_batch(seqs)
             self.store.update_batch(ob["id"], state="failed")
             self.store.event(now, "batch_orphaned", {"batch": ob["id"], "items": len(seqs)})

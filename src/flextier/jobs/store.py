@@ -37,6 +37,10 @@ records the file offset and generation (``job.out_offset``/``out_gen``) in the n
 transaction. A resume truncates the file to the recorded offset and rewrites every
 finalised item with a newer generation, so each item appears in the output exactly once.
 
+The tables are defined, one numbered migration per version, in :mod:`flextier.jobs.schema`;
+every query against them is a named method here (``tests/jobs/test_sql_home.py`` fails on SQL
+anywhere else), so the report, ``status``, the runner and the batch lane never see a table.
+
 Secrets: nothing in here ever receives an API key. :func:`redact_url` strips
 credentials from base URLs before they are stored.
 """
@@ -54,135 +58,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..policy.errors import FlextierError, UserInputError
 from .input import MAX_REPORTED_ERRORS, InvalidInput, InvalidLine, JobItem
+from .schema import MIGRATIONS, SCHEMA_VERSION  # the tables; applied by JobStore._migrate
 
 PENDING, INFLIGHT, DONE, FAILED = "pending", "inflight", "done", "failed"
 FINAL_STATES = (DONE, FAILED)
 # in_batch of an item taken for the batch lane (claim_for_batch) but not yet in a provider batch:
 # the online claim loop cannot take it, and recover() puts it back to pending (it was never sent).
 BATCH_RESERVED = "~reserved"
-
-# Numbered migrations, applied in order and recorded in schema_migrations (the pattern of
-# Simon Willison's llm): a store written by an older flextier is upgraded in place.
-MIGRATIONS: list[tuple[int, str, str]] = [
-    (1, "initial", """
-CREATE TABLE job (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    name TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    model TEXT NOT NULL,
-    tier_mode TEXT NOT NULL,
-    deadline REAL,                 -- absolute, in the job's clock domain (epoch seconds)
-    deadline_spec TEXT,
-    clock_domain TEXT NOT NULL DEFAULT 'wall',   -- 'wall' or 'emulated'
-    input_path TEXT,
-    input_hash TEXT,
-    input_format TEXT,
-    prompt_template TEXT,
-    output_path TEXT,
-    ordered INTEGER NOT NULL DEFAULT 0,
-    config TEXT NOT NULL DEFAULT '{}',           -- JSON; never holds API keys
-    state TEXT NOT NULL DEFAULT 'importing',     -- importing|ready|running|paused|stopped|done
-    total INTEGER NOT NULL DEFAULT 0,
-    skipped_invalid INTEGER NOT NULL DEFAULT 0,
-    t0 REAL,                       -- clock time the planner's uniform line starts from
-    started_at REAL,
-    finished_at REAL,
-    last_clock REAL,
-    out_offset INTEGER NOT NULL DEFAULT 0,
-    out_gen INTEGER NOT NULL DEFAULT 0,
-    out_next_seq INTEGER NOT NULL DEFAULT 0,
-    runs INTEGER NOT NULL DEFAULT 0,
-    message TEXT
-);
-CREATE TABLE batches (
-    id TEXT PRIMARY KEY,
-    provider TEXT NOT NULL,
-    remote_id TEXT,
-    state TEXT NOT NULL,           -- preparing|submitted|in_progress|completed|expired|cancelled|failed
-    endpoint TEXT,
-    created_at REAL NOT NULL,
-    submitted_at REAL,
-    completed_at REAL,
-    expires_at REAL,
-    item_count INTEGER NOT NULL DEFAULT 0,
-    input_ref TEXT,
-    output_ref TEXT,
-    error_ref TEXT,
-    meta TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE items (
-    seq INTEGER PRIMARY KEY,       -- input order
-    custom_id TEXT NOT NULL UNIQUE,
-    line INTEGER NOT NULL,
-    request TEXT NOT NULL,         -- the input line object (batch-file or simple shape)
-    state TEXT NOT NULL DEFAULT 'pending',
-    tier TEXT,                     -- tier of the latest attempt
-    attempts INTEGER NOT NULL DEFAULT 0,
-    in_batch TEXT REFERENCES batches(id),
-    result TEXT,                   -- the output line (OpenAI batch output shape + flextier)
-    served_tier TEXT,
-    cost TEXT,                     -- Decimal as text; NULL = unknown
-    standard_cost TEXT,
-    possibly_billed INTEGER NOT NULL DEFAULT 0,  -- sends whose outcome a crash/timeout hid
-    error_class TEXT,
-    latency REAL,
-    finished_at REAL,
-    out_gen INTEGER
-);
-CREATE INDEX items_pending ON items(seq) WHERE state = 'pending';
-CREATE INDEX items_batch ON items(in_batch) WHERE in_batch IS NOT NULL;
-CREATE TABLE attempts (
-    id INTEGER PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    tier TEXT NOT NULL,
-    outcome TEXT NOT NULL,         -- 'ok' or the error class name
-    latency REAL,
-    status INTEGER,
-    error_code TEXT,
-    possibly_billed INTEGER NOT NULL DEFAULT 0,
-    ts REAL NOT NULL
-);
-CREATE TABLE ledger (
-    id INTEGER PRIMARY KEY,
-    ts REAL NOT NULL,
-    seq INTEGER NOT NULL,
-    tier TEXT NOT NULL,            -- tier the provider reported serving
-    cost TEXT,
-    standard_cost TEXT,
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    kind TEXT NOT NULL DEFAULT 'billed'
-);
-CREATE TABLE events (
-    id INTEGER PRIMARY KEY,
-    ts REAL NOT NULL,
-    kind TEXT NOT NULL,            -- run_start|resume|recovered|pause|budget|safety_net|stop|done
-    detail TEXT
-);
-"""),
-    # issue 18 §2/§4: one row per request sent, committed before it leaves (see the module doc).
-    # A store upgraded with items in flight (an older flextier crashed) gets one open send for each,
-    # so recover() flags them as that version would have.
-    (2, "sends", """
-CREATE TABLE sends (
-    id INTEGER PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    tier TEXT NOT NULL,
-    reserved TEXT,                 -- upper-bound cost (Decimal as text) held for it; NULL = no cap, no bound
-    state TEXT NOT NULL DEFAULT 'open',   -- open (in flight) | unknown (outcome never learnt)
-    ts REAL NOT NULL
-);
-CREATE INDEX sends_seq ON sends(seq);
-INSERT INTO sends (seq, tier, reserved, state, ts)
-    SELECT seq, COALESCE(tier, 'flex'), NULL, 'open', 0 FROM items WHERE state = 'inflight' AND in_batch IS NULL;
-"""),
-    # (2 is jobs-b's durable send records.) 3: the identity (device:inode) of the results file this
-    # job created or adopted, so a job never truncates a file another job wrote (see jobs/output.py)
-    (3, "output file identity", """
-ALTER TABLE job ADD COLUMN out_file TEXT;
-"""),
-]
-
 
 class StoreDamaged(UserInputError):
     """The store file is not a readable SQLite database (corrupted, truncated, not a store). Exit 2."""
@@ -338,6 +220,10 @@ class JobStore:
 
     # -- schema ----------------------------------------------------------------------
     def _migrate(self) -> None:
+        """Apply, in order, each migration this store has not recorded, one transaction per version.
+
+        The version check is the set of ids in ``schema_migrations``: an id there is never run again.
+        """
         self.db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
                         "(id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
         done = {r[0] for r in self.db.execute("SELECT id FROM schema_migrations")}
@@ -358,7 +244,12 @@ class JobStore:
                 raise
 
     def migrations(self) -> list[tuple[int, str]]:
+        """(id, name) of every migration this store has applied, in order."""
         return [(r[0], r[1]) for r in self.db.execute("SELECT id, name FROM schema_migrations ORDER BY id")]
+
+    def schema_version(self) -> int:
+        """The highest migration applied (:data:`SCHEMA_VERSION` once opened by this flextier)."""
+        return max((mid for mid, _ in self.migrations()), default=0)
 
     def close(self) -> None:
         try:
@@ -368,6 +259,16 @@ class JobStore:
         lock, self.lock = getattr(self, "lock", None), None
         if lock is not None:
             lock.release()  # the job's owner lock (jobs/lock.py) goes with the store it guards
+
+    def discard(self) -> None:
+        """Close the database and delete its files (a store created for nothing: an empty job that
+        is refused). The owner lock stays until :meth:`close`, which the caller still calls."""
+        self.db.close()
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(f"{self.path}{suffix}")
+            except OSError:
+                pass
 
     def __enter__(self) -> "JobStore":
         return self
@@ -838,6 +739,99 @@ class JobStore:
         return [(ts, k, json.loads(d) if d else None)
                 for ts, k, d in self.db.execute("SELECT ts, kind, detail FROM events ORDER BY id")]
 
+    def last_finished_at(self) -> float | None:
+        """When the last item reached a final state (done or failed); None before any did.
+
+        The report's "MISSED" and the exit code 4 both compare this with the deadline."""
+        return self.db.execute("SELECT MAX(finished_at) FROM items WHERE state IN ('done','failed')").fetchone()[0]
+
+    def attempt_span(self) -> tuple[float | None, float | None]:
+        """(first, last) attempt time; (None, None) before any attempt."""
+        first_ts, last_ts = self.db.execute("SELECT MIN(ts), MAX(ts) FROM attempts").fetchone()
+        return first_ts, last_ts
+
+    def ok_latency_counts(self) -> list[tuple[str, int]]:
+        """(tier, n) of successful attempts with a measured latency, per tier."""
+        return self.db.execute("SELECT tier, COUNT(*) FROM attempts WHERE outcome = 'ok' AND latency IS NOT NULL "
+                               "GROUP BY tier").fetchall()
+
+    def ok_latency_sample(self, tier: str, stride: int) -> list[float]:
+        """Latencies of successful attempts on ``tier``: every ``stride``-th attempt id (a bounded sample)."""
+        return [v for (v,) in self.db.execute(
+            "SELECT latency FROM attempts WHERE outcome = 'ok' AND tier = ? AND latency IS NOT NULL AND id % ? = 0",
+            (tier, stride))]
+
+    def done_per_slice(self, t0: float, width: float) -> list[tuple[int, str | None, int]]:
+        """(slice, served tier, n) of done items, the slice being ``(finished_at - t0) // width``."""
+        return self.db.execute("SELECT CAST((finished_at - ?) / ? AS INTEGER), served_tier, COUNT(*) FROM items "
+                               "WHERE state = 'done' AND finished_at IS NOT NULL GROUP BY 1, 2", (t0, width)).fetchall()
+
+    def attempts_per_slice(self, t0: float, width: float) -> list[tuple[int, str, str, int]]:
+        """(slice, tier, outcome, n) of every attempt, the slice being ``(ts - t0) // width``."""
+        return self.db.execute(
+            "SELECT CAST((ts - ?) / ? AS INTEGER) AS b, tier, outcome, COUNT(*) FROM attempts GROUP BY 1, 2, 3",
+            (t0, width)).fetchall()
+
+    def flex_attempt_spans(self) -> list[tuple[float, float]]:
+        """(start, end) of every flex attempt with a measured latency (start = ts - latency): the
+        benchmarks' achieved flex concurrency."""
+        return self.db.execute("SELECT ts - latency, ts FROM attempts WHERE tier = 'flex' AND latency IS NOT NULL"
+                               ).fetchall()
+
+    def ledger_rows(self) -> int:
+        """How many ledger rows the job has (billed and duplicate)."""
+        return self.db.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+
+    def inflight_in_batch(self) -> int:
+        """Items in flight inside a provider batch (or taken for one): ``flextier status`` shows them."""
+        return self.db.execute("SELECT COUNT(*) FROM items WHERE state = 'inflight' AND in_batch IS NOT NULL"
+                               ).fetchone()[0]
+
+    def result_line(self, seq: int) -> str | None:
+        """Item ``seq``'s recorded output line, or None (no result yet, or no such item)."""
+        row = self.db.execute("SELECT result FROM items WHERE seq = ?", (seq,)).fetchone()
+        return row[0] if row else None
+
+    @property
+    def generation(self) -> int:
+        """The output generation of the last flush that finalised items (see the module doc)."""
+        return self._gen
+
+    # -- items by custom id (the batch lane speaks in item ids) -------------------------------
+    def _by_custom_id(self, custom_ids: Iterable[str], cols: str) -> Iterator[tuple[Any, ...]]:
+        """``cols`` of the items with these custom ids, queried in chunks of 500 (SQLite's
+        parameter limit); unknown ids are skipped. ``cols`` is a fixed string of this module."""
+        ids = list(custom_ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            yield from self.db.execute(
+                f"SELECT {cols} FROM items WHERE custom_id IN ({','.join('?' * len(part))})", part)
+
+    def seqs_of(self, custom_ids: Iterable[str]) -> list[int]:
+        """Sequence numbers of the items with these custom ids (unknown ids are skipped)."""
+        return [s for (s,) in self._by_custom_id(custom_ids, "seq")]
+
+    def seq_by_custom_id(self, custom_ids: Iterable[str]) -> dict[str, int]:
+        """custom id -> sequence number, for the ids that are items of this job."""
+        return {cid: seq for cid, seq in self._by_custom_id(custom_ids, "custom_id, seq")}
+
+    def requests_of(self, custom_ids: Iterable[str]) -> Iterator[tuple[str, str]]:
+        """(custom id, request line) of the items with these ids."""
+        yield from self._by_custom_id(custom_ids, "custom_id, request")
+
+    def batch_membership(self, custom_ids: Iterable[str]) -> Iterator[tuple[int, str | None]]:
+        """(seq, in_batch) of the items with these ids: the batch each one is in, if any."""
+        yield from self._by_custom_id(custom_ids, "seq, in_batch")
+
+    def states_of(self, custom_ids: Iterable[str]) -> Iterator[tuple[str, str]]:
+        """(custom id, state) of the items with these ids."""
+        yield from self._by_custom_id(custom_ids, "custom_id, state")
+
+    def item_for_result(self, custom_id: str) -> tuple[int, str, str | None, str | None, int, int] | None:
+        """(seq, state, in_batch, tier, attempts, possibly_billed) of one item, to record a batch
+        result against; None when the id is not an item of this job."""
+        return next(self._by_custom_id([custom_id], "seq, state, in_batch, tier, attempts, possibly_billed"), None)
+
     # -- batch lane (issue 7) --------------------------------------------------------
     def create_batch(self, batch_id: str, provider: str, seqs: list[int], *, created_at: float,
                      endpoint: str | None = None, meta: dict[str, Any] | None = None) -> None:
@@ -865,6 +859,33 @@ class JobStore:
                               "'failed') ORDER BY created_at")
         cols = [c[0] for c in cur.description]
         return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def seqs_in_batch(self, batch_id: str) -> list[int]:
+        """Sequence numbers of the items recorded inside batch ``batch_id`` (any state)."""
+        return [s for (s,) in self.db.execute("SELECT seq FROM items WHERE in_batch = ?", (batch_id,))]
+
+    def custom_ids_in_batch(self, batch_id: str) -> list[str]:
+        """Custom ids of the items recorded inside batch ``batch_id``, in input order."""
+        return [r[0] for r in self.db.execute("SELECT custom_id FROM items WHERE in_batch = ? ORDER BY seq",
+                                              (batch_id,))]
+
+    def batch_meta(self, batch_id: str) -> dict[str, Any]:
+        """The batch's ``meta`` JSON decoded ({} for an unknown batch or an empty one)."""
+        row = self.db.execute("SELECT meta FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        return json.loads((row[0] if row else None) or "{}")
+
+    def abandon_batch(self, batch_id: str, meta: dict[str, Any], seqs: Iterable[int]) -> None:
+        """Record ``meta`` (which says the batch was abandoned) and hand ``seqs`` back to the online
+        lanes (:meth:`leave_batch`), in one transaction: a crash leaves both or neither."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self.update_batch(batch_id, meta=meta)
+            self.leave_batch(seqs)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def batch_items(self, batch_id: str) -> list[ClaimedItem]:
         return [ClaimedItem(*r) for r in self.db.execute(
@@ -912,6 +933,26 @@ class JobStore:
                             "('completed', 'expired', 'cancelled', 'failed') AND meta NOT LIKE '%\"abandoned\"%'")
 
 
+def recorded_input(path: str | os.PathLike[str]) -> tuple[str | None, str | None] | None:
+    """(input_path, input_hash) a store at ``path`` records for its job, or None (no job row, or
+    not a readable store).
+
+    A peek, not a :class:`JobStore`: it neither migrates nor writes, so looking at another job's
+    store (an older flextier's, or one some other process owns) changes nothing in it.
+    """
+    try:
+        db = sqlite3.connect(str(path))
+    except sqlite3.Error:  # pragma: no cover
+        return None
+    try:
+        row = db.execute("SELECT input_path, input_hash FROM job WHERE id = 1").fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
+    return row
+
+
 _SECRET_KEYS = ("api_key", "apikey", "secret", "token", "password", "authorization")
 
 
@@ -925,4 +966,4 @@ def _assert_no_secrets(config: dict[str, Any]) -> None:
 
 __all__ = ["JobStore", "ClaimedItem", "FinishedItem", "ImportReport", "FlushResult", "redact_url",
            "default_store_path", "PENDING", "INFLIGHT", "DONE", "FAILED", "FINAL_STATES", "MIGRATIONS",
-           "BATCH_RESERVED", "StoreDamaged", "NoSpace", "store_failure"]
+           "BATCH_RESERVED", "StoreDamaged", "NoSpace", "store_failure", "SCHEMA_VERSION", "recorded_input"]
