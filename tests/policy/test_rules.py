@@ -53,13 +53,16 @@ ROWS = [
     (OVL, "standard", "call", {}, RETRY, dict(backoff=True)),
     (OVL, "standard", "job", {"item_errors": LAST}, FAIL, {}),
     (T5, "batch", "batch", {}, RETRY, {}),
-    # timeout: resent at once (maybe billed), RESEND_ON_TIMEOUT times, then final - in both contexts
+    # timeout: resent at once (maybe billed), counted as a same-tier error - in both contexts
     (TO, "flex", "call", {}, RESEND, dict(count="timeouts", backoff=False, may_fall_back=True)),
     (TO, "standard", "call", {}, RESEND, dict(count="timeouts", may_fall_back=False)),
     (TO, "flex", "job", {}, RESEND, dict(count="timeouts", backoff=False, may_fall_back=False)),
     (TO, "flex", "call", {"timeouts": RESEND_ON_TIMEOUT}, FAIL, dict(count="timeouts")),
     (TO, "standard", "job", {"timeouts": RESEND_ON_TIMEOUT}, FAIL, dict(count="timeouts")),
-    (TO, "flex", "job", {"item_errors": 99}, RESEND, {}),           # not counted with 5xx errors
+    (TO, "flex", "job", {"item_errors": LAST - 1}, RESEND, {}),     # one of the same-tier errors ...
+    (TO, "flex", "job", {"item_errors": LAST}, FAIL, {}),           # ... so the 5th error is final
+    (TO, "standard", "call", {"item_errors": LAST}, FAIL, {}),
+    (TO, "flex", "call", {"timeouts": 1, "limits": Limits(resend_on_timeout=1)}, FAIL, {}),   # a lower cap
     (TO, "batch", "batch", {}, RETRY, {}),                          # the lane looks the batch up first
     # no flex for this model
     (NOFLEX, "flex", "call", {}, FAIL, {}),

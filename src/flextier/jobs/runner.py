@@ -30,7 +30,7 @@ Retry rules: the ``"job"`` column of the decision table, :func:`flextier.policy.
 flex shed -> lane backoff + AIMD cut, item back to the front of the queue (standard may take
 it); rate limit -> lane pause, not a capacity signal; transient / overloaded -> item retried
 with its own backoff, the ``max_item_errors``-th error fails it; timeout -> resent at once,
-``resend_on_timeout`` times; bad request -> item failed; refused key, wrong URL, a run of
+counted as an item error; bad request -> item failed; refused key, wrong URL, a run of
 quota refusals, implausible usage -> the job pauses (resumable); flex not supported -> flex
 lane closed.
 """
@@ -115,7 +115,7 @@ class RunOptions:
     flex_timeout: float = 900.0
     standard_timeout: float = 600.0
     max_item_errors: int = MAX_ITEM_ERRORS    # the 5th retryable error of an item fails it (policy.rules)
-    resend_on_timeout: int = RESEND_ON_TIMEOUT  # a timed-out send (maybe billed) is resent once
+    resend_on_timeout: int = RESEND_ON_TIMEOUT  # cap on resends of a timed-out send (maybe billed)
     quota_stop_after: int = QUOTA_STOP_AFTER  # consecutive quota refusals that pause the job
     min_wall_timeout: float = 10.0        # real seconds; see _attempt
     changeover_delay: float | None = None   # d of the planner; None: changeover_delay_for(window)
@@ -982,6 +982,7 @@ class Runner:
             w.last_error = pe
         elif act.count == "timeouts":
             w.timeouts += 1
+            w.errors += 1
             w.last_error = pe
         elif act.count == "quota":
             self.quota_streak += 1
@@ -1012,7 +1013,7 @@ class Runner:
         elif act.do == FAIL:
             self._fail(w, tier, err, now, latency)
         elif act.do == RESEND:
-            self._delay(w, now)  # at once: a timed-out send may have been billed, resent once
+            self._delay(w, now)  # at once: a timed-out send (maybe billed) is resent, as an item error
         else:  # RETRY after the item's own backoff (the quota streak's, for a quota refusal)
             n = self.quota_streak if act.count == "quota" else w.errors - 1
             self._delay(w, now + self.opts.backoff.delay(n, pe.retry_after if pe and act.count != "quota" else None))

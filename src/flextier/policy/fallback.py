@@ -20,8 +20,8 @@ decision table in :mod:`flextier.policy.rules`, documented in ``docs/errors.md``
   tier (``max_retries`` times, default 4) - falling back would not help, quotas are shared;
 * quota and bad-request errors are raised at once;
 * a timeout after the request was sent may have been processed (and billed): it is
-  resent ``resend_on_timeout`` times (default once) and the attempt is recorded as
-  ``possibly_billed``;
+  resent at once and the attempt is recorded as ``possibly_billed``; it counts as one of the
+  same-tier errors (the 5th is final), and ``resend_on_timeout`` (default 4) can cap resends lower;
 * a model without flex raises :class:`TierNotSupported` unless
   ``allow_standard_for_no_flex`` (then it warns and uses standard).
 
@@ -76,7 +76,8 @@ class Policy:
             when the deadline leaves less than this.
         deadline: seconds from the start of each call by which it must be done (None: no
             deadline). The runner passes an absolute ``deadline_at`` instead.
-        resend_on_timeout: how many times a timed-out call is resent (default 1).
+        resend_on_timeout: at most this many resends of a timed-out call (default 4; timeouts
+            also count against ``max_retries``).
         allow_standard_for_no_flex: flex on a model without flex goes to standard (with a
             :class:`FlexFallbackWarning`) instead of raising :class:`TierNotSupported`.
         max_retries: retries of same-tier errors (rate limit, 5xx, 529, resets) per tier
@@ -241,6 +242,7 @@ class _Run:
                      limits=self.limits)
         if act.count == "timeouts":
             self.timeouts += 1
+            self.retries += 1
         elif act.count == "errors":
             self.retries += 1
         elif act.count == "flex":

@@ -4,7 +4,7 @@ Why one table: ``wrap()``/``complete()`` (:mod:`flextier.policy.fallback`), the 
 (:mod:`flextier.jobs.runner`), the batch lane (:mod:`flextier.batch.lane`) and the flex window
 (:mod:`flextier.policy.concurrency`) all meet the same provider errors. When each decided for
 itself they drifted apart (6 retries in one, 5 in another; a timeout resent once here and
-retried four times there). Now each of them classifies nothing and counts nothing on its own
+retried as an ordinary item error there). Now each of them classifies nothing and counts nothing on its own
 terms: it hands the error (already translated by the provider's adapter into a
 :mod:`flextier.policy.errors` class), the tier, where it stands (its counters) and its
 :class:`Limits` to :func:`decide`, and carries out the :class:`Action` it gets back.
@@ -42,8 +42,9 @@ __all__ = ["Action", "Limits", "decide", "on_provider_fault", "flex_fallback_rea
 #: Failed attempts of one call or item with retryable errors (5xx, resets, 529, a shed off flex;
 #: rate limits too in a call) before it fails: the 5th such error is final (4 retries).
 MAX_ITEM_ERRORS = 5
-#: Times a timed-out attempt (which may have been billed) is resent; the next timeout is final.
-RESEND_ON_TIMEOUT = 1
+#: Times a timed-out attempt (which may have been billed) is resent at once. Timeouts also count
+#: as same-tier errors, so by default the item's or call's error budget is the only limit.
+RESEND_ON_TIMEOUT = MAX_ITEM_ERRORS - 1
 #: Quota refusals in a row, with no success between them, that pause a job (one can be a blip).
 QUOTA_STOP_AFTER = 5
 #: Attempts of a job item that failed with an exception outside the taxonomy (an adapter or SDK
@@ -82,7 +83,7 @@ class Action:
     """The answer of :func:`decide`. ``do`` is one of the constants above; the flags say what else.
 
     ``count`` names the counter the caller advances for this error: ``"errors"`` (the item's or
-    call's same-tier errors), ``"timeouts"``, ``"flex"`` (flex sheds: the lane's streak in a job,
+    call's same-tier errors), ``"timeouts"`` (its timeouts *and* its same-tier errors), ``"flex"`` (flex sheds: the lane's streak in a job,
     the call's flex failures), ``"quota"`` (the job's quota streak) or None.
     """
 
@@ -141,7 +142,9 @@ def decide(err: BaseException, *, tier: str, context: Context, item_errors: int 
     if isinstance(err, BadRequest) or not err.retryable:
         return Action(FAIL, reason="bad_request")
     if isinstance(err, Timeout):
-        if timeouts + 1 > limits.resend_on_timeout:
+        # resent at once (the provider may have billed it: the caller records it as possibly
+        # billed), and one of the same-tier errors: a timeout is no better a sign than a 5xx
+        if timeouts + 1 > limits.resend_on_timeout or item_errors + 1 >= limits.max_item_errors:
             return Action(FAIL, count="timeouts", reason="timeout")
         return Action(RESEND, count="timeouts", may_fall_back=(tier == "flex" and not job), reason="timeout")
     if isinstance(err, FlexCapacityUnavailable) and tier == "flex":
