@@ -4,6 +4,8 @@ client ledger matching the emulator's bill."""
 from __future__ import annotations
 
 import asyncio
+
+import pytest
 from decimal import Decimal
 
 from flextier.batch import ItemResult
@@ -149,3 +151,26 @@ async def test_bedrock_chunks_below_the_minimum_stay_online(emu, backend_for, jo
     ls = JobStoreLane(store, e)
     rep = await lane_for(emu, backend_for(emu, "bedrock", min_items=100), ls).run(pending_items(ls, store))
     assert rep.submitted == 0 and len(rep.leftovers) == 3 and store.counts()["pending"] == 3
+
+
+@pytest.mark.parametrize("status,attempts", [
+    (400, 1), (403, 1),                # refused: BadRequest, Unauthorized -> the table's FAIL
+    (409, 3), (503, 3),                # conflict, unavailable: retried, looked up first
+])
+async def test_submission_refusal_is_the_adapters_classification(emulator, backend_for, job_store, caplog,
+                                                                  status, attempts):
+    """The lane asks the backend's adapter to classify a failed submission and the decision table
+    whether that is a refusal; it reads no SDK exception or status itself. A Bedrock 409
+    ConflictException is retried (the lane then looks the batch up), as OpenAI's 409 always was."""
+    emu = emulator(submit_error=status)
+    e = entry("bedrock")
+    store = job_store(e, 4)
+    ls = JobStoreLane(store, e)
+    lane = lane_for(emu, backend_for(emu, "bedrock", min_items=1), ls, max_submit_attempts=3)
+    with caplog.at_level("WARNING", logger="flextier.batch"):
+        rep = await lane.run(pending_items(ls, store))
+    assert rep.submitted == 0 and len(rep.leftovers) == 4
+    tries = [r for r in caplog.records if "will look for it and retry" in r.getMessage()]
+    gave_up = [r for r in caplog.records if "was not accepted" in r.getMessage()]
+    assert len(tries) == attempts - 1 and len(gave_up) == 1
+    assert store.counts()["pending"] == 4 and not store.open_batches()

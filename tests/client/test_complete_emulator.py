@@ -140,7 +140,8 @@ def test_retry_after_is_honoured(emu, make_policy, clock, case):
 def test_timeout_is_resent_once_and_possibly_billed(emu, make_policy, case):
     _, model, ep = case
     emu.set_knobs(fault_slow_first_byte_p=1.0, slow_first_byte_s=1.0)
-    pol = std_policy(make_policy, model, flex_timeout=0.25, standard_timeout=0.25)
+    # resend_on_timeout=1 caps the resends (by default a timeout counts as a same-tier error: 5 attempts)
+    pol = std_policy(make_policy, model, flex_timeout=0.25, standard_timeout=0.25, resend_on_timeout=1)
     n = len(emu.ledger())
     with pytest.raises(Timeout) as ei:
         call(emu, model, ep, pol)

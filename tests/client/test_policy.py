@@ -121,14 +121,19 @@ def test_transient_retried_then_gives_up(make_policy, err):
     assert len(ei.value.attempts) == 3
 
 
-def test_timeout_resent_once_and_marked_possibly_billed(make_policy):
+def test_timeout_resent_and_marked_possibly_billed(make_policy):
     t = Timeout("slow", possibly_billed=True)
     r = call_with_policy(Script(t, "ok"), make_policy(), entry=GEMINI)
     assert r.attempts[0].possibly_billed and r.possibly_billed == 1
     with pytest.raises(Timeout) as ei:
         call_with_policy(Script(Timeout("a", possibly_billed=True), Timeout("b", possibly_billed=True), "ok"),
-                         make_policy(), entry=GEMINI)
+                         make_policy(resend_on_timeout=1), entry=GEMINI)
     assert len(ei.value.attempts) == 2 and all(a.possibly_billed for a in ei.value.attempts)
+    # by default a timeout is one of the same-tier errors, as for a job item: the 5th is final
+    with pytest.raises(Timeout) as ei:
+        call_with_policy(Script(*[Timeout(str(i), possibly_billed=True) for i in range(9)]),
+                         make_policy(tier="standard"), entry=GEMINI)
+    assert len(ei.value.attempts) == 5
     with pytest.raises(Timeout):
         call_with_policy(Script(Timeout("a"), "ok"), make_policy(resend_on_timeout=0), entry=GEMINI)
 

@@ -16,7 +16,8 @@ from typing import Any, Iterator
 import anthropic
 
 from ..catalog import ModelEntry
-from ..providers.anthropic import AnthropicAdapter, text_from_body, usage_from_body
+from ..providers.anthropic import AnthropicAdapter, text_from_body, usage_from_body, classify_anthropic
+from ..policy.errors import ProviderError
 from .base import BatchBackend, BatchHandle, BatchItem, BatchStatus, ItemResult, retryable_status, wire_id
 
 __all__ = ["AnthropicBatch"]
@@ -44,6 +45,9 @@ class AnthropicBatch(BatchBackend):
         params = self._builder.build_body(item.request, "standard")
         params.pop("service_tier", None)
         return {"custom_id": wire_id(item.item_id), "params": params}
+
+    def classify(self, exc: BaseException) -> ProviderError | None:
+        return classify_anthropic(exc, "batch")
 
     def submit(self, chunk: list[BatchItem], local_id: str) -> BatchHandle:
         b = self.client.messages.batches.create(requests=[self.line(it) for it in chunk])  # type: ignore[misc]

@@ -40,6 +40,7 @@ from typing import Any, ClassVar, Iterable, Iterator
 from .._types import CallRequest
 from ..catalog import ModelEntry
 from ..cost import Usage
+from ..policy.errors import ProviderError
 
 __all__ = ["BatchItem", "BatchHandle", "BatchStatus", "ItemResult", "BatchBackend", "STATES", "TERMINAL",
            "wire_id", "retryable_status"]
@@ -204,6 +205,12 @@ class BatchBackend(ABC):
 
     @abstractmethod
     def cancel(self, handle: BatchHandle) -> None: ...
+
+    def classify(self, exc: BaseException) -> "ProviderError | None":
+        """The provider adapter's translation of an SDK exception from a batch call (tier
+        ``"batch"``), so the lane decides on the taxonomy (:func:`flextier.policy.rules.decide`),
+        never on SDK exceptions or status codes. None: not a provider failure."""
+        return None
 
     def find(self, local_id: str, item_ids: list[str]) -> BatchHandle | None:
         """The provider batch submitted for ``local_id``, if the provider lets us look it up."""

@@ -26,7 +26,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from ..catalog import ModelEntry
-from ..providers.bedrock import BedrockAdapter, text_from_body, usage_from_body
+from ..providers.bedrock import BedrockAdapter, text_from_body, usage_from_body, classify_bedrock
+from ..policy.errors import ProviderError
 from .base import BatchBackend, BatchHandle, BatchItem, BatchStatus, ItemResult, retryable_status, wire_id
 
 __all__ = ["BedrockBatch", "DEFAULT_ROLE", "MIN_RECORDS"]
@@ -75,6 +76,9 @@ class BedrockBatch(BatchBackend):
         body.pop("modelId", None)
         body.pop("serviceTier", None)
         return {"recordId": wire_id(item.item_id), "modelInput": body}
+
+    def classify(self, exc: BaseException) -> ProviderError | None:
+        return classify_bedrock(exc, "batch")
 
     def submit(self, chunk: list[BatchItem], local_id: str) -> BatchHandle:
         base = self._base(local_id)

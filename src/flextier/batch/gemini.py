@@ -17,7 +17,8 @@ from google import genai
 from google.genai import types as gtypes
 
 from ..catalog import ModelEntry
-from ..providers.gemini import GeminiAdapter, text_from_body, usage_from_body
+from ..providers.gemini import GeminiAdapter, text_from_body, usage_from_body, classify_gemini
+from ..policy.errors import ProviderError
 from .base import BatchBackend, BatchHandle, BatchItem, BatchStatus, ItemResult, retryable_status, wire_id
 
 __all__ = ["GeminiBatch"]
@@ -55,6 +56,9 @@ class GeminiBatch(BatchBackend):
 
     def line(self, item: BatchItem) -> dict[str, Any]:
         return self._request(item).model_dump(mode="json", exclude_none=True)
+
+    def classify(self, exc: BaseException) -> ProviderError | None:
+        return classify_gemini(exc, "batch")
 
     def submit(self, chunk: list[BatchItem], local_id: str) -> BatchHandle:
         job = self.client.batches.create(model=self.entry.model_id, src=[self._request(it) for it in chunk],

@@ -49,9 +49,10 @@ from decimal import Decimal
 from typing import Any, Awaitable, Callable, Iterable, Protocol, Sequence
 
 from ..cost import Cost, Usage, price_usage
+from ..policy.rules import FAIL, decide
 from .base import BatchBackend, BatchHandle, BatchItem, BatchStatus, ItemResult
 
-__all__ = ["BatchLane", "LaneStore", "OpenBatch", "LaneReport", "LaneView", "RetryOne", "is_refusal"]
+__all__ = ["BatchLane", "LaneStore", "OpenBatch", "LaneReport", "LaneView", "RetryOne"]
 
 log = logging.getLogger("flextier.batch")
 
@@ -149,20 +150,6 @@ class _Tracked:
     abandoned: bool = False
     attempts: int = 0
     done: bool = False
-
-
-def is_refusal(exc: BaseException) -> bool:
-    """True when a provider call failed with a definite refusal (a 4xx other than 408/409/429):
-    the request was not accepted, so retrying it or looking for it is pointless."""
-    status = getattr(exc, "status_code", None)                       # openai / anthropic
-    if status is None and isinstance(getattr(exc, "code", None), int):
-        status = exc.code                                            # type: ignore[attr-defined] # google-genai
-    resp = getattr(exc, "response", None)
-    if status is None and isinstance(resp, dict):                    # botocore ClientError
-        status = (resp.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-        if (resp.get("Error") or {}).get("Code") in ("ThrottlingException", "ServiceUnavailableException"):
-            return False
-    return isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429)
 
 
 _ZERO = Cost(tier="batch", cost=Decimal(0), standard_cost=Decimal(0))
@@ -278,8 +265,9 @@ class BatchLane:
         tr.attempts += 1
         try:
             handle = await asyncio.to_thread(self.backend.submit, chunk, tr.local_id)
-        except Exception as exc:  # noqa: BLE001 - classified below
-            if is_refusal(exc) or tr.attempts >= self.max_submit_attempts:
+        except Exception as exc:  # noqa: BLE001 - classified by the backend, decided by the table
+            refused = self._refused(exc)
+            if refused or tr.attempts >= self.max_submit_attempts:
                 log.warning("batch %s was not accepted (%s); its items leave the batch lane", tr.local_id, exc)
                 self._give_up(tr, "failed", str(exc))
             else:
@@ -289,6 +277,13 @@ class BatchLane:
         tr.handle, tr.state, tr.submitted_at = handle, "validating", now
         self.store.batch_submitted(tr.local_id, handle, at=now)
         self.report.batches[tr.local_id] = "validating"
+
+    def _refused(self, exc: BaseException) -> bool:
+        """True when the provider definitely refused a submission (the ``"batch"`` column of
+        :func:`flextier.policy.rules.decide`: any non-retryable class), so retrying it or looking
+        for it is pointless. The backend's adapter classifies the SDK exception."""
+        err = self.backend.classify(exc)
+        return decide(err if err is not None else exc, tier="batch", context="batch").do == FAIL
 
     async def _recover(self, tr: _Tracked) -> None:
         """A batch recorded but not confirmed: find it at the provider, or submit it (again)."""

@@ -17,7 +17,8 @@ from typing import Any, Iterator
 import openai
 
 from ..catalog import ModelEntry
-from ..providers.openai import OpenAIAdapter, text_from_body, usage_from_body
+from ..providers.openai import OpenAIAdapter, text_from_body, usage_from_body, classify_openai
+from ..policy.errors import ProviderError
 from .base import BatchBackend, BatchHandle, BatchItem, BatchStatus, ItemResult, retryable_status, wire_id
 
 __all__ = ["OpenAIBatch"]
@@ -53,6 +54,9 @@ class OpenAIBatch(BatchBackend):
         _, body = self._builder.build_body(item.request, "standard")
         body.pop("service_tier", None)
         return {"custom_id": wire_id(item.item_id), "method": "POST", "url": self.group(item), "body": body}
+
+    def classify(self, exc: BaseException) -> ProviderError | None:
+        return classify_openai(exc, "batch")
 
     def submit(self, chunk: list[BatchItem], local_id: str) -> BatchHandle:
         endpoint = self.group(chunk[0])

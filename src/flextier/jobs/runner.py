@@ -25,11 +25,14 @@ Time: everything reads the injected :class:`Clock` (``now()`` / ``asleep()`` / `
 so with the emulator's scaled clock a 3-hour deadline plays out in seconds, and backoff,
 timeouts and the planner all live in emulated time.
 
-Retry rules, per error class (see :mod:`flextier.policy.errors`):
+Retry rules: the ``"job"`` column of the decision table, :func:`flextier.policy.rules.decide`
+(documented in ``docs/errors.md``); :meth:`Runner._on_error` only carries its answer out.
 flex shed -> lane backoff + AIMD cut, item back to the front of the queue (standard may take
-it); rate limit -> lane pause, not a capacity signal; transient / overloaded / timeout ->
-item retried with its own backoff, at most ``max_item_errors`` times; bad request -> item
-failed; quota exhausted -> the job stops (resumable); flex not supported -> flex lane closed.
+it); rate limit -> lane pause, not a capacity signal; transient / overloaded -> item retried
+with its own backoff, the ``max_item_errors``-th error fails it; timeout -> resent at once,
+counted as an item error; bad request -> item failed; refused key, wrong URL, a run of
+quota refusals, implausible usage -> the job pauses (resumable); flex not supported -> flex
+lane closed.
 """
 from __future__ import annotations
 
@@ -52,9 +55,9 @@ from ..policy.backoff import Backoff
 from ..policy.budget import (Budget, estimate_cost, implausible_usage, output_bound, prompt_tokens_upper_bound,
                              request_answers, request_output_limit)
 from ..policy.concurrency import AimdConfig, AimdController, RateLimiter
-from ..policy.errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
-                             TierNotSupported, Timeout, Unauthorized, UserInputError)
-from ..policy.errors import EndpointNotFound
+from ..policy.errors import ProviderError, UserInputError
+from ..policy.rules import (CLOSE_FLEX, FAIL, MAX_ITEM_ERRORS, PAUSE, QUOTA_STOP_AFTER, REQUEUE, RESEND,
+                            RESEND_ON_TIMEOUT, Limits, decide, on_provider_fault)
 from ..policy.planner import (SAFETY, Decision, InFlight, Observation, Planner, PlannerConfig,
                               changeover_delay_for, standard_capacity)
 from .input import request_to_call
@@ -111,8 +114,9 @@ class RunOptions:
     params: dict[str, Any] = field(default_factory=dict)
     flex_timeout: float = 900.0
     standard_timeout: float = 600.0
-    max_item_errors: int = 5
-    quota_stop_after: int = 5             # consecutive quota refusals that pause the job
+    max_item_errors: int = MAX_ITEM_ERRORS    # the 5th retryable error of an item fails it (policy.rules)
+    resend_on_timeout: int = RESEND_ON_TIMEOUT  # cap on resends of a timed-out send (maybe billed)
+    quota_stop_after: int = QUOTA_STOP_AFTER  # consecutive quota refusals that pause the job
     min_wall_timeout: float = 10.0        # real seconds; see _attempt
     changeover_delay: float | None = None   # d of the planner; None: changeover_delay_for(window)
     margin: float = 60.0
@@ -157,6 +161,7 @@ class Work:
     est_tokens: int = 0
     est_cost: Decimal | None = None
     errors: int = 0
+    timeouts: int = 0
     last_error: ProviderError | None = None
     not_before: float = 0.0
     active: int = 0           # attempts in flight (2 while hedged)
@@ -368,6 +373,8 @@ class Runner:
         self.flex_fail_streak = 0
         self.flex_backoff_until = -math.inf
         self.quota_streak = 0
+        self.limits = Limits(max_item_errors=opts.max_item_errors, resend_on_timeout=opts.resend_on_timeout,
+                             quota_stop_after=opts.quota_stop_after, flex_only=opts.tier_mode == "flex")
         # standard lane pacing
         self.std_tokens = 0.0
         self.std_tokens_at = now
@@ -920,12 +927,13 @@ class Runner:
         self.store.add_attempt(w.seq, tier, "ProviderFault", latency, 200, "implausible_usage", True, now)
         self.store.event(now, "provider_fault", {"item": w.custom_id, "tier": tier, "why": why,
                                                  "usage": oc.usage.as_dict()})
+        act = on_provider_fault()
         if not w.final:
             self.ready.appendleft(w)
         if self._stop is None:
             self._stop = JobPaused(f"provider fault: item {w.custom_id!r} (line {w.line}) {why}; the job is paused "
                                    f"and nothing was priced from that answer. Check the endpoint, then resume",
-                                   kind="provider_fault")
+                                   kind=act.pause_kind or "provider_fault")
         return True
 
     def _cancel_other_copy(self, w: Work, tier: str, now: float) -> None:
@@ -967,67 +975,63 @@ class Runner:
             return
         if w.active > 0:
             return  # the hedged copy is still running; let it decide
-        if isinstance(err, FlexCapacityUnavailable) and tier == "flex":
+        act = decide(err, tier=tier, context="job", item_errors=w.errors, timeouts=w.timeouts,
+                     quota_streak=self.quota_streak, limits=self.limits)
+        if act.count == "errors":
+            w.errors += 1
+            w.last_error = pe
+        elif act.count == "timeouts":
+            w.timeouts += 1
+            w.errors += 1
+            w.last_error = pe
+        elif act.count == "quota":
+            self.quota_streak += 1
+        if act.cut_window:
             self.aimd.on_capacity_error(now)
+        if act.lane_backoff:
             delay = self.opts.backoff.delay(self.flex_fail_streak, pe.retry_after if pe else None)
             self.flex_fail_streak += 1
             self.flex_backoff_until = max(self.flex_backoff_until, now + delay)
+        if act.pace:
+            self.limiter.on_rate_limited(pe.retry_after if pe else None, now)
+        if act.do == REQUEUE:
             self.ready.appendleft(w)
-            return
-        if isinstance(err, RateLimited):
-            self.limiter.on_rate_limited(err.retry_after, now)
-            self.ready.appendleft(w)
-            return
-        if isinstance(err, TierNotSupported) and tier == "flex":
+        elif act.do == CLOSE_FLEX:
             self.flex_ok = False
             self.store.event(now, "flex_unsupported", {"message": str(err)[:200]})
-            if self.opts.tier_mode == "flex":
+            if act.pause_kind and self._stop is None:
                 self._stop = JobPaused(f"{self.entry.name} has no flex tier here ({err}); run with --tier auto "
-                                       f"or --tier standard", kind="flex_unsupported")
+                                       f"or --tier standard", kind=act.pause_kind)
             self.planner = None  # rebuilt without flex at the next tick
             self.ready.appendleft(w)
-            return
-        if isinstance(err, Unauthorized):
-            # A refused or missing key fails every item alike: stop at once, resumably, rather
-            # than fail the whole job one item at a time.
+        elif act.do == PAUSE:
+            # A refused key, a wrong URL or a run of quota refusals fails every item alike: stop at
+            # once, resumably, with nothing marked failed, rather than fail the job item by item.
             self.ready.appendleft(w)
             if self._stop is None:
-                self._stop = JobPaused(f"the provider refused the credentials ({err}); the job is saved, "
-                                       f"set a valid key and resume", kind="auth")
-            return
-        if isinstance(err, EndpointNotFound):
-            # No such route (a wrong --base-url): every item would fail alike. Pause, nothing failed.
-            self.ready.appendleft(w)
-            if self._stop is None:
-                name = (self.store.job() or {}).get("name") or "JOB"
-                sp = self.store.path
-                name = name if (sp.parent.name, sp.stem) == (".flextier", name) else str(sp)
-                self._stop = JobPaused(f"{err.message}; the job is saved and nothing was marked failed: resume it "
-                                       f"with the right URL (flextier resume {name} --base-url URL)", kind="endpoint")
-            return
-        if isinstance(err, QuotaExhausted):
-            # One refusal can be a blip; a run of them with no success in between is a real
-            # quota stop, and retrying would only burn time: pause the job, resumably.
-            self.quota_streak += 1
-            if self.quota_streak >= self.opts.quota_stop_after:
-                self.ready.appendleft(w)
-                self._stop = JobPaused(f"the provider says the account is out of quota ({err}); the job is "
-                                       f"saved, resume it once the quota is raised", kind="quota")
-                return
-            self._delay(w, now + self.opts.backoff.delay(self.quota_streak))
-            return
-        w.errors += 1
-        w.last_error = pe
-        # An exception outside the taxonomy is an adapter or SDK refusing the request itself
-        # (deterministic): one retry in case it was not, then the item fails with the reason.
-        limit = self.opts.max_item_errors if pe is not None else min(2, self.opts.max_item_errors)
-        if isinstance(err, BadRequest) or (pe is not None and not pe.retryable) or w.errors >= limit:
+                self._stop = JobPaused(self._pause_message(act.pause_kind, err), kind=act.pause_kind or "paused")
+        elif act.do == FAIL:
             self._fail(w, tier, err, now, latency)
-            return
-        delay = self.opts.backoff.delay(w.errors - 1, pe.retry_after if pe else None)
-        if isinstance(err, Timeout):
-            delay = 0.0
-        self._delay(w, now + delay)
+        elif act.do == RESEND:
+            self._delay(w, now)  # at once: a timed-out send (maybe billed) is resent, as an item error
+        else:  # RETRY after the item's own backoff (the quota streak's, for a quota refusal)
+            n = self.quota_streak if act.count == "quota" else w.errors - 1
+            self._delay(w, now + self.opts.backoff.delay(n, pe.retry_after if pe and act.count != "quota" else None))
+
+    def _pause_message(self, kind: str | None, err: BaseException) -> str:
+        """The one-line reason a job pauses after ``err`` (see :func:`~flextier.policy.rules.decide`)."""
+        if kind == "auth":
+            return f"the provider refused the credentials ({err}); the job is saved, set a valid key and resume"
+        if kind == "endpoint":
+            name = (self.store.job() or {}).get("name") or "JOB"
+            sp = self.store.path
+            name = name if (sp.parent.name, sp.stem) == (".flextier", name) else str(sp)
+            return (f"{getattr(err, 'message', err)}; the job is saved and nothing was marked failed: resume it "
+                    f"with the right URL (flextier resume {name} --base-url URL)")
+        if kind == "quota":
+            return (f"the provider says the account is out of quota ({err}); the job is saved, resume it once the "
+                    f"quota is raised")
+        return f"{err}; the job is saved, resume it"
 
     def _fail(self, w: Work, tier: str, err: BaseException, now: float, latency: float) -> None:
         w.final = True

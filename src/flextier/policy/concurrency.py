@@ -24,17 +24,12 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
-from .errors import FlexCapacityUnavailable
+from .rules import is_capacity_signal
 
-
-def is_capacity_signal(error: BaseException | None) -> bool:
-    """True when ``error`` means "flex capacity is gone" and should shrink the flex window.
-
-    Only :class:`FlexCapacityUnavailable` counts. :class:`RateLimited` is an account limit
-    (pace instead); timeouts, 5xx and bad requests say nothing reliable about spare flex
-    capacity, and counting them would let a flaky network collapse the window.
-    """
-    return isinstance(error, FlexCapacityUnavailable)
+# ``is_capacity_signal`` (re-exported here) is the decision table's ``cut_window`` for a flex
+# attempt: only :class:`~flextier.policy.errors.FlexCapacityUnavailable` counts. A rate limit
+# is an account limit (pace instead); timeouts, 5xx and bad requests say nothing reliable about
+# spare flex capacity, and counting them would let a flaky network collapse the window.
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ the decisions live here, in :class:`_Run`, and the sync and async loops
 SDKs' own retries are switched off everywhere flextier creates or wraps a client, so
 this loop is the only one.
 
-What the default policy does (``Policy()``):
+What the default policy does (``Policy()``; each error's action is the ``"call"`` column of the
+decision table in :mod:`flextier.policy.rules`, documented in ``docs/errors.md``):
 
 * first tier ``flex``, with a 900 s timeout (providers advise at least 10-15 min);
   ``standard`` keeps the SDK's default timeout;
@@ -16,11 +17,11 @@ What the default policy does (``Policy()``):
 * once ~600 s (``max_flex_wait``) have gone on flex, or the call's own deadline leaves
   less than ``standard_latency_budget`` seconds, the call goes to ``standard``;
 * rate limits, 5xx, connection resets and Anthropic 529 are retried on the *same*
-  tier (``max_retries`` times) - falling back would not help, quotas are shared;
+  tier (``max_retries`` times, default 4) - falling back would not help, quotas are shared;
 * quota and bad-request errors are raised at once;
 * a timeout after the request was sent may have been processed (and billed): it is
-  resent ``resend_on_timeout`` times (default once) and the attempt is recorded as
-  ``possibly_billed``;
+  resent at once and the attempt is recorded as ``possibly_billed``; it counts as one of the
+  same-tier errors (the 5th is final), and ``resend_on_timeout`` (default 4) can cap resends lower;
 * a model without flex raises :class:`TierNotSupported` unless
   ``allow_standard_for_no_flex`` (then it warns and uses standard).
 
@@ -40,8 +41,9 @@ from .._types import Attempt, AttemptOutcome, CallResult
 from ..catalog import ModelEntry
 from ..cost import price_usage
 from .backoff import Backoff
-from .errors import (FlexCapacityUnavailable, ProviderError, Timeout, TierNotSupported)
+from .errors import ProviderError, Timeout, TierNotSupported
 from .events import AttemptEvent, BackoffEvent, FallbackEvent, Hooks
+from .rules import FAIL, FALLBACK, MAX_ITEM_ERRORS, RESEND, RESEND_ON_TIMEOUT, Limits, decide, flex_fallback_reason
 
 __all__ = ["Policy", "call_with_policy", "acall_with_policy", "FlexFallbackWarning",
            "DEFAULT_FLEX_TIMEOUT", "DEFAULT_MAX_FLEX_WAIT"]
@@ -74,10 +76,12 @@ class Policy:
             when the deadline leaves less than this.
         deadline: seconds from the start of each call by which it must be done (None: no
             deadline). The runner passes an absolute ``deadline_at`` instead.
-        resend_on_timeout: how many times a timed-out call is resent (default 1).
+        resend_on_timeout: at most this many resends of a timed-out call (default 4; timeouts
+            also count against ``max_retries``).
         allow_standard_for_no_flex: flex on a model without flex goes to standard (with a
             :class:`FlexFallbackWarning`) instead of raising :class:`TierNotSupported`.
-        max_retries: retries of same-tier errors (rate limit, 5xx, 529, resets) per tier.
+        max_retries: retries of same-tier errors (rate limit, 5xx, 529, resets) per tier
+            (default 4: the 5th such error is final, as for a job item, ``MAX_ITEM_ERRORS``).
         backoff: the delay schedule (base, cap, retry-after cap, RNG).
         hooks: callbacks for attempts, backoffs and fallbacks.
         clock, sleep, asleep: time sources (monotonic seconds), injectable for tests.
@@ -90,9 +94,9 @@ class Policy:
     max_flex_wait: float = DEFAULT_MAX_FLEX_WAIT
     standard_latency_budget: float = 120.0
     deadline: float | None = None
-    resend_on_timeout: int = 1
+    resend_on_timeout: int = RESEND_ON_TIMEOUT
     allow_standard_for_no_flex: bool = False
-    max_retries: int = 6
+    max_retries: int = MAX_ITEM_ERRORS - 1
     backoff: Backoff = field(default_factory=Backoff)
     hooks: Hooks = field(default_factory=Hooks)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
@@ -124,6 +128,11 @@ class Policy:
             out["standard"] = self.standard_timeout
         return out
 
+    def limits(self) -> Limits:
+        """This policy's knobs as the decision table reads them (:mod:`flextier.policy.rules`)."""
+        return Limits(max_item_errors=self.max_retries + 1, resend_on_timeout=self.resend_on_timeout,
+                      allow_standard_for_no_flex=self.allow_standard_for_no_flex)
+
     def replace(self, **changes: Any) -> "Policy":
         return dataclasses.replace(self, **changes)
 
@@ -143,6 +152,7 @@ class _Run:
         self.flex_failures = 0
         self.retries = 0
         self.timeouts = 0
+        self.limits = policy.limits()
         if self.tier == "flex" and not entry.supports_flex:
             self._no_flex(None)
 
@@ -167,17 +177,11 @@ class _Run:
         self.p.hooks.emit(ev)
 
     def _fallback_reason(self, delay: float) -> str | None:
-        fb = self.p.fallback
-        if fb == "never":
-            return None
         now = self.p.clock()
-        if isinstance(fb, int) and self.flex_failures >= fb:
-            return "attempts"
-        if fb == "auto" and now + delay - self.start >= self.p.max_flex_wait:
-            return "max_flex_wait"
-        if self.deadline_at is not None and self.deadline_at - (now + delay) < self.p.standard_latency_budget:
-            return "deadline"
-        return None
+        return flex_fallback_reason(
+            fallback=self.p.fallback, flex_failures=self.flex_failures, waited=now + delay - self.start,
+            max_flex_wait=self.p.max_flex_wait, standard_latency_budget=self.p.standard_latency_budget,
+            deadline_left=None if self.deadline_at is None else self.deadline_at - (now + delay))
 
     def _fail(self, err: ProviderError) -> ProviderError:
         err.attempts = list(self.attempts)  # type: ignore[attr-defined]
@@ -224,48 +228,48 @@ class _Run:
                           cost=cost.cost, standard_cost=cost.standard_cost, attempts=self.attempts, body=out.body)
 
     def failed(self, err: ProviderError, tier: str, started: float, latency: float) -> float:
-        """Record a failed attempt; return the seconds to wait before the next, or raise."""
+        """Record a failed attempt; return the seconds to wait before the next, or raise.
+
+        What to do is :func:`flextier.policy.rules.decide`'s answer (context ``"call"``); this
+        method only keeps the counters, draws the backoff and emits the events.
+        """
         if err.tier is None:
             err.tier = tier
         if err.provider is None:
             err.provider = self.entry.provider
         self._record(tier, started, latency, err=err)
-        if isinstance(err, TierNotSupported):
-            if tier == "flex":
-                self._no_flex(self._fail(err))
-                return 0.0
-            raise self._fail(err)
-        if not err.retryable:
-            raise self._fail(err)
-        if isinstance(err, Timeout):
+        act = decide(err, tier=tier, context="call", item_errors=self.retries, timeouts=self.timeouts,
+                     limits=self.limits)
+        if act.count == "timeouts":
             self.timeouts += 1
-            if self.timeouts > self.p.resend_on_timeout:
-                raise self._fail(err)
-            if tier == "flex":
+            self.retries += 1
+        elif act.count == "errors":
+            self.retries += 1
+        elif act.count == "flex":
+            self.flex_failures += 1
+        if act.do == FAIL:
+            raise self._fail(err)
+        if act.do == FALLBACK:  # flex asked of a model without flex, and the policy allows standard
+            self._no_flex(self._fail(err))  # type: ignore[arg-type]
+            return 0.0
+        if act.do == RESEND:
+            if act.may_fall_back:
                 self.flex_failures += 1
                 reason = self._fallback_reason(0.0)
                 if reason:
                     self._switch("standard", reason)
             return 0.0
-        if isinstance(err, FlexCapacityUnavailable) and tier == "flex":
-            self.flex_failures += 1
-            delay = self.p.backoff.delay(self.flex_failures - 1, err.retry_after)
+        # RETRY with backoff: a flex shed counts flex failures, anything else same-tier retries
+        n = self.flex_failures if act.count == "flex" else self.retries
+        delay = self.p.backoff.delay(n - 1, err.retry_after)
+        if act.may_fall_back:
             reason = self._fallback_reason(delay)
             if reason:
                 self._switch("standard", reason)
                 return 0.0
-            self._check_deadline(err, delay)
-            self.p.hooks.emit(BackoffEvent(self.entry.provider, self.entry.name, tier, delay,
-                                           type(err).__name__, self.flex_failures))
-            return delay
-        # Same-tier retry: rate limits, 5xx, 529, resets (and a capacity error off flex).
-        self.retries += 1
-        if self.retries > self.p.max_retries:
-            raise self._fail(err)
-        delay = self.p.backoff.delay(self.retries - 1, err.retry_after)
         self._check_deadline(err, delay)
         self.p.hooks.emit(BackoffEvent(self.entry.provider, self.entry.name, tier, delay,
-                                       type(err).__name__, self.retries))
+                                       type(err).__name__, n))
         return delay
 
     def _check_deadline(self, err: ProviderError, delay: float) -> None:

@@ -135,8 +135,8 @@ def classify_bedrock(exc: BaseException, tier: str) -> ProviderError | None:
         if code == "ValidationException" and tier != "standard" and (
                 "service tier" in low or "servicetier" in low or "service_tier" in low or "flex" in low):
             return TierNotSupported(msg, **kw)
-        if isinstance(status, int) and status >= 500:
-            return Transient(msg, **kw)
+        if isinstance(status, int) and (status >= 500 or status in (408, 409)):
+            return Transient(msg, **kw)   # 409 ConflictException: as classify_http, retried (the lane looks first)
         if status == 429:
             return RateLimited(msg, **kw)
         if status in (401, 403) or code in _AUTH_CODES:

@@ -136,7 +136,7 @@ def classify_gemini(exc: BaseException, tier: str) -> ProviderError | None:
             return Timeout(msg or "deadline exceeded", **kw)
         if code == 503 or status == "UNAVAILABLE":
             return FlexCapacityUnavailable(msg, **kw) if tier == "flex" else Transient(msg, **kw)
-        if code is not None and (code >= 500 or code == 408):
+        if code is not None and (code >= 500 or code in (408, 409)):  # 409 ABORTED: a conflict, retry
             return Transient(msg, **kw)
         if tier == "flex" and code == 400 and ("service_tier" in low or "servicetier" in low or "flex" in low
                                                or "service tier" in low):
