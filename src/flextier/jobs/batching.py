@@ -40,6 +40,7 @@ from ..batch.base import BatchItem, ItemResult
 from ..batch.jobstore import JobStoreLane
 from ..batch.lane import BatchLane, LaneView, OpenBatch
 from ..cost import Cost
+from ..errors import JobPaused
 from .input import request_to_call
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -240,8 +241,6 @@ class RunnerBatch:
 
     def refusal(self) -> Any:
         """The pause of a ``--tier batch`` job whose items the batch lane could not take."""
-        from .runner import JobPaused
-
         n = sum(k for k, _ in self.refused)
         whys = list(dict.fromkeys(w for _, w in self.refused))
         name = (self.runner.store.job() or {}).get("name") or "JOB"
@@ -277,7 +276,7 @@ def make_batch_backend(entry: Any, *, base_url: str | None, api_key: str | None,
     """
     from .._loopback import check_endpoint
 
-    from ..policy.errors import UserInputError
+    from ..errors import UserInputError
 
     def no(why: str) -> None:
         if required:

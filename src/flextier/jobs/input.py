@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from ..policy.errors import UserInputError
+from ..errors import InvalidInput, UserInputError  # InvalidInput re-exported from its home
 
 #: A line longer than this is rejected (and skipped over without being held in memory).
 MAX_LINE_BYTES = 8 * 1024 * 1024
@@ -64,24 +64,6 @@ class InvalidLine:
 
     def to_error(self, file: str) -> UserInputError:
         return UserInputError(self.message, file=file, line=self.line, field=self.field)
-
-
-class InvalidInput(UserInputError):
-    """The first pass found invalid records; nothing was sent.
-
-    ``errors`` holds the first :data:`MAX_REPORTED_ERRORS` of them (each a one-line
-    :class:`UserInputError`), ``count`` how many there were in all.
-    """
-
-    def __init__(self, file: str, errors: list[UserInputError], count: int) -> None:
-        self.errors = errors
-        self.count = count
-        first = errors[0].one_line() if errors else ""
-        more = f" (and {count - 1} more)" if count > 1 else ""
-        super().__init__(
-            f"{count} invalid record{'s' if count != 1 else ''}; nothing was sent "
-            f"(fix them, or pass --skip-invalid to run without them). First: {first}{more}",
-            file=file)
 
 
 class _Fatal(Exception):

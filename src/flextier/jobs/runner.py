@@ -25,7 +25,7 @@ Time: everything reads the injected :class:`Clock` (``now()`` / ``asleep()`` / `
 so with the emulator's scaled clock a 3-hour deadline plays out in seconds, and backoff,
 timeouts and the planner all live in emulated time.
 
-Retry rules, per error class (see :mod:`flextier.policy.errors`):
+Retry rules, per error class (see :mod:`flextier.errors`):
 flex shed -> lane backoff + AIMD cut, item back to the front of the queue (standard may take
 it); rate limit -> lane pause, not a capacity signal; transient / overloaded / timeout ->
 item retried with its own backoff, at most ``max_item_errors`` times; bad request -> item
@@ -52,9 +52,10 @@ from ..policy.backoff import Backoff
 from ..policy.budget import (Budget, estimate_cost, implausible_usage, output_bound, prompt_tokens_upper_bound,
                              request_answers, request_output_limit)
 from ..policy.concurrency import AimdConfig, AimdController, RateLimiter
-from ..policy.errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
+from ..errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
                              TierNotSupported, Timeout, Unauthorized, UserInputError)
-from ..policy.errors import EndpointNotFound
+from ..errors import EndpointNotFound
+from ..errors import JobPaused  # re-exported: flextier.jobs.runner.JobPaused keeps working
 from ..policy.planner import (SAFETY, Decision, InFlight, Observation, Planner, PlannerConfig,
                               changeover_delay_for, standard_capacity)
 from .input import request_to_call
@@ -224,12 +225,8 @@ class Stats:
         return None if not r else self.now + left / r
 
 
-class JobPaused(Exception):
-    """The job stopped before finishing, resumably (budget cap, quota, interrupt)."""
-
-    def __init__(self, message: str, *, kind: str) -> None:
-        super().__init__(message)
-        self.kind = kind
+# JobPaused (the job stopped before finishing, resumably) lives in flextier/errors.py with the
+# rest of the hierarchy; it is imported above and re-exported here under its old path.
 
 
 # --------------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
-from ..policy.errors import FlextierError, UserInputError
+from ..errors import FlextierError, NoSpace, StoreDamaged, UserInputError  # re-exported
 from .input import MAX_REPORTED_ERRORS, InvalidInput, InvalidLine, JobItem
 
 PENDING, INFLIGHT, DONE, FAILED = "pending", "inflight", "done", "failed"
@@ -182,20 +182,6 @@ INSERT INTO sends (seq, tier, reserved, state, ts)
 ALTER TABLE job ADD COLUMN out_file TEXT;
 """),
 ]
-
-
-class StoreDamaged(UserInputError):
-    """The store file is not a readable SQLite database (corrupted, truncated, not a store). Exit 2."""
-
-
-class NoSpace(FlextierError):
-    """The disk holding the store or the results file is full. The job pauses (exit 3); nothing is lost:
-    what was committed stays, what was not is recovered (and flagged possibly billed) on resume."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = str(path)
-        super().__init__(f"no space left on device while writing {self.path}; the job is paused: free some "
-                         f"space and resume it")
 
 
 def store_failure(exc: BaseException, path: str | os.PathLike[str]) -> FlextierError | None:

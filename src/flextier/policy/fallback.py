@@ -40,7 +40,7 @@ from .._types import Attempt, AttemptOutcome, CallResult
 from ..catalog import ModelEntry
 from ..cost import price_usage
 from .backoff import Backoff
-from .errors import (FlexCapacityUnavailable, ProviderError, Timeout, TierNotSupported)
+from ..errors import (FlexCapacityUnavailable, ProviderError, Timeout, TierNotSupported)
 from .events import AttemptEvent, BackoffEvent, FallbackEvent, Hooks
 
 __all__ = ["Policy", "call_with_policy", "acall_with_policy", "FlexFallbackWarning",
@@ -276,7 +276,7 @@ class _Run:
 def call_with_policy(send: SendFn, policy: Policy | None = None, *, entry: ModelEntry,
                      deadline_at: float | None = None) -> CallResult:
     """Run one logical call: ``send(tier, timeout)`` makes ONE attempt and returns an
-    :class:`AttemptOutcome` or raises a :mod:`flextier.policy.errors` class.
+    :class:`AttemptOutcome` or raises a :mod:`flextier.errors` class.
 
     Returns a :class:`CallResult` (served tier, usage, cost, standard cost, attempts).
     Raises the last :class:`ProviderError` when the policy gives up; the error carries
