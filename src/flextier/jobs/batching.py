@@ -41,7 +41,7 @@ from ..batch.jobstore import JobStoreLane
 from ..batch.lane import BatchLane, LaneView, OpenBatch
 from ..cost import Cost
 from ..errors import JobPaused
-from .input import request_to_call
+from .input import inject_max, request_to_call
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import Runner
@@ -93,11 +93,9 @@ class RunnerBatch:
 
     def prepare(self, req: Any) -> None:
         """The job's ``--max-tokens`` also bounds native request bodies sent in a batch."""
-        from .runner import _inject_max
-
         job_max = self.runner.opts.params.get("max_tokens")
         if job_max:
-            _inject_max(req, job_max)
+            inject_max(req, job_max)
 
     def counted(self, result: ItemResult, cost: Cost) -> None:
         """A batch result became the item's final result (queued; reported after commit)."""

@@ -43,7 +43,7 @@ from .._types import AttemptOutcome, CallRequest
 from ..catalog import ModelEntry
 from ..policy.backoff import retry_after_from_headers
 from ..errors import (BadRequest, EndpointNotFound, FlexCapacityUnavailable, Overloaded, ProviderError, QuotaExhausted,
-                             RateLimited, TierNotSupported, Transient, Unauthorized)
+                      RateLimited, TierNotSupported, Transient, Unauthorized)
 from ..tiers import normalize_tier
 
 __all__ = ["Adapter", "BaseAdapter", "Transport", "get_adapter", "served_tier", "classify_http",
