@@ -223,3 +223,41 @@ def test_no_cycles_hidden_in_function_level_imports() -> None:
     assert not cycles, "import cycles through function-level imports in src/flextier:\n" + "\n".join(
         _describe(c, graph) for c in cycles
     )
+
+
+def _package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Collapse modules to their first level under flextier (``flextier.jobs``, ``flextier.cost``)."""
+    def top(mod: str) -> str:
+        return ".".join(mod.split(".")[:2])
+
+    out: dict[str, set[str]] = {}
+    for a, deps in graph.items():
+        if a == ROOT_PKG:
+            continue  # the curated __init__ re-exports from everywhere by design
+        out.setdefault(top(a), set())
+        for b in deps:
+            if b != ROOT_PKG and top(a) != top(b):
+                out[top(a)].add(top(b))
+                out.setdefault(top(b), set())
+    return out
+
+
+def test_no_cycles_between_packages() -> None:
+    """Layers, not just modules: ``batch`` must not import ``jobs`` while ``jobs`` imports ``batch``.
+
+    Counts function-level imports too, so a lazy import cannot hide an upward dependency.
+    """
+    modules = import_graph(deferred=True)
+    graph = _package_graph(modules)
+    cycles = strongly_connected(graph)
+
+    def edges(comp: list[str]) -> str:
+        members = set(comp)
+        return "\n".join(f"    {a} -> {b}" for a in sorted(modules) for b in sorted(modules[a])
+                         if a != ROOT_PKG and b != ROOT_PKG and ".".join(a.split(".")[:2]) in members
+                         and ".".join(b.split(".")[:2]) in members
+                         and a.split(".")[:2] != b.split(".")[:2])
+
+    assert not cycles, "import cycles between packages of src/flextier:\n" + "\n".join(
+        " <-> ".join(c) + "\n" + edges(c) for c in cycles
+    )

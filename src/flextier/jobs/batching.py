@@ -37,10 +37,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from ..batch.base import BatchItem, ItemResult
-from ..batch.jobstore import JobStoreLane
 from ..batch.lane import BatchLane, LaneView, OpenBatch
 from ..cost import Cost
 from ..errors import JobPaused
+from .batch_store import JobStoreLane
 from .input import inject_max, request_to_call
 
 if TYPE_CHECKING:  # pragma: no cover

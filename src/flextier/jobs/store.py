@@ -50,8 +50,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
+from .._urls import redact_url  # re-exported: flextier.jobs.store.redact_url keeps working
 from ..errors import FlextierError, NoSpace, StoreDamaged, UserInputError  # re-exported
 from .input import MAX_REPORTED_ERRORS, InvalidInput, InvalidLine, JobItem
 
@@ -212,20 +212,6 @@ def store_failure(exc: BaseException, path: str | os.PathLike[str]) -> FlextierE
         return StoreDamaged(f"the job store is damaged ({msg}): restore it from a backup, or move it away and run "
                             f"the job again (done items would be sent, and billed, again)", file=str(path))
     return None
-
-
-def redact_url(url: str | None) -> str | None:
-    """A base URL without user:password, query string or fragment (where keys sometimes hide)."""
-    if not url:
-        return url
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def default_store_path(job: str, base: str | os.PathLike[str] | None = None) -> Path:

@@ -40,6 +40,7 @@ import weakref
 from typing import Any, Callable, ClassVar, Mapping, Protocol, runtime_checkable
 
 from .._types import AttemptOutcome, CallRequest
+from .._urls import redact_url
 from ..catalog import ModelEntry
 from ..policy.backoff import retry_after_from_headers
 from ..errors import (BadRequest, EndpointNotFound, FlexCapacityUnavailable, Overloaded, ProviderError, QuotaExhausted,
@@ -135,8 +136,6 @@ def route_error(status: int | None, body: Any, message: str, url: Any, *, tier: 
         if not (said.startswith(("invalid url", "method not found"))
                 or said in ("", "not found", "404 not found", "404 page not found")):
             return None  # the provider's own answer (model not found...): a bad request, not a bad URL
-    from ..jobs.store import redact_url
-
     shown = redact_url(str(url)) if url else None
     what = (message or "").strip().splitlines()[0][:80] if (message or "").strip() else "no such route"
     return EndpointNotFound(f"{shown or 'the endpoint'} answered HTTP {status} ({what}): no such route, so the "
