@@ -16,8 +16,8 @@ from typing import Any
 
 from .catalog import Catalog, ModelEntry, load_catalog
 from .cost import Cost, Usage, price_usage
-from .policy import errors
-from .policy.errors import *  # noqa: F401,F403  (the documented hierarchy)
+from . import errors
+from .errors import *  # noqa: F401,F403  (the documented hierarchy)
 
 __version__ = "0.1.0"
 

@@ -13,7 +13,7 @@ from .advise import advise as _advise
 from .catalog import PROVIDERS, Catalog, default_catalog, load_catalog, set_default_catalog
 from .cost import fmt_usd
 from .estimate import estimate as _estimate
-from .policy.errors import UserInputError
+from .errors import UserInputError
 from .timeparse import parse_deadline
 
 PRICES_HELP = "Extra price file (JSON or TOML) layered over the built-in catalog; also FLEXTIER_PRICES."

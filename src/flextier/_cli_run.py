@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from .policy.errors import UserInputError
+from .errors import UserInputError
 
 EXIT_FAILED_ITEMS = 1
 EXIT_PAUSED = 3

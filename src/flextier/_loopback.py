@@ -8,7 +8,7 @@ Bedrock built its S3 client from boto3's defaults and tried ``https://BUCKET.s3.
 :func:`flextier.emulator.serve`) or ``--base-url`` names a flextier emulator, each place that
 builds an SDK client (the provider adapters, the batch backends, the emulator's own S3 client)
 calls :func:`check_endpoint` first, and a non-loopback endpoint is refused with one line
-(:class:`OfflineViolation`, a :class:`~flextier.policy.errors.UserInputError`: exit 2) before
+(:class:`OfflineViolation`, a :class:`~flextier.errors.UserInputError`: exit 2) before
 anything is sent.
 
 "Loopback" is ``localhost``, ``127.0.0.0/8`` and ``::1`` (any port); no name is resolved.
@@ -22,7 +22,7 @@ import threading
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
-from .policy.errors import UserInputError
+from .errors import OfflineViolation  # re-exported from its home
 
 __all__ = ["OfflineViolation", "is_loopback_host", "is_loopback_url", "offline", "offline_active",
            "check_endpoint", "client_endpoint", "check_client"]
@@ -33,10 +33,6 @@ CLIENT_NAMES = {"openai": "OpenAI", "gemini": "Gemini", "bedrock": "Bedrock runt
 _lock = threading.Lock()
 _depth = 0
 _why: list[str] = []
-
-
-class OfflineViolation(UserInputError):
-    """A client would reach a non-loopback endpoint while emulating (nothing was sent)."""
 
 
 def is_loopback_host(host: str | None) -> bool:

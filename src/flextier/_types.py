@@ -2,7 +2,7 @@
 
 They are the contract between layers: the runner turns job lines into
 :class:`CallRequest`, an adapter turns one attempt into an :class:`AttemptOutcome`
-(or raises a :mod:`flextier.policy.errors` class), and the policy loop collects
+(or raises a :mod:`flextier.errors` class), and the policy loop collects
 attempts into a :class:`CallResult`.
 """
 from __future__ import annotations

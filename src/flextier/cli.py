@@ -15,7 +15,7 @@ import typer
 
 from ._clicompat import Abort, Exit, NoArgsIsHelpError, UsageError
 
-from .policy.errors import UserInputError
+from .errors import UserInputError
 
 app = typer.Typer(
     name="flextier",

@@ -40,7 +40,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Mapping
 from ._types import AttemptOutcome, CallRequest, CallResult
 from .catalog import Catalog, ModelEntry, default_catalog
 from .cost import Usage, price_usage
-from .policy.errors import ProviderError, Transient
+from .errors import ProviderError, Transient
 from .policy.fallback import Policy, acall_with_policy, call_with_policy
 from .providers import get_adapter
 from .tiers import normalize_tier

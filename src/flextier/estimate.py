@@ -15,7 +15,7 @@ from typing import Any
 
 from .catalog import ModelEntry
 from .cost import Usage, tier_cost
-from .policy.errors import UserInputError
+from .errors import UserInputError
 
 ESTIMATE_TIERS = ("standard", "flex", "batch")
 

@@ -9,7 +9,7 @@ import pytest
 from decimal import Decimal
 
 from flextier.batch import ItemResult
-from flextier.batch.jobstore import JobStoreLane
+from flextier.jobs.batch_store import JobStoreLane
 from flextier.batch.lane import BatchLane
 from flextier.cost import price_usage
 from flextier.jobs.store import JobStore

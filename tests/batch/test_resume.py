@@ -10,7 +10,7 @@ import textwrap
 from decimal import Decimal
 
 from flextier.batch.base import BatchHandle
-from flextier.batch.jobstore import JobStoreLane
+from flextier.jobs.batch_store import JobStoreLane
 from flextier.batch.lane import BatchLane
 from flextier.emulator.batch_core import batch_engine
 from flextier.jobs.store import JobStore
@@ -20,7 +20,7 @@ from .conftest import TIME_SCALE, entry, ledger_cost, remote_batch_id, sigkill_w
 WORKER = textwrap.dedent("""
     import asyncio, sys, time
     from flextier.batch import get_backend
-    from flextier.batch.jobstore import JobStoreLane
+    from flextier.jobs.batch_store import JobStoreLane
     from flextier.batch.lane import BatchLane
     from flextier.catalog import default_catalog
     from flextier.jobs.store import JobStore

@@ -4,7 +4,7 @@
 * :mod:`.openai`, :mod:`.anthropic`, :mod:`.gemini`, :mod:`.bedrock` — one backend per provider;
 * :mod:`.lane` — :class:`BatchLane`, the driver the runner uses (submit, poll, collect, per-line
   retries, salvage, resume, straggler rescue);
-* :mod:`.jobstore` — the lane's store on top of the job store.
+* the lane's store on top of the job store is :mod:`flextier.jobs.batch_store` (above both packages).
 
 Provider SDKs load on first use: ``import flextier.batch`` imports none of them.
 """

@@ -17,7 +17,7 @@ import anthropic
 
 from ..catalog import ModelEntry
 from ..providers.anthropic import AnthropicAdapter, text_from_body, usage_from_body, classify_anthropic
-from ..policy.errors import ProviderError
+from ..errors import ProviderError
 from .base import BatchBackend, BatchHandle, BatchItem, BatchStatus, ItemResult, retryable_status, wire_id
 
 __all__ = ["AnthropicBatch"]

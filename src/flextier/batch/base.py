@@ -40,7 +40,7 @@ from typing import Any, ClassVar, Iterable, Iterator
 from .._types import CallRequest
 from ..catalog import ModelEntry
 from ..cost import Usage
-from ..policy.errors import ProviderError
+from ..errors import ProviderError
 
 __all__ = ["BatchItem", "BatchHandle", "BatchStatus", "ItemResult", "BatchBackend", "STATES", "TERMINAL",
            "wire_id", "retryable_status"]

@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from ..catalog import ModelEntry
 from ..providers.bedrock import BedrockAdapter, text_from_body, usage_from_body, classify_bedrock
-from ..policy.errors import ProviderError
+from ..errors import ProviderError
 from .base import BatchBackend, BatchHandle, BatchItem, BatchStatus, ItemResult, retryable_status, wire_id
 
 __all__ = ["BedrockBatch", "DEFAULT_ROLE", "MIN_RECORDS"]

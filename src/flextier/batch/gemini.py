@@ -18,7 +18,7 @@ from google.genai import types as gtypes
 
 from ..catalog import ModelEntry
 from ..providers.gemini import GeminiAdapter, text_from_body, usage_from_body, classify_gemini
-from ..policy.errors import ProviderError
+from ..errors import ProviderError
 from .base import BatchBackend, BatchHandle, BatchItem, BatchStatus, ItemResult, retryable_status, wire_id
 
 __all__ = ["GeminiBatch"]

@@ -18,7 +18,7 @@ import openai
 
 from ..catalog import ModelEntry
 from ..providers.openai import OpenAIAdapter, text_from_body, usage_from_body, classify_openai
-from ..policy.errors import ProviderError
+from ..errors import ProviderError
 from .base import BatchBackend, BatchHandle, BatchItem, BatchStatus, ItemResult, retryable_status, wire_id
 
 __all__ = ["OpenAIBatch"]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .locate import PriceFileLocator
-from ..policy.errors import UnknownModel, UserInputError
+from ..errors import UnknownModel, UserInputError
 from ..tiers import TIERS
 
 PROVIDERS: tuple[str, ...] = ("openai", "gemini", "bedrock", "anthropic")

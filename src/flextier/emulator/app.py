@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Receive, Scope, Send
 
 from .anthropic_api import AnthropicAPI
-from .batch_core import batch_routes  # issue 7: batch APIs of the four providers
+from .batch_routes import batch_routes  # issue 7: batch APIs of the four providers
 from .bedrock_api import BedrockAPI
 from .bedrock_invoke import BedrockInvokeAPI
 from .count_tokens import count_routes

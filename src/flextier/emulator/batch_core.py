@@ -54,7 +54,7 @@ from .engine import Engine, Session
 from .http import json_response, read_json, BadJSON
 from .wire import Call
 
-__all__ = ["BatchKnobs", "BatchEngine", "BatchJob", "BatchLine", "batch_engine", "batch_routes",
+__all__ = ["BatchKnobs", "BatchEngine", "BatchJob", "BatchLine", "batch_engine", "control_routes",
            "rfc3339", "TERMINAL"]
 
 MINUTE = 60.0
@@ -457,35 +457,3 @@ def control_routes(be: BatchEngine) -> list[BaseRoute]:
         return json_response({"knobs": be.knobs.as_dict()})
 
     return [Route("/_emulator/batch", get, methods=["GET"]), Route("/_emulator/batch", post, methods=["POST"])]
-
-
-def batch_routes(engine: Engine, **knobs: Any) -> list[BaseRoute]:
-    """Every batch route of the four dialects plus the control route, bound to ``engine``.
-
-    Mount these *before* the online routes: Gemini's online dispatcher catches every
-    ``/v1beta/models/...`` POST.
-    """
-    from .batch_anthropic import AnthropicBatchAPI
-    from .batch_bedrock import BedrockBatchAPI
-    from .batch_gemini import GeminiBatchAPI, is_google
-    from .batch_openai import OpenAIBatchAPI
-
-    be = batch_engine(engine)
-    if knobs:
-        be.knobs = be.knobs.replace(**knobs)
-    gemini, oai = GeminiBatchAPI(be), OpenAIBatchAPI(be)
-
-    async def shared_get(request: Request) -> Response:
-        return await (gemini.get if is_google(request) else oai.retrieve)(request)
-
-    async def shared_list(request: Request) -> Response:
-        return await (gemini.list if is_google(request) else oai.list)(request)
-
-    # Both SDKs use GET /v1/batches[/{id}]: one route each, dispatched by the client's headers.
-    routes: list[BaseRoute] = [Route("/v1/batches/{batch_id}", shared_get, methods=["GET"]),
-                               Route("/v1/batches", shared_list, methods=["GET"])]
-    # Gemini before OpenAI: its /v1/files/{id}:download must win over OpenAI's /v1/files/{file_id}.
-    for api in (gemini, oai, AnthropicBatchAPI(be), BedrockBatchAPI(be)):
-        routes.extend(api.routes())
-    return routes + control_routes(be)
-

@@ -67,7 +67,7 @@ class GeminiBatchAPI:
         ``GET /v1/files/{id}`` is left to the OpenAI Files API, which owns that path; the
         batch flow never needs Gemini file metadata, only ``:download``.
         ``GET /v1/batches`` and ``GET /v1/batches/{id}`` are shared with OpenAI: see
-        :func:`.batch_core.batch_routes`, which dispatches them with :func:`is_google`.
+        :func:`.batch_routes.batch_routes`, which dispatches them with :func:`is_google`.
         """
         out: list[BaseRoute] = []
         for v in ("v1beta", "v1"):

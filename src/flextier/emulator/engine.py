@@ -14,7 +14,7 @@ import math
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 
 from ..catalog import ModelEntry, default_catalog
 from ..cost import Usage

@@ -10,15 +10,9 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+from ..errors import KnobError  # the hierarchy's home; re-exported here
+
 __all__ = ["Knobs", "KnobError", "knob_names"]
-
-
-class KnobError(ValueError):
-    """An unknown knob or a value of the wrong type/range."""
-
-    def __init__(self, message: str, knob: str | None = None) -> None:
-        self.knob = knob
-        super().__init__(message)
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, AsyncIterable, AsyncIterator, Iterable
 
 from ..catalog import ModelEntry, default_catalog
-from ..policy.errors import UserInputError
+from ..errors import UserInputError
 from ..timeparse import parse_deadline as _tp_deadline
 from .input import (MAX_REPORTED_ERRORS, InvalidInput, InvalidLine, JobItem, detect_format, file_sha256,
                     item_from_object, iter_input)

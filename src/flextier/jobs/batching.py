@@ -37,10 +37,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from ..batch.base import BatchItem, ItemResult
-from ..batch.jobstore import JobStoreLane
 from ..batch.lane import BatchLane, LaneView, OpenBatch
 from ..cost import Cost
-from .input import request_to_call
+from ..errors import JobPaused
+from .batch_store import JobStoreLane
+from .input import inject_max, request_to_call
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import Runner
@@ -92,11 +93,9 @@ class RunnerBatch:
 
     def prepare(self, req: Any) -> None:
         """The job's ``--max-tokens`` also bounds native request bodies sent in a batch."""
-        from .runner import _inject_max
-
         job_max = self.runner.opts.params.get("max_tokens")
         if job_max:
-            _inject_max(req, job_max)
+            inject_max(req, job_max)
 
     def counted(self, result: ItemResult, cost: Cost) -> None:
         """A batch result became the item's final result (queued; reported after commit)."""
@@ -234,8 +233,6 @@ class RunnerBatch:
 
     def refusal(self) -> Any:
         """The pause of a ``--tier batch`` job whose items the batch lane could not take."""
-        from .runner import JobPaused
-
         n = sum(k for k, _ in self.refused)
         whys = list(dict.fromkeys(w for _, w in self.refused))
         name = (self.runner.store.job() or {}).get("name") or "JOB"
@@ -271,7 +268,7 @@ def make_batch_backend(entry: Any, *, base_url: str | None, api_key: str | None,
     """
     from .._loopback import check_endpoint
 
-    from ..policy.errors import UserInputError
+    from ..errors import UserInputError
 
     def no(why: str) -> None:
         if required:

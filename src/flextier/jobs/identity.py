@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..policy.errors import UserInputError
+from ..errors import UserInputError
 from .input import file_sha256
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")

@@ -28,9 +28,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 
-from ..policy.errors import UserInputError
+from ..errors import InvalidInput, UserInputError  # InvalidInput re-exported from its home
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._types import CallRequest
 
 #: A line longer than this is rejected (and skipped over without being held in memory).
 MAX_LINE_BYTES = 8 * 1024 * 1024
@@ -64,24 +67,6 @@ class InvalidLine:
 
     def to_error(self, file: str) -> UserInputError:
         return UserInputError(self.message, file=file, line=self.line, field=self.field)
-
-
-class InvalidInput(UserInputError):
-    """The first pass found invalid records; nothing was sent.
-
-    ``errors`` holds the first :data:`MAX_REPORTED_ERRORS` of them (each a one-line
-    :class:`UserInputError`), ``count`` how many there were in all.
-    """
-
-    def __init__(self, file: str, errors: list[UserInputError], count: int) -> None:
-        self.errors = errors
-        self.count = count
-        first = errors[0].one_line() if errors else ""
-        more = f" (and {count - 1} more)" if count > 1 else ""
-        super().__init__(
-            f"{count} invalid record{'s' if count != 1 else ''}; nothing was sent "
-            f"(fix them, or pass --skip-invalid to run without them). First: {first}{more}",
-            file=file)
 
 
 class _Fatal(Exception):
@@ -559,6 +544,21 @@ def apply_job_params(body: dict[str, Any], endpoint: str, job_params: dict[str, 
     return body
 
 
+def inject_max(req: "CallRequest", n: int) -> None:
+    """Give a request the job's ``--max-tokens`` (``n``) unless it sets its own, so its cost has a bound.
+
+    A native body gets the field its endpoint reads (``max_output_tokens`` for Responses,
+    ``max_completion_tokens`` for Chat Completions). Here, beside :func:`request_to_call`, because
+    the online lanes and the batch lane both apply it to the requests built there.
+    """
+    if req.native is None:
+        req.params.setdefault("max_tokens", n)
+    elif req.endpoint == "responses":
+        req.native.setdefault("max_output_tokens", n)
+    else:
+        req.native.setdefault("max_completion_tokens", n)
+
+
 def request_to_call(text: str, entry: Any, job_params: dict[str, Any] | None = None) -> Any:
     """Build the :class:`~flextier._types.CallRequest` for one stored item.
 
@@ -723,6 +723,6 @@ class BodyNotes:
         return out
 
 
-__all__ = ["BodyNotes", "apply_job_params", "RESERVED_FIELDS", "JobItem", "InvalidLine", "InvalidInput", "PromptTemplate", "iter_input", "iter_jsonl", "iter_csv",
+__all__ = ["BodyNotes", "apply_job_params", "RESERVED_FIELDS", "JobItem", "InvalidLine", "InvalidInput", "PromptTemplate", "inject_max", "iter_input", "iter_jsonl", "iter_csv",
            "iter_parquet", "item_from_object", "request_to_call", "detect_format", "file_sha256",
            "validate_record", "MAX_LINE_BYTES", "MAX_REPORTED_ERRORS"]

@@ -16,16 +16,12 @@ import os
 import time
 from pathlib import Path
 
-from ..policy.errors import UserInputError
+from ..errors import JobBusy, UserInputError  # JobBusy re-exported from its home
 
 try:  # POSIX
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
-
-
-class JobBusy(UserInputError):
-    """Another live process owns this job (or writes this results file). CLI: one line, exit 2."""
 
 
 def lock_path_for(store: str | os.PathLike[str]) -> Path:

@@ -25,7 +25,7 @@ import stat
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..policy.errors import UserInputError
+from ..errors import UserInputError
 from .lock import JobBusy, try_flock
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ TIER_COLORS = {"flex": "#2a9d8f", "standard": "#e76f51", "batch": "#457b9d", "pr
 MAX_POINTS = 200
 LANES = ("flex", "standard", "batch")
 LATENCY_SAMPLE = 20000
-#: attempt outcomes that mean "flex had no room now" (policy/errors.py class names)
+#: attempt outcomes that mean "flex had no room now" (flextier/errors.py class names)
 FLEX_CAPACITY_ERRORS = ("FlexCapacityUnavailable", "Timeout", "RateLimited", "Overloaded")
 
 

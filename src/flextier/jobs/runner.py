@@ -55,12 +55,14 @@ from ..policy.backoff import Backoff
 from ..policy.budget import (Budget, estimate_cost, implausible_usage, output_bound, prompt_tokens_upper_bound,
                              request_answers, request_output_limit)
 from ..policy.concurrency import AimdConfig, AimdController, RateLimiter
-from ..policy.errors import ProviderError, UserInputError
+from ..errors import ProviderError, UserInputError
+from ..errors import JobPaused  # re-exported: flextier.jobs.runner.JobPaused keeps working
 from ..policy.rules import (CLOSE_FLEX, FAIL, MAX_ITEM_ERRORS, PAUSE, QUOTA_STOP_AFTER, REQUEUE, RESEND,
                             RESEND_ON_TIMEOUT, Limits, decide, on_provider_fault)
 from ..policy.planner import (SAFETY, Decision, InFlight, Observation, Planner, PlannerConfig,
                               changeover_delay_for, standard_capacity)
-from .input import request_to_call
+from .batching import RunnerBatch
+from .input import inject_max, request_to_call
 from .sends import SendBook
 from .store import DONE, FAILED, ClaimedItem, FinishedItem, FlushResult, JobStore
 from .output import OutputSink
@@ -229,12 +231,8 @@ class Stats:
         return None if not r else self.now + left / r
 
 
-class JobPaused(Exception):
-    """The job stopped before finishing, resumably (budget cap, quota, interrupt)."""
-
-    def __init__(self, message: str, *, kind: str) -> None:
-        super().__init__(message)
-        self.kind = kind
+# JobPaused (the job stopped before finishing, resumably) lives in flextier/errors.py with the
+# rest of the hierarchy; it is imported above and re-exported here under its old path.
 
 
 # --------------------------------------------------------------------------------------
@@ -250,16 +248,6 @@ class JobPaused(Exception):
 
 def _max_out(req: CallRequest, job_max: int | None) -> int | None:
     return request_output_limit(req) or job_max
-
-
-def _inject_max(req: CallRequest, n: int) -> None:
-    """Give a native body the job's ``--max-tokens`` so its cost has a bound."""
-    if req.native is None:
-        req.params.setdefault("max_tokens", n)
-    elif req.endpoint == "responses":
-        req.native.setdefault("max_output_tokens", n)
-    else:
-        req.native.setdefault("max_completion_tokens", n)
 
 
 def _request_id(outcome: AttemptOutcome) -> str | None:
@@ -348,8 +336,6 @@ class Runner:
         # be reserved against --max-cost item by item)
         self.batch: Any = None
         if batch_backend is not None and self.entry.supports_batch and opts.max_cost is None:
-            from .batching import RunnerBatch
-
             self.batch = RunnerBatch(self, batch_backend)
         self.batch_ok = self.batch is not None and opts.tier_mode in ("auto", "batch")
         if opts.tier_mode == "batch" and not self.batch_ok:
@@ -578,7 +564,7 @@ class Runner:
         if w.max_out is None and job_max:
             w.max_out = job_max
         if self.opts.max_cost is not None and w.max_out is not None:
-            _inject_max(req, w.max_out)
+            inject_max(req, w.max_out)
         prompt_src: Any = req.native if req.native is not None else (req.messages or [])
         prompt_ub = prompt_tokens_upper_bound(prompt_src)
         w.est_tokens = prompt_ub // 3 + (w.max_out or 256)

@@ -54,9 +54,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
-from ..policy.errors import FlextierError, UserInputError
+from .._urls import redact_url  # re-exported: flextier.jobs.store.redact_url keeps working
+from ..errors import FlextierError, NoSpace, StoreDamaged, UserInputError  # re-exported
 from .input import MAX_REPORTED_ERRORS, InvalidInput, InvalidLine, JobItem
 from .schema import MIGRATIONS, SCHEMA_VERSION  # the tables; applied by JobStore._migrate
 
@@ -66,18 +66,6 @@ FINAL_STATES = (DONE, FAILED)
 # the online claim loop cannot take it, and recover() puts it back to pending (it was never sent).
 BATCH_RESERVED = "~reserved"
 
-class StoreDamaged(UserInputError):
-    """The store file is not a readable SQLite database (corrupted, truncated, not a store). Exit 2."""
-
-
-class NoSpace(FlextierError):
-    """The disk holding the store or the results file is full. The job pauses (exit 3); nothing is lost:
-    what was committed stays, what was not is recovered (and flagged possibly billed) on resume."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = str(path)
-        super().__init__(f"no space left on device while writing {self.path}; the job is paused: free some "
-                         f"space and resume it")
 
 
 def store_failure(exc: BaseException, path: str | os.PathLike[str]) -> FlextierError | None:
@@ -108,20 +96,6 @@ def store_failure(exc: BaseException, path: str | os.PathLike[str]) -> FlextierE
         return StoreDamaged(f"the job store is damaged ({msg}): restore it from a backup, or move it away and run "
                             f"the job again (done items would be sent, and billed, again)", file=str(path))
     return None
-
-
-def redact_url(url: str | None) -> str | None:
-    """A base URL without user:password, query string or fragment (where keys sometimes hide)."""
-    if not url:
-        return url
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def default_store_path(job: str, base: str | os.PathLike[str] | None = None) -> Path:

@@ -40,7 +40,7 @@ from typing import Any, Hashable, Iterable
 
 from ..catalog import ModelEntry
 from ..cost import Usage, tier_cost
-from .errors import UserInputError
+from ..errors import UserInputError
 
 ZERO = Decimal(0)
 

@@ -2,12 +2,12 @@
 
 Two different signals slow a job down, and they must not be mixed up:
 
-* **Flex capacity errors** (:class:`~flextier.policy.errors.FlexCapacityUnavailable`: the
+* **Flex capacity errors** (:class:`~flextier.errors.FlexCapacityUnavailable`: the
   provider shed a flex request because its spare capacity is gone). The right answer is
   fewer flex requests in flight, found by probing: :class:`AimdController` grows the flex
   window additively while requests succeed and cuts it multiplicatively on a shed, the
   same rule TCP uses to find a bottleneck it cannot see.
-* **Ordinary rate limits** (:class:`~flextier.policy.errors.RateLimited`: RPM/TPM of the
+* **Ordinary rate limits** (:class:`~flextier.errors.RateLimited`: RPM/TPM of the
   account). Capacity is fine, we are just sending too fast. Cutting the flex window would
   throw away flex capacity for nothing; the right answer is pacing, done by
   :class:`RateLimiter` (token buckets for requests and tokens, fed by flags or by the

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .._types import Attempt
-from .errors import ProviderError
+from ..errors import ProviderError
 
 log = logging.getLogger("flextier.policy")
 

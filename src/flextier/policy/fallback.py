@@ -41,7 +41,7 @@ from .._types import Attempt, AttemptOutcome, CallResult
 from ..catalog import ModelEntry
 from ..cost import price_usage
 from .backoff import Backoff
-from .errors import ProviderError, Timeout, TierNotSupported
+from ..errors import ProviderError, Timeout, TierNotSupported
 from .events import AttemptEvent, BackoffEvent, FallbackEvent, Hooks
 from .rules import FAIL, FALLBACK, MAX_ITEM_ERRORS, RESEND, RESEND_ON_TIMEOUT, Limits, decide, flex_fallback_reason
 
@@ -280,7 +280,7 @@ class _Run:
 def call_with_policy(send: SendFn, policy: Policy | None = None, *, entry: ModelEntry,
                      deadline_at: float | None = None) -> CallResult:
     """Run one logical call: ``send(tier, timeout)`` makes ONE attempt and returns an
-    :class:`AttemptOutcome` or raises a :mod:`flextier.policy.errors` class.
+    :class:`AttemptOutcome` or raises a :mod:`flextier.errors` class.
 
     Returns a :class:`CallResult` (served tier, usage, cost, standard cost, attempts).
     Raises the last :class:`ProviderError` when the policy gives up; the error carries

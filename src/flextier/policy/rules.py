@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .errors import (BadRequest, EndpointNotFound, FlexCapacityUnavailable, ProviderError, QuotaExhausted,
+from ..errors import (BadRequest, EndpointNotFound, FlexCapacityUnavailable, ProviderError, QuotaExhausted,
                      RateLimited, TierNotSupported, Timeout, Unauthorized)
 
 __all__ = ["Action", "Limits", "decide", "on_provider_fault", "flex_fallback_reason", "is_capacity_signal",

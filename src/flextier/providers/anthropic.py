@@ -25,7 +25,7 @@ import httpx2
 
 from .._types import AttemptOutcome, CallRequest
 from ..cost import Usage
-from ..policy.errors import ProviderError, Transient
+from ..errors import ProviderError, Transient
 from .base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
                    malformed_response, served_tier, split_system, text_of_content, tls_context)
 from .openai import SHARD_CONNECTIONS, _classify_stainless, _json, _limits, aguarded, guarded

@@ -3,7 +3,7 @@
 Why adapters: every provider puts the tier in a different place, reports the served
 tier in a different place, and fails in its own dialect. An adapter hides exactly that
 and nothing more: it makes ONE attempt through the official SDK (with the SDK's own
-retries switched off), classifies any failure into :mod:`flextier.policy.errors`, and
+retries switched off), classifies any failure into :mod:`flextier.errors`, and
 reads the served tier and usage from the *response*. Retrying, backoff and fallback
 belong to :mod:`flextier.policy.fallback`, never to an adapter.
 
@@ -19,7 +19,7 @@ Contract (the runner depends on it)::
   a plain dict, ``served_tier`` the canonical tier the *response* reports (``"unknown"`` when
   the response names a tier flextier does not know or names none; such calls are priced
   ``None``), ``usage`` normalised (input includes cached, output includes reasoning).
-* Raises only :class:`~flextier.policy.errors.ProviderError` subclasses for provider/network
+* Raises only :class:`~flextier.errors.ProviderError` subclasses for provider/network
   failures. Programming errors (bad arguments to the SDK) propagate unchanged.
 
 SDK clients are created once per (provider, base_url, key, timeouts) and reused; async
@@ -40,10 +40,11 @@ import weakref
 from typing import Any, Callable, ClassVar, Mapping, Protocol, runtime_checkable
 
 from .._types import AttemptOutcome, CallRequest
+from .._urls import redact_url
 from ..catalog import ModelEntry
 from ..policy.backoff import retry_after_from_headers
-from ..policy.errors import (BadRequest, EndpointNotFound, FlexCapacityUnavailable, Overloaded, ProviderError, QuotaExhausted,
-                             RateLimited, TierNotSupported, Transient, Unauthorized)
+from ..errors import (BadRequest, EndpointNotFound, FlexCapacityUnavailable, Overloaded, ProviderError, QuotaExhausted,
+                      RateLimited, TierNotSupported, Transient, Unauthorized)
 from ..tiers import normalize_tier
 
 __all__ = ["Adapter", "BaseAdapter", "Transport", "get_adapter", "served_tier", "classify_http",
@@ -135,8 +136,6 @@ def route_error(status: int | None, body: Any, message: str, url: Any, *, tier: 
         if not (said.startswith(("invalid url", "method not found"))
                 or said in ("", "not found", "404 not found", "404 page not found")):
             return None  # the provider's own answer (model not found...): a bad request, not a bad URL
-    from ..jobs.store import redact_url
-
     shown = redact_url(str(url)) if url else None
     what = (message or "").strip().splitlines()[0][:80] if (message or "").strip() else "no such route"
     return EndpointNotFound(f"{shown or 'the endpoint'} answered HTTP {status} ({what}): no such route, so the "
@@ -356,7 +355,7 @@ class BaseAdapter:
         except ProviderError as exc:
             raise self._own(exc, tier)
         except asyncio.TimeoutError as exc:  # raised by asyncio.wait_for in thread-backed adapters
-            from ..policy.errors import Timeout
+            from ..errors import Timeout
             raise Timeout("the call ran past its timeout", tier=tier, provider=self.provider,
                           possibly_billed=True) from exc
         except Exception as exc:

@@ -48,8 +48,8 @@ from botocore.exceptions import (ClientError, ConnectionClosedError, ConnectTime
 
 from .._types import AttemptOutcome, CallRequest
 from ..cost import Usage
-from ..policy.errors import (BadRequest, EndpointNotFound, FlexCapacityUnavailable, ProviderError, QuotaExhausted,
-                             RateLimited, TierNotSupported, Timeout, Transient, Unauthorized)
+from ..errors import (BadRequest, EndpointNotFound, FlexCapacityUnavailable, ProviderError, QuotaExhausted,
+                      RateLimited, TierNotSupported, Timeout, Transient, Unauthorized)
 from .base import (ITEM_HEADER, TIMEOUT_MARGIN, BaseAdapter, check_usage, item_header_value, malformed_response,
                    retry_after_of, route_error, served_tier, split_system, text_of_content)
 

@@ -30,8 +30,8 @@ from google.genai import types as gtypes
 from .._types import AttemptOutcome, CallRequest
 from ..cost import Usage
 from ..policy.backoff import retry_delay_from_google_details
-from ..policy.errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
-                             TierNotSupported, Timeout, Transient, Unauthorized)
+from ..errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
+                      TierNotSupported, Timeout, Transient, Unauthorized)
 from .guard import guard_async_transport, guard_transport
 from .base import (BaseAdapter, Transport, check_usage, item_headers, malformed_response, retry_after_of,
                    request_url, route_error, served_tier, split_system, text_of_content, tls_context)

@@ -9,13 +9,13 @@ wrapper around the httpx transport puts both limits under every request they sen
 * **a total deadline**: the request's own timeout (the per-attempt timeout flextier passes
   the SDK) bounds the whole exchange, not each read. It is checked when the headers arrive
   and between body chunks; past it the stream raises the library's ``ReadTimeout``, which
-  every SDK already maps to its timeout error (-> :class:`~flextier.policy.errors.Timeout`).
+  every SDK already maps to its timeout error (-> :class:`~flextier.errors.Timeout`).
   The async path is also bounded from outside (:meth:`BaseAdapter.asend`), which catches a
   server that trickles its *headers*.
 * **a body cap after decompression**: the transport asks only for ``gzip, deflate`` and
   decodes them itself, incrementally and with zlib's ``max_length``, so no more than
   :data:`MAX_RESPONSE_BYTES` (plus one 64 KiB step) is ever held; beyond it the stream
-  raises a possibly billed :class:`~flextier.policy.errors.Transient` (``response_too_large``),
+  raises a possibly billed :class:`~flextier.errors.Transient` (``response_too_large``),
   and so does a body that would take the bytes held by all bodies being read at once past
   :data:`MAX_INFLIGHT_BYTES` (256 concurrent bombs must not add up to gigabytes),
   retried and then failed like any malformed answer. An encoding it did not ask for is
@@ -31,7 +31,7 @@ import time
 import zlib
 from typing import Any, AsyncIterator, Iterator
 
-from ..policy.errors import Transient
+from ..errors import Transient
 
 __all__ = ["MAX_RESPONSE_BYTES", "ACCEPT_ENCODING", "guard_transport", "guard_async_transport",
            "response_too_large"]

@@ -22,7 +22,7 @@ import openai as _openai
 
 from .._types import AttemptOutcome, CallRequest
 from ..cost import Usage
-from ..policy.errors import ProviderError, Timeout, Transient
+from ..errors import ProviderError, Timeout, Transient
 from .guard import guard_async_transport, guard_transport
 from .base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
                    malformed_response, retry_after_of, request_url, route_error, served_tier, tls_context)

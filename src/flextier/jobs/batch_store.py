@@ -12,6 +12,10 @@ calls ``flush`` — pass the runner's own flush function when the lane runs insi
 runner, so the runner writes the output lines of everything it commits (commit before
 report); standalone, the store's ``flush`` is used.
 
+Why under ``jobs/`` (it was ``batch/jobstore.py``): it is the job's side of the batch lane,
+built on the job store, so it sits above both ``batch`` and ``jobs.store``; in ``batch/`` it
+made the two packages import each other (issue 12: no import cycles).
+
 Output lines have the runner's shape (OpenAI batch output + a ``flextier`` object), with
 ``flextier.tier`` = ``"batch"`` and ``flextier.batch`` = the local batch id.
 """
@@ -20,12 +24,12 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Sequence
 
+from ..batch.base import TERMINAL, BatchHandle, BatchItem, ItemResult
+from ..batch.lane import OpenBatch
 from ..catalog import ModelEntry
 from ..cost import Cost
-from ..jobs.input import request_to_call
-from ..jobs.store import BATCH_RESERVED, DONE, FAILED, FINAL_STATES, FinishedItem, JobStore
-from .base import TERMINAL, BatchHandle, BatchItem, ItemResult
-from .lane import OpenBatch
+from .input import request_to_call
+from .store import BATCH_RESERVED, DONE, FAILED, FINAL_STATES, FinishedItem, JobStore
 
 __all__ = ["JobStoreLane"]
 
