@@ -220,7 +220,7 @@ def _check_bedrock_batch(s3_uri: Optional[str], role_arn: Optional[str]) -> None
 
 
 def _offline_s3(stack: contextlib.ExitStack, a: RunArgs, s3_url: str, *, emu: Any) -> None:
-    """Against an emulator, offline means offline (issue 11): every client flextier builds must be
+    """Against an emulator, offline means offline: every client flextier builds must be
     on loopback, and the Bedrock batch lane's S3 is the emulator's own (``--emulate``: with the
     job's bucket created in it; ``--base-url``: unless boto3 is pointed elsewhere on purpose)."""
     from ._loopback import offline
@@ -329,7 +329,7 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
         if a.emulate is None and a.base_url is None and cfg.get("emulate"):
             a.emulate = cfg["emulate"]
         if a.emulate and cfg.get("emulate"):
-            # the emulated run goes on as it started (issue 11): its time scale and seed, unless told
+            # the emulated run goes on as it started: its time scale and seed, unless told
             if a.time_scale is None:
                 a.time_scale = cfg.get("time_scale")
             if a.seed is None:
@@ -419,7 +419,7 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
             stored = {}
 
     # load the provider's SDK now, before an emulated clock starts: at x600 its ~1.5 s import
-    # was 15 emulated minutes gone from the deadline before the first request (issue 11 item 9)
+    # was 15 emulated minutes gone from the deadline before the first request
     from .providers import adapter_class
 
     adapter_class(entry.provider)
@@ -498,7 +498,7 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
         if opened.resumed:
             deadline = (st.job() or {}).get("deadline")
             # a deadline that passed while the job was stopped stays the job's deadline: the job
-            # finishes and the report says it was missed (issue 18); --deadline gives a new one
+            # finishes and the report says it was missed; --deadline gives a new one
             late = deadline is not None and deadline <= now
         if a.retry_failed and st.reset_failed():
             st.reset_output()  # the old error lines go: the output is rewritten from the store
@@ -543,7 +543,7 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
             typer.echo(format_report(r))
             from .jobs.batching import lane_switches
 
-            for line in lane_switches(st):   # why work left the batch lane (issue 11 item 5)
+            for line in lane_switches(st):   # why work left the batch lane
                 typer.echo(line)
             if emu is not None:
                 from .cost import fmt_usd
@@ -601,7 +601,7 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
         _err(f"flextier: {runner.stats.recovered} items were in flight when the job stopped; they are sent again"
              + (f" ({lost} sends that may have been billed are marked 'possibly billed')" if lost else ""))
     lag = (LagMonitor(clock.time_scale, inflight=lambda: len(runner.flex_active) + len(runner.std_active))
-           if getattr(clock, "time_scale", 1.0) > 1 else None)  # issue 11 item 9: client lag vs emulated time
+           if getattr(clock, "time_scale", 1.0) > 1 else None)  # client lag vs emulated time
     progress = Progress(runner.snapshot, quiet=a.quiet, utc=utc, title=f"flextier run {st.job()['name']}", lag=lag)
 
     from .jobs.signals import DEFAULT_DRAIN_TIMEOUT, GracefulStop

@@ -4,7 +4,7 @@ Why a guard and not only the right URLs: the endpoints a client ends up with com
 places (flags, the SDK's defaults, boto3's environment and config files such as
 ``AWS_ENDPOINT_URL_S3``). Before this guard, ``flextier run --emulate weekday --tier batch`` on
 Bedrock built its S3 client from boto3's defaults and tried ``https://BUCKET.s3.amazonaws.com``
-(issue 11 item 4). Now, while an emulator runs in this process (``flextier run --emulate``,
+. Now, while an emulator runs in this process (``flextier run --emulate``,
 :func:`flextier.emulator.serve`) or ``--base-url`` names a flextier emulator, each place that
 builds an SDK client (the provider adapters, the batch backends, the emulator's own S3 client)
 calls :func:`check_endpoint` first, and a non-loopback endpoint is refused with one line

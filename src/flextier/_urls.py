@@ -2,7 +2,7 @@
 
 Why a module of its own: the job store records a job's base URL and the provider adapters
 name the URL a wrong ``--base-url`` answered from; both must strip the same parts, and the
-adapters sit below the jobs package, so the one function lives below both (issue 12: no
+adapters sit below the jobs package, so the one function lives below both (no
 import cycles, ``providers -> jobs`` was one).
 """
 from __future__ import annotations

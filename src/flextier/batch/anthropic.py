@@ -1,4 +1,4 @@
-"""Anthropic Message Batches backend (providers.md §5): the only discount Claude has.
+"""Anthropic Message Batches backend (docs/providers.md): the only discount Claude has.
 
 Limits: 100,000 requests or 256 MB per batch; ``custom_id`` must match
 ``[a-zA-Z0-9_-]{1,64}`` (other ids go through :func:`~.base.wire_id`). While a batch runs

@@ -1,4 +1,4 @@
-"""Bedrock batch inference backend (providers.md §4.7): JSONL on S3 + ``CreateModelInvocationJob``.
+"""Bedrock batch inference backend (docs/providers.md, Batch APIs): JSONL on S3 + ``CreateModelInvocationJob``.
 
 Each chunk is written to ``s3://{bucket}/{prefix}/{local id}/input.jsonl`` as
 ``{"recordId", "modelInput"}`` records (Converse bodies, ``modelInvocationType`` ``Converse``,

@@ -1,4 +1,4 @@
-"""Gemini Batch API backend (providers.md §3.10): inline ``batchGenerateContent`` requests.
+"""Gemini Batch API backend (docs/providers.md, Batch APIs): inline ``batchGenerateContent`` requests.
 
 Requests go inline (the simplest path and the one the SDK documents first), so a batch
 is bounded by the 20 MB inline limit; each request carries ``metadata.key`` = the item's

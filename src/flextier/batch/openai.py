@@ -1,6 +1,6 @@
 """OpenAI Batch API backend: upload a JSONL file, create ``/v1/batches``, read output and error files.
 
-Limits (providers.md §1.7): 50,000 requests and 200 MB per input file, one endpoint per
+Limits (docs/providers.md, Batch APIs): 50,000 requests and 200 MB per input file, one endpoint per
 batch (``/v1/chat/completions`` or ``/v1/responses``), ``completion_window`` ``24h``. The
 batch carries ``metadata.flextier_batch`` = flextier's local id, which is how
 :meth:`OpenAIBatch.find` recovers a batch created just before a crash. Request bodies

@@ -1,6 +1,6 @@
 """Anthropic dialect: ``POST /v1/messages`` (JSON and SSE events).
 
-Per providers.md §5 and anthropic 2.14: no flex — ``service_tier`` takes ``auto`` or
+Per docs/providers.md and anthropic 2.14: no flex — ``service_tier`` takes ``auto`` or
 ``standard_only`` and anything else is the real 400 ``invalid_request_error``;
 ``usage.service_tier`` is ``standard``; ``usage.input_tokens`` excludes cache reads
 (``cache_read_input_tokens``), which only happen with a ``cache_control`` marker;

@@ -1,10 +1,10 @@
 """The Starlette application: the four provider dialects plus the control plane.
 
 Routes come from route factories (``engine -> list of routes``), so another module
-(the batch lane, issue 7) adds endpoints with :func:`register_routes` without
+(the batch lane) adds endpoints with :func:`register_routes` without
 touching this file. Control plane under ``/_emulator/``: ledger, stats, profile,
 knobs, clock.
-Issue 13 adds embeddings, token counting, model listings and Bedrock InvokeModel
+The same way come embeddings, token counting, model listings and Bedrock InvokeModel
 (modules beside this one), and answers unknown routes in the asked provider's error shape.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Receive, Scope, Send
 
 from .anthropic_api import AnthropicAPI
-from .batch_routes import batch_routes  # issue 7: batch APIs of the four providers
+from .batch_routes import batch_routes  # batch APIs of the four providers
 from .bedrock_api import BedrockAPI
 from .bedrock_invoke import BedrockInvokeAPI
 from .count_tokens import count_routes
@@ -36,7 +36,7 @@ from .knobs import KnobError
 from .models_api import model_routes
 from .openai_api import OpenAIAPI
 from .profiles import PROFILES, build_knobs
-from .s3 import s3_routes  # issue 11: the in-memory S3 of Bedrock batch rehearsals
+from .s3 import s3_routes  # the in-memory S3 of Bedrock batch rehearsals
 from .tokenizer import warm as warm_tokenizer
 
 __all__ = ["build_app", "register_routes", "RouteFactory", "apply_profile", "stats", "EmulatorApp"]
@@ -111,9 +111,9 @@ def _control_routes(engine: Engine) -> list[BaseRoute]:
 def build_app(engine: Engine) -> Starlette:
     warm_tokenizer()     # load the BPE ranks at start-up, not on the first request
     routes: list[BaseRoute] = _control_routes(engine)
-    routes += batch_routes(engine)  # issue 7: ahead of the online dialects (Gemini's POST catch-all)
-    routes += s3_routes(engine)     # issue 11: path-style S3 under /s3 (Bedrock batch input/output)
-    # issue 13: embeddings, token counts, model listings, InvokeModel — also ahead of that catch-all
+    routes += batch_routes(engine)  # ahead of the online dialects (Gemini's POST catch-all)
+    routes += s3_routes(engine)     # path-style S3 under /s3 (Bedrock batch input/output)
+    # embeddings, token counts, model listings, InvokeModel — also ahead of that catch-all
     routes += count_routes(engine) + model_routes(engine)
     for extra in (OpenAIEmbeddings(engine), GeminiEmbeddings(engine), BedrockInvokeAPI(engine)):
         routes += extra.routes()
@@ -131,7 +131,7 @@ def build_app(engine: Engine) -> Starlette:
     async def unrouted(request: Request, exc: Exception) -> Response:
         return route_error(request, getattr(exc, "status_code", 404))
 
-    # unknown paths and wrong methods answer in the dialect of the provider asked (issue 13)
+    # unknown paths and wrong methods answer in the dialect of the provider asked
     app = EmulatorApp(routes=routes, lifespan=lifespan, exception_handlers={404: unrouted, 405: unrouted})
     app.state.engine = engine
     return app

@@ -1,4 +1,4 @@
-"""Anthropic Message Batches on the emulator: ``/v1/messages/batches`` (providers.md §5).
+"""Anthropic Message Batches on the emulator: ``/v1/messages/batches`` (docs/providers.md).
 
 Shapes follow anthropic 2.14's ``MessageBatch``: ``processing_status`` is
 ``in_progress``, ``canceling`` or ``ended``; ``request_counts`` keep every request in

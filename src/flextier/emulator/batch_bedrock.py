@@ -1,4 +1,4 @@
-"""Bedrock batch inference on the emulator: the ``bedrock`` control plane (providers.md §4.7).
+"""Bedrock batch inference on the emulator: the ``bedrock`` control plane (docs/providers.md, Batch APIs).
 
 ``POST /model-invocation-job`` (CreateModelInvocationJob), ``GET /model-invocation-job/{id}``,
 ``POST /model-invocation-job/{id}/stop`` and ``GET /model-invocation-jobs``, with the

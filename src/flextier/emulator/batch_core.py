@@ -2,7 +2,7 @@
 
 Why one core: OpenAI ``/v1/batches``, Anthropic Message Batches, Gemini
 ``batchGenerateContent`` and Bedrock ``CreateModelInvocationJob`` differ in shapes and
-status names, but behave alike underneath (capacity-model.md §6.4): a batch waits
+status names, but behave alike underneath (docs/capacity-model.md §4): a batch waits
 for spare capacity *below* the flex lane, so it runs fast at night and can sit for
 hours at peak; after ``t_age_s`` (10 h) it is promoted to standard priority so it
 still meets the 24 h window; whatever is unfinished at the end of the window expires,
@@ -63,7 +63,7 @@ TERMINAL = frozenset({"completed", "expired", "cancelled", "failed"})
 
 @dataclass(frozen=True)
 class BatchKnobs:
-    """Tunables of the batch tier. Defaults follow capacity-model.md §6.4 / §6.5."""
+    """Tunables of the batch tier. Defaults follow docs/capacity-model.md §4."""
 
     validate_s: float = 60.0        # time in "validating" before work can start
     finalize_s: float = 30.0        # time in "finalizing" after the last line
@@ -97,7 +97,7 @@ class BatchKnobs:
             v = getattr(new, f.name)
             if isinstance(v, (int, float)) and v < 0 and f.name != "stall_at":
                 raise ValueError(f"batch knob {f.name} must be >= 0")
-            if isinstance(v, (int, float)) and not (abs(v) <= 1e10):          # NaN, inf, absurd (issue 18 §7)
+            if isinstance(v, (int, float)) and not (abs(v) <= 1e10):          # NaN, inf, absurd
                 raise ValueError(f"batch knob {f.name} must be a finite number at most 1e10, got {v!r}")
         if new.parallelism > 1000 or new.bedrock_min_records > 50_000:
             raise ValueError("batch knob parallelism must be at most 1000 and bedrock_min_records at most 50000")
@@ -431,7 +431,7 @@ def parse_with(builder: Callable[..., Call], *args: Any) -> tuple[Call | None, t
     from .tokenizer import prompt_overhead
     try:
         call = builder(*args)
-        call.req.prompt_overhead += prompt_overhead(call.req.provider, args[0])   # as online (issue 13)
+        call.req.prompt_overhead += prompt_overhead(call.req.provider, args[0])   # as online
         return call, None
     except WireError as exc:
         try:

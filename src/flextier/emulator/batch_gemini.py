@@ -1,4 +1,4 @@
-"""Gemini Batch API on the emulator (providers.md §3.10, google-genai 3.6.1 ``batches``).
+"""Gemini Batch API on the emulator (docs/providers.md, Batch APIs, google-genai 3.6.1 ``batches``).
 
 * ``POST /v1beta/models/{model}:batchGenerateContent`` with
   ``{"batch": {"displayName", "inputConfig": {"requests": {"requests": [{"request", "metadata": {"key"}}]}}}}``

@@ -1,4 +1,4 @@
-"""OpenAI Batch API on the emulator: ``/v1/files`` and ``/v1/batches`` (providers.md §1.7).
+"""OpenAI Batch API on the emulator: ``/v1/files`` and ``/v1/batches`` (docs/providers.md, Batch APIs).
 
 Shapes follow openai 3.57's ``Batch``, ``FileObject`` and ``BatchRequestCounts``: the
 input is an uploaded JSONL file of ``{"custom_id", "method", "url", "body"}`` lines; the

@@ -3,7 +3,7 @@
 Why a module of its own: the dialects (``batch_openai``, ``batch_gemini``, ``batch_bedrock``,
 ``batch_anthropic``) build on :mod:`.batch_core`, so the function that gathers all four
 sits above them, not inside the core; that keeps the core a lower layer with no import
-of its dialects (issue 12: no import cycles).
+of its dialects (no import cycles).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Bedrock runtime dialect: ``/model/{modelId}/converse`` and ``/converse-stream``.
 
-Per providers.md §4 and botocore's bedrock-runtime model: the tier is the object
+Per docs/providers.md and botocore's bedrock-runtime model: the tier is the object
 ``serviceTier: {"type": "flex"}`` and is echoed back (body, stream ``metadata``);
 errors travel as ``x-amzn-ErrorType`` + ``{"message": ...}`` — ThrottlingException
 (429) or ServiceUnavailableException (503) for shed flex, ValidationException

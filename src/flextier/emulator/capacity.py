@@ -1,4 +1,4 @@
-"""The flex capacity model of capacity-model.md §6, as pure functions and state.
+"""The flex capacity model of docs/capacity-model.md, as pure functions and state.
 
 No I/O, no clocks, no asyncio: every method takes the time ``now`` (emulated POSIX
 seconds) explicitly, so the statistical tests can drive it through days of load in

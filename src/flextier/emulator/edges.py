@@ -1,4 +1,4 @@
-"""The emulator server's own edges (issue 18 section 7): who may drive it, and how slow,
+"""The emulator server's own edges: who may drive it, and how slow,
 big or malformed a request may be.
 
 * **Control endpoints** (``/_emulator/*``) answer only requests whose ``Host`` is a loopback

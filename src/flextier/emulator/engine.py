@@ -73,7 +73,7 @@ class GenRequest:
     server_timeout_s: float | None = None
     prompt_overhead: int = 0      # framing + tool tokens beyond prompt_text (tokenizer.prompt_overhead)
     no_output: bool = False       # embeddings: input only, nothing generated or billed as output
-    # -- beyond plain chat (issue 13); the defaults keep plain chat on its fast path --------
+    # -- beyond plain chat; the defaults keep plain chat on its fast path --------
     n: int = 1                                 # choices (OpenAI ``n``, Gemini ``candidateCount``)
     stop: tuple[str, ...] | None = None        # stop sequences
     seed: int | None = None                    # the request's own ``seed``
@@ -255,7 +255,7 @@ class Engine:
         return visible, reasoning
 
     def _plan_rich(self, req: GenRequest, rng: random.Random) -> Plan:
-        """Plan for structured output, tools, ``n`` choices or stop sequences (issue 13)."""
+        """Plan for structured output, tools, ``n`` choices or stop sequences."""
         tokens = join_tokens(self._prefix_tokens(req.prompt_prefix), tokenize(req.prompt_text))
         choices = [self._choice(req, rng) for _ in range(max(1, req.n))]
         plan = choices[0]

@@ -1,6 +1,6 @@
 """Gemini dialect: ``/v1beta/models/{model}:generateContent`` and ``:streamGenerateContent``.
 
-Per providers.md §3 and google-genai 3.6.1: the tier sits at the request root as
+Per docs/providers.md and google-genai 3.6.1: the tier sits at the request root as
 ``serviceTier`` (SDK) or ``service_tier`` (REST docs), any case, also
 ``SERVICE_TIER_FLEX``; the served tier returns in the ``x-gemini-service-tier``
 header and ``usageMetadata.serviceTier``. A shed flex request is 503 UNAVAILABLE

@@ -5,7 +5,7 @@ Starlette's own StreamingResponse cannot end a response *without* completing it,
 which is exactly what the truncated-stream and connection-reset faults need, so
 :class:`EmuStream` is a minimal ASGI response that can.
 
-JSON bodies are capped in size and nesting (:class:`~.edges.Limits`, issue 18 section 7):
+JSON bodies are capped in size and nesting (:class:`~.edges.Limits`):
 over either, :func:`read_json` raises :class:`BadJSON`, which each dialect answers with its own
 400, instead of a 500 (deep nesting) or an unbounded read. The server's other edges are in
 :mod:`.edges`.

@@ -42,7 +42,7 @@ _MAX_ANY = 1e15              # any other number (a knob added later included)
 class Knobs:
     """Emulator settings. Times are emulated seconds; probabilities are per request."""
 
-    # -- standard demand (capacity-model.md §6.1) --------------------------------
+    # -- standard demand (docs/capacity-model.md §2) --------------------------------
     load_mode: str = "diurnal"          # "diurnal": daily/weekly curve; "constant": rho_s = constant_rho
     constant_rho: float = 0.75          # mean standard utilisation when load_mode == "constant"
     u_peak: float = 0.75                # standard utilisation at the weekday peak (capacity sizing)
@@ -52,7 +52,7 @@ class Knobs:
     tz_offset_h: float = 0.0            # provider-local hour = UTC hour + tz_offset_h
     burst_sigma: float = 0.3            # stationary sd of ln B (mean-one log-normal burst)
     burst_ar: float = 0.8               # AR(1) coefficient of ln B per minute
-    # -- capacity, admission, queue, preemption (§6.2-6.3) -----------------------
+    # -- capacity, admission, queue, preemption (docs/capacity-model.md §3) -----------------------
     slots: int = 64                     # K concurrent slots per model pool
     theta_admit: float = 0.6            # flex is dispatched only while U < theta_admit
     theta_shed: float = 0.8             # fast shed when U >= theta_shed and queue is full

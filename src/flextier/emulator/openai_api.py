@@ -3,7 +3,7 @@
 Structured output, tools, ``n``/``stop``/``seed``/``logprobs`` are read by :mod:`.openai_tools`
 and answered by the engine (:mod:`.tools`, :mod:`.structured`); plain chat keeps its fast path.
 
-Follows providers.md §1 and openai 3.57's types: ``service_tier`` in the body and
+Follows docs/providers.md and openai 3.57's types: ``service_tier`` in the body and
 echoed as the served tier (auto/default/scale -> "default", fast -> "priority"),
 usage with ``cached_tokens``/``reasoning_tokens``, flex shed as 429
 ``resource_unavailable`` (or ``flex_unavailable``), ordinary 429s with

@@ -28,7 +28,7 @@ _ALL_FAULTS: dict[str, Any] = {
 PROFILES: dict[str, dict[str, Any]] = {
     # flex is always served quickly: low constant load, no bursts
     "calm": {"load_mode": "constant", "constant_rho": 0.2, "burst_sigma": 0.0},
-    # the daily and weekly curve of capacity-model.md §6.1
+    # the daily and weekly curve of docs/capacity-model.md §2
     "weekday": {"load_mode": "diurnal"},
     # a sustained weekday peak (rho_s = u_peak, bursts on)
     "peak": {"load_mode": "constant", "constant_rho": 0.75},

@@ -1,7 +1,7 @@
 """A small in-memory S3 inside the emulator, so a Bedrock batch rehearsal never leaves loopback.
 
 Why here and not moto: ``flextier run --emulate`` and :func:`flextier.emulator.serve` must be
-complete offline (issue 11 item 4). Bedrock batch jobs read their input from S3 and write their
+complete offline. Bedrock batch jobs read their input from S3 and write their
 output there; before this module the client's S3 calls went wherever boto3's defaults pointed
 (real AWS). Now the emulator serves the S3 operations the Bedrock batch flow uses, path-style,
 on its own port under ``/s3``::

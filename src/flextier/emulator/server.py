@@ -130,7 +130,7 @@ class Emulator:
     def start(self) -> "Emulator":
         from .._loopback import offline
 
-        # while it runs, every client flextier builds in this process must point at loopback (issue 11)
+        # while it runs, every client flextier builds in this process must point at loopback
         self._offline = offline("flextier.emulator.serve")
         self._offline.__enter__()
         try:
@@ -219,7 +219,7 @@ class Emulator:
         """The flex headroom this profile's daily curve and burst law promise at emulated time ``t``
         (:func:`~flextier.emulator.capacity.expected_headroom`; the seeded bursts themselves left
         out): the time-of-day forecast a client may know, for the planner's availability-weighted
-        line (capacity-model.md §7.4 step 5)."""
+        line (docs/deadline-policy.md §3 rule 5)."""
         from .capacity import expected_headroom
 
         engine = self.engine  # read the knobs at each call: a profile switch changes them

@@ -113,7 +113,7 @@ class WireAPI:
         try:
             body = await read_json(request)
             call = build(body, request)
-            call.req.prompt_overhead += self.overhead(body)   # issue 13: framing + tool tokens
+            call.req.prompt_overhead += self.overhead(body)   # framing + tool tokens
         except BadJSON as exc:
             resp = self.bad_request(str(exc))
             engine.ledger.add(ts=engine.clock.now(), provider=self.provider, model=None, model_wire="",

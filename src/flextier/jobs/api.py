@@ -296,7 +296,7 @@ async def astream_job(items: Iterable[Any] | AsyncIterable[Any], *, model: str |
     opts = RunOptions(model=entry, tier_mode=tier, deadline=dl, concurrency=concurrency,
                       standard_concurrency=standard_concurrency, rpm=rpm, tpm=tpm, max_cost=cap,
                       params=params, **runner_opts)
-    # The batch lane (issue 7) needs the provider's batch API: on by default against a real
+    # The batch lane needs the provider's batch API: on by default against a real
     # endpoint (no custom adapter) for a whole input; a streamed input goes online.
     if batch_backend is None and adapter_given is None and not is_async and cap is None \
             and (tier in ("auto", "batch") or st.open_batches()):

@@ -14,7 +14,7 @@ report); standalone, the store's ``flush`` is used.
 
 Why under ``jobs/`` (it was ``batch/jobstore.py``): it is the job's side of the batch lane,
 built on the job store, so it sits above both ``batch`` and ``jobs.store``; in ``batch/`` it
-made the two packages import each other (issue 12: no import cycles).
+made the two packages import each other (no import cycles).
 
 Output lines have the runner's shape (OpenAI batch output + a ``flextier`` object), with
 ``flextier.tier`` = ``"batch"`` and ``flextier.batch`` = the local batch id.

@@ -1,4 +1,4 @@
-"""The batch lane inside ``flextier run`` (issue 7): the glue between the runner and :mod:`flextier.batch`.
+"""The batch lane inside ``flextier run``: the glue between the runner and :mod:`flextier.batch`.
 
 Why a separate module: the runner's loop stays about the online lanes; this holds everything
 it needs to hand work to provider batches and take it back.
@@ -21,7 +21,7 @@ it needs to hand work to provider batches and take it back.
   (billed + duplicate rows) equals the provider's bill.
 * **Commit before report.** The lane store commits through the runner's own flush, so batch
   results reach the output file and the counters exactly like online ones.
-* **A forced tier is an order** (issue 11 item 5). Under ``--tier batch`` nothing ever goes
+* **A forced tier is an order**. Under ``--tier batch`` nothing ever goes
   online: items the lane hands back (a batch the provider did not accept, a chunk under
   Bedrock's minimum, lines a batch left unanswered) stay pending, and when the lane has
   nothing open any more the job pauses (:class:`~flextier.jobs.runner.JobPaused`, exit 3)

@@ -3,7 +3,7 @@
 Why an OS lock (``flock``) and not a row in the store or a PID file: the kernel drops it
 when its process dies, however it dies (``kill -9``, a crash, a power cut of the process),
 so a crashed owner never blocks a resume and there is no stale-lock guessing. Two runners
-of one job would both claim, send and bill the same items (issue 18: 141-183 items billed
+of one job would both claim, send and bill the same items (a reliability review measured 141-183 items billed
 twice and results lost), so the second one is refused before it touches the store.
 
 The lock file (``<store>.lock``) holds the owner's PID for the refusal message. It is never

@@ -3,7 +3,7 @@
 Why two forms: a person watching a terminal wants one redrawn panel; CI logs, ``nohup``
 and pipes want a plain line every so often that greps well and never floods the log.
 Both read the same :class:`~flextier.jobs.runner.Stats` snapshot, and only on a timer:
-the hot path never formats anything for display (issue 6 measures runner overhead).
+the hot path never formats anything for display (bench/overhead.py measures runner overhead).
 
 Shown: items done / total and the rate; the clock the job runs on (emulated time under
 ``--emulate``) and the elapsed time; the deadline, the estimated finish and the margin

@@ -15,7 +15,7 @@ One :class:`Runner` drives one job store. Its loop, all on one event loop:
 * **Record** each attempt and each final result through the store's batched writer. A
   periodic flush commits them; only then are result lines appended to the output file and
   counted as done (commit before report).
-* **Batch** (issue 7, :mod:`.batching`): when the planner says ``use_batch`` (or ``--tier batch``),
+* **Batch** (:mod:`.batching`): when the planner says ``use_batch`` (or ``--tier batch``),
   the pending items are reserved for provider batches, driven by a
   :class:`~flextier.batch.lane.BatchLane` task on the same loop; items it hands back (per-line
   retries, a straggler rescue) come through the claim loop to the online lanes. First result
@@ -131,13 +131,13 @@ class RunOptions:
     # [policy hook] a planner class (PlannerConfig -> planner) used instead of Planner; only for
     # bench/policy.py's baselines (flextier.policy.baselines), so all policies share this engine
     policy: Callable[[PlannerConfig], Any] | None = None
-    # batch lane (issue 7); used only when the Runner gets a batch backend
+    # batch lane; used only when the Runner gets a batch backend
     batch_poll_interval: float = 60.0     # clock seconds between polls of open batches
     batch_window: float = 24 * 3600.0     # the provider's completion window, as the planner assumes it
     batch_min_runway: float = 4 * 3600.0  # model without flex: batch only with this much room (p90 turnaround)
     # expected relative flex availability at a clock value (e.g. the provider's diurnal curve): bends
-    # the planner's uniform line toward the hours flex is expected to be plentiful (capacity-model.md
-    # §7.4 step 5); None = a straight line. The safety net does not depend on it.
+    # the planner's uniform line toward the hours flex is expected to be plentiful (docs/deadline-policy.md
+    # §3 rule 5); None = a straight line. The safety net does not depend on it.
     availability: Callable[[float], float] | None = None
 
     @property
@@ -329,10 +329,10 @@ class Runner:
                                               cooldown=max(1.0, 2 * self.d / 60), slow_start=True))
         self.limiter = RateLimiter(opts.rpm, opts.tpm, now=now, max_pause=opts.backoff.retry_after_cap)
         self.budget = Budget(max_cost=opts.max_cost)
-        self.sends = SendBook(store)   # a durable record of every request out (issue 18 §2, §4)
+        self.sends = SendBook(store)   # a durable record of every request out
         self.stats = Stats()
         self.flex_ok = self.entry.supports_flex and opts.tier_mode in ("auto", "flex", "batch")
-        # batch lane (issue 7): only with a backend, never under a spending cap (a batch cannot
+        # batch lane: only with a backend, never under a spending cap (a batch cannot
         # be reserved against --max-cost item by item)
         self.batch: Any = None
         if batch_backend is not None and self.entry.supports_batch and opts.max_cost is None:
@@ -1130,7 +1130,7 @@ class Runner:
             await self._shutdown(flusher)
         return self.snapshot()
 
-    # -- graceful stop (issue 18 §6; the signal handlers are in jobs/signals.py) --------------
+    # -- graceful stop (the signal handlers are in jobs/signals.py) --------------
     def request_stop(self, message: str, *, drain_timeout: float) -> None:
         """Stop claiming and sending; let the requests in flight finish and be recorded (they
         are paid for already) for at most ``drain_timeout`` wall seconds, then raise

@@ -111,7 +111,7 @@ CREATE TABLE events (
     detail TEXT
 );
 """),
-    # issue 18 §2/§4: one row per request sent, committed before it leaves (see the module doc).
+    # one row per request sent, committed before it leaves (see the module doc).
     # A store upgraded with items in flight (an older flextier crashed) gets one open send for each,
     # so recover() flags them as that version would have.
     (2, "sends", """

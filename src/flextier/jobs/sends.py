@@ -1,6 +1,6 @@
 """The runner's side of the store's send records: which requests are out, durably.
 
-Why (issue 18 §2, §4): a crash used to lose two facts the provider's bill does not forget.
+Why: a crash used to lose two facts the provider's bill does not forget.
 A timeout or reset mark lived in memory until its item finished, so a kill lost it (an item
 billed five times was flagged three times); and every claimed item was flagged after a
 crash, sent or not (a capped job said "1,012 sends" where 76 were unrecorded). With a

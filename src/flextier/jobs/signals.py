@@ -1,6 +1,6 @@
 """SIGTERM and Ctrl-C stop a job cleanly: drain what is in flight, record it, exit "stopped".
 
-Why (issue 18 §6): without a handler SIGTERM killed the process and left the job "running"
+Why: without a handler SIGTERM killed the process and left the job "running"
 with 264 requests in flight, and Ctrl-C cancelled 200 in-flight requests, which the provider
 billed and a resume then sent (and billed) again. The requests in flight are paid for
 already; waiting a few seconds for their answers is cheaper than buying them twice.

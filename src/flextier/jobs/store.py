@@ -10,7 +10,7 @@ State machine of an item::
     pending --claim--> inflight --ok--> done
                           |  \\--give up--> failed
                           \\--crash--> pending (possibly_billed += its open sends)   [recover()]
-    inflight with in_batch set = submitted in a provider batch (issue 7); a resume
+    inflight with in_batch set = submitted in a provider batch; a resume
     reattaches to the batch instead of resending.
 
 Writes are batched for speed: the runner queues item results, attempts and ledger rows,
@@ -19,7 +19,7 @@ safe is *commit before report*: a result reaches the output file and the progres
 only after the transaction holding it has committed. Claims (pending -> inflight) commit
 before the request is sent, so an item sent before a crash is always known as in flight.
 
-Sends (issue 18 §2, §4): every request that leaves has a row in ``sends``, committed before
+Sends: every request that leaves has a row in ``sends``, committed before
 it leaves, carrying the money reserved for it (its upper-bound cost under ``--max-cost``).
 The runner queues the row when it starts an attempt and the attempt's first step commits
 every queued row in one transaction (:meth:`JobStore.commit_sends`: a group commit per
@@ -430,7 +430,7 @@ class JobStore:
                              None if standard_cost is None else str(standard_cost),
                              input_tokens, output_tokens, kind))
 
-    # -- send records (issue 18 §2, §4; see the module doc) ------------------------------
+    # -- send records (see the module doc) ------------------------------
     def open_send(self, seq: int, tier: str, reserved: Decimal | None, ts: float) -> int:
         """Queue the record of a send about to leave; returns its id. It must be committed
         (:meth:`commit_sends`) before the request goes out."""
@@ -806,7 +806,7 @@ class JobStore:
         result against; None when the id is not an item of this job."""
         return next(self._by_custom_id([custom_id], "seq, state, in_batch, tier, attempts, possibly_billed"), None)
 
-    # -- batch lane (issue 7) --------------------------------------------------------
+    # -- batch lane --------------------------------------------------------
     def create_batch(self, batch_id: str, provider: str, seqs: list[int], *, created_at: float,
                      endpoint: str | None = None, meta: dict[str, Any] | None = None) -> None:
         """Record a provider batch and move its items to inflight-in-batch, atomically."""

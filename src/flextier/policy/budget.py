@@ -7,7 +7,7 @@ once. So before a request is sent the runner reserves an **upper-bound** estimat
 the answer arrives the reservation is replaced by the real cost (:meth:`Budget.settle`); when
 the attempt was not billed (a flex 429) it is dropped (:meth:`Budget.release`).
 
-Crashes (issue 18 §2): an attempt whose outcome is never learnt (a timeout, a reset, a copy
+Crashes: an attempt whose outcome is never learnt (a timeout, a reset, a copy
 cancelled in flight, a send in flight when the process died) may still be billed. It is
 moved from reserved to :attr:`Budget.possibly_billed` at its reserved (upper-bound) cost
 (:meth:`Budget.lose`), and a resumed run seeds that amount from the store's send records, so

@@ -1,6 +1,6 @@
 """The deadline planner: which lane each not-yet-started item goes to, and when.
 
-This is the "UP-tiers" policy of ``capacity-model.md`` §7.4, an adaptation of Uniform
+This is the "UP-tiers" policy of ``docs/deadline-policy.md``, an adaptation of Uniform
 Progress from *Can't Be Late* (NSDI'24) to many small requests on three lanes:
 
 * **flex** (half price, may be shed or queue for minutes),
@@ -40,7 +40,7 @@ time of the ``n = total - done`` unfinished items at standard rate ``r_s``):
    rate that brings ``cp`` to ``ep(now + 2d)`` within ``catch_up`` seconds, net of what flex is
    delivering; it stays open until ``cp >= ep(now + 2d)`` (hysteresis, so the lane does not
    flap on every completion). With an availability forecast (``PlannerConfig.availability``)
-   the line is weighted by expected flex availability instead of time (§7.4 step 5), so a
+   the line is weighted by expected flex availability instead of time (docs/deadline-policy.md §3 rule 5), so a
    job started at a peak leans on the night instead of buying standard at the peak.
 3. **Safety net** (sticky): when ``R < C + 2d + margin``, every not-yet-started item goes to
    standard, flex takes no new work, open batches are cancelled, and each in-flight flex item
@@ -51,7 +51,7 @@ time of the ``n = total - done`` unfinished items at standard rate ``r_s``):
    ``r_f`` (e.g. the p25 of per-minute rates over 30 min, see :func:`rate_quantile`), the
    standard rate is at least ``max(0, n - r_f * R_eff) / R_eff``, ``R_eff = D_eff - now``.
 
-Batch stragglers (issue 7): while items sit in open batches and waiting on the batch is no
+Batch stragglers: while items sit in open batches and waiting on the batch is no
 longer provably safe (``batch_submitted_at + batch_window + C + 2d + margin > D``, or the
 batch has outlived ``batch_window``), the planner says ``batch_rescue="flex"`` once ``R < C + 2d + margin + max(rescue_runway, C)``
 (cancel, move leftovers to flex under UP, which buys standard as needed), and
@@ -85,7 +85,7 @@ RESCUE_NONE, RESCUE_FLEX, RESCUE_STANDARD = "none", "flex", "standard"
 
 def default_changeover_delay(mean_backoff: float = 30.0, flex_timeout: float = 900.0,
                              fraction: float = 0.1) -> float:
-    """``d`` of §7.1: time lost when a lane choice turns out wrong.
+    """``d`` (docs/deadline-policy.md §2): time lost when a lane choice turns out wrong.
 
     Mean flex backoff (full jitter, base 2 s, cap 120 s averages a few tens of seconds over a
     shed episode) plus a fraction of the flex timeout (a request that sat in the flex queue
@@ -164,7 +164,7 @@ class PlannerConfig:
     ``availability`` (optional) is a forecast of relative flex availability at a clock value
     (e.g. expected flex throughput by hour of day from the provider's diurnal profile or the
     job history); it bends the line toward the hours when flex is expected to be plentiful
-    (§7.4 step 5). It must be a deterministic function; the safety net does not depend on it.
+    (docs/deadline-policy.md §3 rule 5). It must be a deterministic function; the safety net does not depend on it.
     """
 
     t0: float
@@ -296,8 +296,8 @@ class Decision:
 class _Line:
     """The progress line from ``(t, done)`` to ``(end, total)``.
 
-    Uniform by default (§7.4 step 2). With an availability forecast ``a(t)`` it is the
-    time-of-day-weighted line of §7.4 step 5: ``ep`` grows in proportion to the expected flex
+    Uniform by default (docs/deadline-policy.md §3 rule 2). With an availability forecast ``a(t)`` it is the
+    time-of-day-weighted line of docs/deadline-policy.md §3 rule 5: ``ep`` grows in proportion to the expected flex
     availability, so the planner does not buy standard at a peak that the night will make up
     for. The forecast is sampled every ``step`` seconds and floored at 2% of its maximum so the
     line keeps moving (and standard can still be bought) through a forecast that says zero.
@@ -436,7 +436,7 @@ class Planner:
         is kept only if, should it fail at that end together with every other kept copy, their
         standard redos (``k / r_s`` of standard time) would still finish ``margin`` before the
         deadline. Without a measured p90 the ends are hard bounds, which makes the safety-net
-        guarantee exact; with one, it is a p90 bet, as §7.4 intends (pay twice only near the end).
+        guarantee exact; with one, it is a p90 bet, as docs/deadline-policy.md §3 rule 3 intends (pay twice only near the end).
         """
         cfg = self.config
         assert cfg.deadline is not None

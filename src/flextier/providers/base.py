@@ -233,7 +233,7 @@ def tls_context(base_url: str | None, create: Callable[[], Any]) -> Any:
     A plain ``http://`` endpoint (the emulator, a local proxy) never negotiates TLS, and
     loading the CA bundle costs 70-700 ms of CPU inside the event loop at the first request:
     under ``--time-scale 600`` that was up to 7 emulated minutes added to every request of
-    the first wave (issue 11 item 9). Such endpoints get a bare context with no CAs, which
+    the first wave. Such endpoints get a bare context with no CAs, which
     is never used and would fail closed (verification on, nothing trusted) if it were.
     """
     if base_url and base_url.lower().startswith("http://"):
@@ -420,7 +420,7 @@ def get_adapter(entry: ModelEntry, *, base_url: str | None = None, api_key: str 
     sets client-level timeouts where the SDK cannot take one per call (botocore).
     """
     cls = adapter_class(entry.provider)
-    from .._loopback import check_client, check_endpoint   # while emulating: loopback only (issue 11)
+    from .._loopback import check_client, check_endpoint   # while emulating: loopback only
 
     if client is not None:
         check_client(client, entry.provider)
