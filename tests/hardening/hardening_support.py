@@ -81,6 +81,16 @@ async def lifespan(receive: Any, send: Any) -> None:
             return
 
 
+async def read_body(receive: Any) -> bytes:
+    """The whole ASGI request body."""
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            return body
+
+
 @contextlib.contextmanager
 def serve_in_thread(srv: Any) -> Iterator[Any]:
     """Run ``srv.app()`` under uvicorn in a thread on a free 127.0.0.1 port (``srv.port``)
@@ -187,12 +197,7 @@ class FuzzServer:
             if scope["type"] == "lifespan":
                 return await lifespan(receive, send)
             path = scope["path"]
-            body = b""
-            while True:
-                msg = await receive()
-                body += msg.get("body", b"")
-                if not msg.get("more_body"):
-                    break
+            body = await read_body(receive)
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             if path == "/_emulator/clock":
                 now = 1_795_000_000.0 + (time.time() - self.t0) * self.time_scale

@@ -23,7 +23,7 @@ import time
 import zlib
 from typing import Any, Iterator
 
-from hardening_support import lifespan, serve_in_thread
+from hardening_support import lifespan, read_body, serve_in_thread
 
 OK_BODY = {"id": "chatcmpl-hostile", "object": "chat.completion", "created": 0, "model": "m",
            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
@@ -68,12 +68,7 @@ class HostileServer:
         async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if scope["type"] == "lifespan":
                 return await lifespan(receive, send)
-            body = b""
-            while True:
-                msg = await receive()
-                body += msg.get("body", b"")
-                if not msg.get("more_body"):
-                    break
+            body = await read_body(receive)
             path = scope["path"]
             if path.endswith("/_emulator/clock"):
                 now = 1_795_000_000.0 + (time.time() - self.t0) * self.time_scale
