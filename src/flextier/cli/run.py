@@ -578,24 +578,16 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
     from ..jobs.clocklag import LagMonitor, record_lag
     from ..jobs.exitcodes import finished_code
     from ..jobs.progress import Progress, resume_command, stopped_message
-    from ..jobs.runner import JobPaused, Runner, RunOptions
+    from ..jobs.runner import JobPaused
+    from ..jobs.session import BatchSettings, build_runner, mark_done, mark_paused, mark_running, mark_stopped
     from ..jobs.store import NoSpace, store_failure
-    from ..providers import get_adapter
 
-    std_c = a.standard_concurrency or concurrency
-    adapter = get_adapter(entry, base_url=base_url, api_key=api_key, max_connections=concurrency + std_c)
-    batch_backend = None
-    if cap is None and (tier in ("auto", "batch") or st.open_batches()):
-        from ..jobs.batching import make_batch_backend
-
-        batch_backend = make_batch_backend(entry, base_url=base_url, api_key=api_key, s3_uri=a.batch_s3_uri,
-                                           role_arn=a.batch_role_arn, required=tier == "batch",
-                                           s3_endpoint_url=a.batch_s3_endpoint)
-    opts = RunOptions(model=entry, tier_mode=tier, deadline=deadline, concurrency=concurrency,
-                      standard_concurrency=a.standard_concurrency, rpm=a.rpm, tpm=a.tpm, max_cost=cap,
-                      ordered=bool(a.ordered), params=params, seed=seed, **a.extra)
-    runner = Runner(st, adapter, opts, clock=clock, output=sink, batch_backend=batch_backend)
-    runner.prepare()
+    runner = build_runner(st, entry, clock=clock, tier=tier, deadline=deadline, concurrency=concurrency,
+                          standard_concurrency=a.standard_concurrency, rpm=a.rpm, tpm=a.tpm, max_cost=cap,
+                          params=params, base_url=base_url, api_key=api_key, output=sink,
+                          batch=BatchSettings(s3_uri=a.batch_s3_uri, role_arn=a.batch_role_arn,
+                                              s3_endpoint_url=a.batch_s3_endpoint),
+                          ordered=bool(a.ordered), seed=seed, **a.extra)
     if runner.stats.recovered and not a.quiet:
         lost = st.recovered_sends
         _err(f"flextier: {runner.stats.recovered} items were in flight when the job stopped; they are sent again"
@@ -617,26 +609,26 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
             stopper.uninstall()
 
     async def job() -> int:
-        st.update_job(state="running", started_at=clock.now(), message=None)
+        mark_running(st, clock)
         progress.start()
         try:
             await runner.run()
         except JobPaused as exc:
             if exc.kind == "interrupted":
                 await progress.stop()
-                st.update_job(state="stopped", message=str(exc))
+                mark_stopped(st, str(exc))
                 cut = runner.stop_cut
                 _err(f"flextier: {exc}: {runner.stop_inflight} requests were in flight"
                      + (f", {cut} cut off (marked possibly billed)" if cut else ", all recorded")
                      + f"; the job is saved. Resume with: {resume_command(st.job()['name'], str(st.path))}")
                 return stopper.exit_code
             runner.stats.paused = str(exc)
-            st.update_job(state="paused", message=str(exc))
+            mark_paused(st, str(exc))
             await progress.stop()
             _err(f"flextier: paused: {exc}")
             return EXIT_PAUSED
         except asyncio.CancelledError:
-            st.update_job(state="stopped", message="interrupted")
+            mark_stopped(st, "interrupted")
             await progress.stop()
             _err(stopped_message(st.job()["name"], str(st.path)))
             raise
@@ -645,10 +637,10 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
             if isinstance(err, NoSpace):
                 await progress.stop()
                 with contextlib.suppress(Exception):  # the disk may still be full
-                    st.update_job(state="paused", message=str(err))
+                    mark_paused(st, str(err))
             raise
         await progress.stop()
-        st.update_job(state="done", finished_at=clock.now(), message=None)
+        mark_done(st, clock)
         return finished_code(st, runner.stats.failed)
 
     try:
