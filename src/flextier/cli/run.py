@@ -288,6 +288,7 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
     from ..jobs.input import BodyNotes, InvalidInput, iter_input
     from ..jobs.lock import JobLock
     from ..jobs.output import OutputSink, check_out_path
+    from ..jobs.session import apply_resume_settings
     from ..jobs.store import JobStore, default_store_path, redact_url
     from ..policy.budget import require_known_prices
 
@@ -311,31 +312,7 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
         if job is None:
             raise UserInputError(f"{path} holds no job", field="JOB")
         stored = job
-        cfg = job["config"]
-        a.file = a.file or job["input_path"]
-        a.model = a.model or job["model"]
-        a.tier = a.tier or job["tier_mode"]
-        a.out = a.out or job["output_path"]
-        a.job = job["name"]
-        a.store = str(path)
-        a.prompt_template = a.prompt_template or job["prompt_template"]
-        a.ordered = bool(job["ordered"]) if a.ordered is None else a.ordered
-        for k in ("concurrency", "standard_concurrency", "rpm", "tpm", "max_tokens", "temperature",
-                  "batch_s3_uri", "batch_role_arn"):
-            if getattr(a, k) is None and cfg.get(k) is not None:
-                setattr(a, k, cfg[k])
-        if a.max_cost is None and cfg.get("max_cost"):
-            a.max_cost = cfg["max_cost"]
-        if a.emulate is None and a.base_url is None and cfg.get("emulate"):
-            a.emulate = cfg["emulate"]
-        if a.emulate and cfg.get("emulate"):
-            # the emulated run goes on as it started: its time scale and seed, unless told
-            if a.time_scale is None:
-                a.time_scale = cfg.get("time_scale")
-            if a.seed is None:
-                a.seed = cfg.get("seed")
-        if a.base_url is None and cfg.get("base_url") and not a.emulate:
-            a.base_url = cfg["base_url"]
+        apply_resume_settings(a, job, path)
 
     if not a.file:
         raise UserInputError("give the job file", field="FILE")

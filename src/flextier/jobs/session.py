@@ -112,5 +112,43 @@ def mark_done(store: Any, clock: Any) -> None:
     store.update_job(state="done", finished_at=clock.now(), message=None)
 
 
+# --------------------------------------------------------------------------------------
+# resume: the settings a job started with, under the ones given now
+# --------------------------------------------------------------------------------------
+
+def apply_resume_settings(a: Any, job: dict[str, Any], store_path: Any) -> None:
+    """Fill every setting not given on resume from the stored job (given settings win).
+
+    ``a`` is the front end's settings object (:class:`flextier.cli.run.RunArgs`: attributes
+    that are None when not given). An emulated run goes on as it started (profile, time
+    scale, seed) unless told otherwise, and a real endpoint is never replaced by the emulator.
+    """
+    cfg = job["config"]
+    a.file = a.file or job["input_path"]
+    a.model = a.model or job["model"]
+    a.tier = a.tier or job["tier_mode"]
+    a.out = a.out or job["output_path"]
+    a.job = job["name"]
+    a.store = str(store_path)
+    a.prompt_template = a.prompt_template or job["prompt_template"]
+    a.ordered = bool(job["ordered"]) if a.ordered is None else a.ordered
+    for k in ("concurrency", "standard_concurrency", "rpm", "tpm", "max_tokens", "temperature",
+              "batch_s3_uri", "batch_role_arn"):
+        if getattr(a, k) is None and cfg.get(k) is not None:
+            setattr(a, k, cfg[k])
+    if a.max_cost is None and cfg.get("max_cost"):
+        a.max_cost = cfg["max_cost"]
+    if a.emulate is None and a.base_url is None and cfg.get("emulate"):
+        a.emulate = cfg["emulate"]
+    if a.emulate and cfg.get("emulate"):
+        # the emulated run goes on as it started: its time scale and seed, unless told
+        if a.time_scale is None:
+            a.time_scale = cfg.get("time_scale")
+        if a.seed is None:
+            a.seed = cfg.get("seed")
+    if a.base_url is None and cfg.get("base_url") and not a.emulate:
+        a.base_url = cfg["base_url"]
+
+
 __all__ = ["BatchSettings", "build_adapter", "wants_batch_lane", "build_batch_backend", "build_runner",
-           "mark_running", "mark_paused", "mark_stopped", "mark_done"]
+           "mark_running", "mark_paused", "mark_stopped", "mark_done", "apply_resume_settings"]
