@@ -1,5 +1,5 @@
 """The batch lane inside ``flextier run`` (issue 7), driven through the real CLI code path
-(:func:`flextier._cli_run.execute`, and ``python -m flextier run`` for the kill -9 test) against
+(:func:`flextier.cli.run.execute`, and ``python -m flextier run`` for the kill -9 test) against
 an emulator on loopback (``--base-url``: the run follows the emulator's scaled clock).
 
 Covered: ``--tier batch`` end to end per provider; ``--tier auto`` choosing batch for a flex
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from flextier._cli_run import RunArgs, execute
+from flextier.cli.run import RunArgs, execute
 from flextier.emulator import serve
 from flextier.emulator.batch_core import batch_engine
 from flextier.jobs.report import build_report, format_report, render_html, report_json
@@ -207,7 +207,7 @@ def test_bedrock_tier_batch_without_s3_is_a_clear_error(tmp_path, capsys):
 _RUN_SCRIPT = ("import json, sys\n"
                "import flextier.jobs.api, flextier.jobs.runner, flextier.jobs.batching, flextier.jobs.progress\n"
                "import flextier.providers.openai, flextier.batch.openai, flextier.emulator.clock\n"
-               "from flextier._cli_run import RunArgs, execute\n"
+               "from flextier.cli.run import RunArgs, execute\n"
                "sys.exit(execute(RunArgs(**json.loads(sys.argv[1]))))\n")
 
 

@@ -38,7 +38,8 @@ from .input import (MAX_REPORTED_ERRORS, InvalidInput, InvalidLine, JobItem, det
 from .identity import identify_input
 from .lock import JobLock
 from .output import OutputSink
-from .runner import Clock, JobPaused, Runner, RunOptions, Stats, WallClock
+from .runner import Clock, JobPaused, Stats, WallClock
+from .session import build_runner
 from .store import FinishedItem, JobStore, redact_url
 
 TIER_CHOICES = ("auto", "flex", "standard", "batch")
@@ -288,33 +289,16 @@ async def astream_job(items: Iterable[Any] | AsyncIterable[Any], *, model: str |
             shutil.rmtree(tmpdir, ignore_errors=True)
         raise
     st = opened.store
-    adapter_given = adapter
-    if adapter is None:
-        from ..providers import get_adapter
-        adapter = get_adapter(entry, base_url=base_url, api_key=api_key,
-                              max_connections=concurrency + (standard_concurrency or concurrency))
-    opts = RunOptions(model=entry, tier_mode=tier, deadline=dl, concurrency=concurrency,
-                      standard_concurrency=standard_concurrency, rpm=rpm, tpm=tpm, max_cost=cap,
-                      params=params, **runner_opts)
-    # The batch lane needs the provider's batch API: on by default against a real
-    # endpoint (no custom adapter) for a whole input; a streamed input goes online.
-    if batch_backend is None and adapter_given is None and not is_async and cap is None \
-            and (tier in ("auto", "batch") or st.open_batches()):
-        from .batching import make_batch_backend
-
-        try:
-            batch_backend = make_batch_backend(entry, base_url=base_url, api_key=api_key, required=tier == "batch")
-        except BaseException:
-            if sink is not None:
-                sink.close()
-            st.close()
-            raise
     queue: asyncio.Queue[JobResult | None] = asyncio.Queue()
     try:
-        runner = Runner(st, adapter, opts, clock=clk, output=sink,
-                        on_result=lambda f, line: queue.put_nowait(_result(f, line)), input_open=is_async,
-                        batch_backend=batch_backend)
-        runner.prepare()
+        # The batch lane needs the provider's batch API: on by default against a real
+        # endpoint (no custom adapter) for a whole input; a streamed input goes online.
+        runner = build_runner(st, entry, clock=clk, tier=tier, deadline=dl, concurrency=concurrency,
+                              standard_concurrency=standard_concurrency, rpm=rpm, tpm=tpm, max_cost=cap,
+                              params=params, base_url=base_url, api_key=api_key, adapter=adapter,
+                              batch_backend=batch_backend, batch_lane=adapter is None and not is_async,
+                              output=sink, on_result=lambda f, line: queue.put_nowait(_result(f, line)),
+                              input_open=is_async, **runner_opts)
     except BaseException:
         if sink is not None:
             sink.close()

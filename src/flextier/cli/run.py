@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from .errors import UserInputError
+from ..errors import UserInputError
 
 EXIT_FAILED_ITEMS = 1
 EXIT_PAUSED = 3
@@ -89,7 +89,7 @@ def _err(msg: str) -> None:
 
 def find_store(job: str, store: Optional[str] = None) -> Path:
     """The store of ``job``: ``--store``, a store path, the name ``run`` printed, the input file, or a unique stem."""
-    from .jobs.identity import find_store_by_name
+    from ..jobs.identity import find_store_by_name
 
     if store:
         p = Path(store)
@@ -104,7 +104,7 @@ def _reading(path: Path) -> Any:
     """``status``/``report``: a damaged store is one line naming it (exit 2), never a traceback."""
     import sqlite3
 
-    from .jobs.store import store_failure
+    from ..jobs.store import store_failure
 
     try:
         yield
@@ -156,7 +156,7 @@ def _remote_emulator_clock(base_url: str) -> Any:
         now, scale = float(data["now"]), float(data["time_scale"])
     except Exception:
         return None
-    from .emulator.clock import ScaledClock
+    from ..emulator.clock import ScaledClock
 
     return ScaledClock(scale, now)
 
@@ -223,14 +223,14 @@ def _offline_s3(stack: contextlib.ExitStack, a: RunArgs, s3_url: str, *, emu: An
     """Against an emulator, offline means offline: every client flextier builds must be
     on loopback, and the Bedrock batch lane's S3 is the emulator's own (``--emulate``: with the
     job's bucket created in it; ``--base-url``: unless boto3 is pointed elsewhere on purpose)."""
-    from ._loopback import offline
+    from .._loopback import offline
 
     stack.enter_context(offline("--emulate" if emu is not None else "--base-url (a flextier emulator)"))
     if emu is None and (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")):
         return
     a.batch_s3_endpoint = s3_url
     if emu is not None and a.batch_s3_uri and a.batch_s3_uri.startswith("s3://"):
-        from .emulator.s3 import S3Error
+        from ..emulator.s3 import S3Error
 
         try:
             emu.s3.create_bucket(a.batch_s3_uri[5:].split("/", 1)[0])
@@ -257,7 +257,7 @@ def execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
     """
     import sqlite3
 
-    from .jobs.store import NoSpace, store_failure
+    from ..jobs.store import NoSpace, store_failure
 
     try:
         return _execute(a, resume_job=resume_job)
@@ -282,14 +282,15 @@ def _execute(a: RunArgs, *, resume_job: Optional[str] = None) -> int:
 
 
 def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> int:
-    from .catalog import default_catalog, load_catalog, set_default_catalog
-    from .jobs.api import TIER_CHOICES, open_job, parse_deadline, parse_money
-    from .jobs.identity import check_job_name, identify_input
-    from .jobs.input import BodyNotes, InvalidInput, iter_input
-    from .jobs.lock import JobLock
-    from .jobs.output import OutputSink, check_out_path
-    from .jobs.store import JobStore, default_store_path, redact_url
-    from .policy.budget import require_known_prices
+    from ..catalog import default_catalog, load_catalog, set_default_catalog
+    from ..jobs.api import TIER_CHOICES, open_job, parse_deadline, parse_money
+    from ..jobs.identity import check_job_name, identify_input
+    from ..jobs.input import BodyNotes, InvalidInput, iter_input
+    from ..jobs.lock import JobLock
+    from ..jobs.output import OutputSink, check_out_path
+    from ..jobs.session import apply_resume_settings
+    from ..jobs.store import JobStore, default_store_path, redact_url
+    from ..policy.budget import require_known_prices
 
     def take_lock(path: Path) -> JobLock:
         lk = JobLock(path).acquire()
@@ -311,31 +312,7 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
         if job is None:
             raise UserInputError(f"{path} holds no job", field="JOB")
         stored = job
-        cfg = job["config"]
-        a.file = a.file or job["input_path"]
-        a.model = a.model or job["model"]
-        a.tier = a.tier or job["tier_mode"]
-        a.out = a.out or job["output_path"]
-        a.job = job["name"]
-        a.store = str(path)
-        a.prompt_template = a.prompt_template or job["prompt_template"]
-        a.ordered = bool(job["ordered"]) if a.ordered is None else a.ordered
-        for k in ("concurrency", "standard_concurrency", "rpm", "tpm", "max_tokens", "temperature",
-                  "batch_s3_uri", "batch_role_arn"):
-            if getattr(a, k) is None and cfg.get(k) is not None:
-                setattr(a, k, cfg[k])
-        if a.max_cost is None and cfg.get("max_cost"):
-            a.max_cost = cfg["max_cost"]
-        if a.emulate is None and a.base_url is None and cfg.get("emulate"):
-            a.emulate = cfg["emulate"]
-        if a.emulate and cfg.get("emulate"):
-            # the emulated run goes on as it started: its time scale and seed, unless told
-            if a.time_scale is None:
-                a.time_scale = cfg.get("time_scale")
-            if a.seed is None:
-                a.seed = cfg.get("seed")
-        if a.base_url is None and cfg.get("base_url") and not a.emulate:
-            a.base_url = cfg["base_url"]
+        apply_resume_settings(a, job, path)
 
     if not a.file:
         raise UserInputError("give the job file", field="FILE")
@@ -387,7 +364,7 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
                  f"at standard) until its answer arrives; --max-tokens N reserves less")
     emulate = a.emulate
     if emulate:
-        from .emulator import PROFILES
+        from ..emulator import PROFILES
 
         if emulate not in PROFILES:
             raise UserInputError(f"unknown profile {emulate!r} (choose from {', '.join(PROFILES)})",
@@ -399,7 +376,7 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
     named = bool(a.job or a.store)  # the user chose the job's name or store: no guessing from the file
     store_path = Path(a.store) if a.store else default_store_path(name)
     if ident is not None and not named and not store_path.exists():
-        from .jobs.identity import legacy_store
+        from ..jobs.identity import legacy_store
 
         old = legacy_store(ident)  # a job started by an older flextier under the bare stem: resume it
         if old is not None:
@@ -420,13 +397,13 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
 
     # load the provider's SDK now, before an emulated clock starts: at x600 its ~1.5 s import
     # was 15 emulated minutes gone from the deadline before the first request
-    from .providers import adapter_class
+    from ..providers import adapter_class
 
     adapter_class(entry.provider)
     with contextlib.ExitStack() as stack:
         emu = None
         if emulate:
-            from .emulator import serve
+            from ..emulator import serve
 
             start: Any = EMULATED_START
             if stored.get("last_clock") and stored.get("clock_domain") == "emulated":
@@ -448,7 +425,7 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
             if clock is not None and base_url:   # a flextier emulator on loopback: stay offline too
                 _offline_s3(stack, a, base_url.rstrip("/") + "/s3", emu=None)
             if clock is None:
-                from .jobs.runner import WallClock
+                from ..jobs.runner import WallClock
 
                 clock = WallClock()
         now = clock.now()
@@ -508,14 +485,14 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
         if tier == "batch" and entry.provider == "bedrock" and not st.open_batches():
             # Bedrock refuses jobs under its minimum (AWS: 100 records); the lane would send the items
             # online instead, which for --tier batch means paying the standard price without asking.
-            from .batch.bedrock import MIN_RECORDS
+            from ..batch.bedrock import MIN_RECORDS
 
             left = st.counts()["pending"] + st.counts()["inflight"]
             if 0 < left < MIN_RECORDS:
                 raise UserInputError(f"a Bedrock batch job needs at least {MIN_RECORDS} records and this job has "
                                      f"{left} to send; run it with --tier auto or --tier standard", field="--tier")
         if not a.quiet and not opened.resumed and ident is not None and not named:
-            from .jobs.identity import earlier_jobs
+            from ..jobs.identity import earlier_jobs
 
             older = earlier_jobs(ident)
             if older:
@@ -537,16 +514,16 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
         code = _run(st, entry, api_key, base_url, clock, deadline, tier, concurrency, a, cap, params, sink,
                     utc=domain == "emulated", seed=seed)
         if not a.quiet:
-            from .jobs.report import build_report, format_report, write_html
+            from ..jobs.report import build_report, format_report, write_html
 
             r = build_report(st)
             typer.echo(format_report(r))
-            from .jobs.batching import lane_switches
+            from ..jobs.batching import lane_switches
 
             for line in lane_switches(st):   # why work left the batch lane
                 typer.echo(line)
             if emu is not None:
-                from .cost import fmt_usd
+                from ..cost import fmt_usd
 
                 billed = sum((Decimal(x["cost"]) for x in emu.ledger() if x.get("cost")), Decimal(0))
                 typer.echo(f"emulator ledger: billed {fmt_usd(billed)} for {len(emu.ledger())} requests "
@@ -555,19 +532,19 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
             if a.html:
                 typer.echo(f"report: {write_html(r, a.html)}")
             if code == EXIT_FAILED_ITEMS:
-                from .jobs.progress import resume_command
+                from ..jobs.progress import resume_command
 
                 _err(f"flextier: {r['counts']['failed']} items failed (reasons in {out}); to send them again: "
                      f"{resume_command(name, str(store_path))} --retry-failed")
         elif a.html:  # --quiet silences the summary, not the page asked for
-            from .jobs.report import build_report, write_html
+            from ..jobs.report import build_report, write_html
 
             write_html(build_report(st), a.html)
         return code
 
 
 def _ago(seconds: float) -> str:
-    from .jobs.api import _human
+    from ..jobs.api import _human
 
     return _human(seconds)
 
@@ -575,27 +552,19 @@ def _ago(seconds: float) -> str:
 def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], clock: Any, deadline: Optional[float],
          tier: str, concurrency: int, a: RunArgs, cap: Optional[Decimal], params: dict[str, Any], sink: Any,
          *, utc: bool, seed: int) -> int:
-    from .jobs.clocklag import LagMonitor, record_lag
-    from .jobs.exitcodes import finished_code
-    from .jobs.progress import Progress, resume_command, stopped_message
-    from .jobs.runner import JobPaused, Runner, RunOptions
-    from .jobs.store import NoSpace, store_failure
-    from .providers import get_adapter
+    from ..jobs.clocklag import LagMonitor, record_lag
+    from ..jobs.exitcodes import finished_code
+    from ..jobs.progress import Progress, resume_command, stopped_message
+    from ..jobs.runner import JobPaused
+    from ..jobs.session import BatchSettings, build_runner, mark_done, mark_paused, mark_running, mark_stopped
+    from ..jobs.store import NoSpace, store_failure
 
-    std_c = a.standard_concurrency or concurrency
-    adapter = get_adapter(entry, base_url=base_url, api_key=api_key, max_connections=concurrency + std_c)
-    batch_backend = None
-    if cap is None and (tier in ("auto", "batch") or st.open_batches()):
-        from .jobs.batching import make_batch_backend
-
-        batch_backend = make_batch_backend(entry, base_url=base_url, api_key=api_key, s3_uri=a.batch_s3_uri,
-                                           role_arn=a.batch_role_arn, required=tier == "batch",
-                                           s3_endpoint_url=a.batch_s3_endpoint)
-    opts = RunOptions(model=entry, tier_mode=tier, deadline=deadline, concurrency=concurrency,
-                      standard_concurrency=a.standard_concurrency, rpm=a.rpm, tpm=a.tpm, max_cost=cap,
-                      ordered=bool(a.ordered), params=params, seed=seed, **a.extra)
-    runner = Runner(st, adapter, opts, clock=clock, output=sink, batch_backend=batch_backend)
-    runner.prepare()
+    runner = build_runner(st, entry, clock=clock, tier=tier, deadline=deadline, concurrency=concurrency,
+                          standard_concurrency=a.standard_concurrency, rpm=a.rpm, tpm=a.tpm, max_cost=cap,
+                          params=params, base_url=base_url, api_key=api_key, output=sink,
+                          batch=BatchSettings(s3_uri=a.batch_s3_uri, role_arn=a.batch_role_arn,
+                                              s3_endpoint_url=a.batch_s3_endpoint),
+                          ordered=bool(a.ordered), seed=seed, **a.extra)
     if runner.stats.recovered and not a.quiet:
         lost = st.recovered_sends
         _err(f"flextier: {runner.stats.recovered} items were in flight when the job stopped; they are sent again"
@@ -604,7 +573,7 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
            if getattr(clock, "time_scale", 1.0) > 1 else None)  # client lag vs emulated time
     progress = Progress(runner.snapshot, quiet=a.quiet, utc=utc, title=f"flextier run {st.job()['name']}", lag=lag)
 
-    from .jobs.signals import DEFAULT_DRAIN_TIMEOUT, GracefulStop
+    from ..jobs.signals import DEFAULT_DRAIN_TIMEOUT, GracefulStop
 
     stopper = GracefulStop(runner, notify=_err,
                            drain_timeout=DEFAULT_DRAIN_TIMEOUT if a.drain_timeout is None else a.drain_timeout)
@@ -617,26 +586,26 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
             stopper.uninstall()
 
     async def job() -> int:
-        st.update_job(state="running", started_at=clock.now(), message=None)
+        mark_running(st, clock)
         progress.start()
         try:
             await runner.run()
         except JobPaused as exc:
             if exc.kind == "interrupted":
                 await progress.stop()
-                st.update_job(state="stopped", message=str(exc))
+                mark_stopped(st, str(exc))
                 cut = runner.stop_cut
                 _err(f"flextier: {exc}: {runner.stop_inflight} requests were in flight"
                      + (f", {cut} cut off (marked possibly billed)" if cut else ", all recorded")
                      + f"; the job is saved. Resume with: {resume_command(st.job()['name'], str(st.path))}")
                 return stopper.exit_code
             runner.stats.paused = str(exc)
-            st.update_job(state="paused", message=str(exc))
+            mark_paused(st, str(exc))
             await progress.stop()
             _err(f"flextier: paused: {exc}")
             return EXIT_PAUSED
         except asyncio.CancelledError:
-            st.update_job(state="stopped", message="interrupted")
+            mark_stopped(st, "interrupted")
             await progress.stop()
             _err(stopped_message(st.job()["name"], str(st.path)))
             raise
@@ -645,10 +614,10 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
             if isinstance(err, NoSpace):
                 await progress.stop()
                 with contextlib.suppress(Exception):  # the disk may still be full
-                    st.update_job(state="paused", message=str(err))
+                    mark_paused(st, str(err))
             raise
         await progress.stop()
-        st.update_job(state="done", finished_at=clock.now(), message=None)
+        mark_done(st, clock)
         return finished_code(st, runner.stats.failed)
 
     try:
@@ -748,10 +717,10 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Progress of a running or stopped job, read from its store."""
-        from .cost import fmt_usd
-        from .jobs.progress import inflight_text, money_fields
-        from .jobs.lock import live_owner
-        from .jobs.store import JobStore
+        from ..cost import fmt_usd
+        from ..jobs.progress import inflight_text, money_fields
+        from ..jobs.lock import live_owner
+        from ..jobs.store import JobStore
 
         path = find_store(job, store)
         with _reading(path), JobStore(path, create=False) as st:
@@ -793,8 +762,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Summary of a job: tiers, cost against standard, % saved, latency, deadline."""
-        from .jobs.report import build_report, format_report, report_json, write_html
-        from .jobs.store import JobStore
+        from ..jobs.report import build_report, format_report, report_json, write_html
+        from ..jobs.store import JobStore
 
         path = find_store(job, store)
         with _reading(path), JobStore(path, create=False) as st:

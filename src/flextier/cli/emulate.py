@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from .errors import UserInputError
+from ..errors import UserInputError
 
 
 def _pairs(values: Optional[List[str]], field: str) -> dict[str, str]:
@@ -39,8 +39,8 @@ def register(app: typer.Typer) -> None:
                                        "parallelism=0.01, s3_endpoint_url=URL). Also POST /_emulator/batch."),
     ) -> None:
         """Run a local OpenAI/Gemini/Bedrock/Anthropic emulator with flex-tier behaviour."""
-        from .emulator import PROFILES, Emulator, KnobError
-        from .emulator.clock import parse_start
+        from ..emulator import PROFILES, Emulator, KnobError
+        from ..emulator.clock import parse_start
 
         if profile not in PROFILES:
             raise UserInputError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})",
@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise UserInputError(str(exc), field="--start") from None
         overrides = _pairs(knob, "--knob")
-        from .emulator.batch_core import BatchKnobs, batch_engine
+        from ..emulator.batch_core import BatchKnobs, batch_engine
 
         batch_overrides = _pairs(batch_knob, "--batch-knob")
         try:

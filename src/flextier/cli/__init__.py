@@ -1,21 +1,20 @@
 """The ``flextier`` command: a thin Typer layer over the library.
 
-Each area registers its own commands from a private ``_cli_*`` module, so the CLI
-stays a list of imports. Bad user input never produces a traceback: every
+Each area registers its own commands from a module of this package (``run``,
+``emulate``, ``catalog``), so the CLI stays a list of imports. Bad user input never produces a traceback: every
 :class:`~flextier.errors.UserInputError` and every usage error becomes one line on
 stderr and exit code 2, before anything is sent or charged.
 """
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Optional
 
 import typer
 
-from ._clicompat import Abort, Exit, NoArgsIsHelpError, UsageError
+from .compat import Abort, Exit, NoArgsIsHelpError, UsageError
 
-from .errors import UserInputError
+from ..errors import UserInputError
 
 app = typer.Typer(
     name="flextier",
@@ -29,7 +28,7 @@ app = typer.Typer(
 def _print_version(value: bool) -> None:
     """``--version``: the package version, then exit 0 (eager, so it needs no command)."""
     if value:
-        from . import __version__
+        from .. import __version__
 
         typer.echo(f"flextier {__version__}")
         raise typer.Exit(0)
@@ -44,7 +43,7 @@ def _root(
 ) -> None:
     """Global options. ``FLEXTIER_PRICES`` works like ``--prices``."""
     if prices:
-        from .catalog import load_catalog, set_default_catalog
+        from ..catalog import load_catalog, set_default_catalog
 
         set_default_catalog(load_catalog(prices))
 
@@ -52,9 +51,9 @@ def _root(
 # Modules that add commands with `register(app)`. Missing ones are skipped so each
 # area can land on its own.
 _COMMAND_MODULES = (
-    "flextier._cli_catalog",    # estimate, models, advise
-    "flextier._cli_emulate",    # emulate
-    "flextier._cli_run",        # run, resume, status, report
+    "flextier.cli.catalog",    # estimate, models, advise
+    "flextier.cli.emulate",    # emulate
+    "flextier.cli.run",        # run, resume, status, report
 )
 
 for _mod in _COMMAND_MODULES:
@@ -101,5 +100,3 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 130
 
 
-if __name__ == "__main__":  # python -m flextier.cli
-    sys.exit(main())

@@ -9,12 +9,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .advise import advise as _advise
-from .catalog import PROVIDERS, Catalog, default_catalog, load_catalog, set_default_catalog
-from .cost import fmt_usd
-from .estimate import estimate as _estimate
-from .errors import UserInputError
-from .timeparse import parse_deadline
+from ..advise import advise as _advise
+from ..catalog import PROVIDERS, Catalog, default_catalog, load_catalog, set_default_catalog
+from ..cost import fmt_usd
+from ..estimate import estimate as _estimate
+from ..errors import UserInputError
+from ..timeparse import parse_deadline
 
 PRICES_HELP = "Extra price file (JSON or TOML) layered over the built-in catalog; also FLEXTIER_PRICES."
 
