@@ -16,7 +16,8 @@ from typing import Any, Iterator
 import anthropic
 
 from ..catalog import ModelEntry
-from ..providers.anthropic import AnthropicAdapter, text_from_body, usage_from_body, classify_anthropic
+from ..providers.anthropic import (AnthropicAdapter, classify_anthropic, make_client, quiet, text_from_body,
+                                   usage_from_body)
 from ..errors import ProviderError
 from .base import BatchBackend, BatchHandle, BatchItem, BatchStatus, ItemResult, retryable_status, wire_id
 
@@ -36,9 +37,9 @@ class AnthropicBatch(BatchBackend):
                  base_url: str | None = None, api_key: str | None = None) -> None:
         super().__init__(entry)
         if client is not None:
-            self.client = client.with_options(max_retries=0)
-        else:
-            self.client = anthropic.Anthropic(base_url=base_url, api_key=api_key, max_retries=0)
+            self.client = quiet(client)
+        else:   # unguarded: result streams are larger than the online body cap
+            self.client = make_client(base_url, api_key, guard=False, what="anthropic batch")
         self._builder = AnthropicAdapter(entry, None)
 
     def line(self, item: BatchItem) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from google import genai
 from google.genai import types as gtypes
 
 from ..catalog import ModelEntry
-from ..providers.gemini import GeminiAdapter, text_from_body, usage_from_body, classify_gemini
+from ..providers.gemini import GeminiAdapter, classify_gemini, make_client, text_from_body, usage_from_body
 from ..errors import ProviderError
 from .base import BatchBackend, BatchHandle, BatchItem, BatchStatus, ItemResult, retryable_status, wire_id
 
@@ -39,11 +39,8 @@ class GeminiBatch(BatchBackend):
     def __init__(self, entry: ModelEntry, *, client: genai.Client | None = None, base_url: str | None = None,
                  api_key: str | None = None) -> None:
         super().__init__(entry)
-        if client is None:
-            kw: dict[str, Any] = {"http_options": gtypes.HttpOptions(base_url=base_url) if base_url else None}
-            if api_key:
-                kw["api_key"] = api_key
-            client = genai.Client(**kw)
+        if client is None:   # unguarded: result files are larger than the online body cap
+            client = make_client(base_url, api_key, guard=False, what="gemini batch")
         self.client = client          # google-genai does not retry unless retry_options are set
         self._builder = GeminiAdapter(entry, None)
 

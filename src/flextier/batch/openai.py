@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import openai
 
 from ..catalog import ModelEntry
-from ..providers.openai import OpenAIAdapter, text_from_body, usage_from_body, classify_openai
+from ..providers.openai import OpenAIAdapter, classify_openai, make_client, quiet, text_from_body, usage_from_body
 from ..errors import ProviderError
 from .base import BatchBackend, BatchHandle, BatchItem, BatchStatus, ItemResult, retryable_status, wire_id
 
@@ -44,8 +44,9 @@ class OpenAIBatch(BatchBackend):
         """The SDK client, made on first use: most jobs never reach the batch lane, and building
         one (its TLS context) costs ~0.1 s at start-up, before the first flex request goes out."""
         if self._given is not None:
-            return self._given.with_options(max_retries=0)
-        return openai.OpenAI(**self._conn, max_retries=0)
+            return quiet(self._given)
+        # unguarded: output files are larger than the online body cap
+        return make_client(**self._conn, guard=False, what="openai batch")
 
     def group(self, item: BatchItem) -> str:
         return _URLS.get(item.request.endpoint, _URLS["chat"])
