@@ -1,7 +1,9 @@
 """The batch lane: the providers' asynchronous batch APIs (50% off, up to 24 h) behind one interface.
 
-* :mod:`.base` — the interface (:class:`BatchBackend`) and the shapes (items, handles, statuses, results);
-* :mod:`.openai`, :mod:`.anthropic`, :mod:`.gemini`, :mod:`.bedrock` — one backend per provider;
+* :mod:`.base` — the interface (:class:`BatchBackend`) and the shapes (items, handles, statuses, results),
+  re-exported from :mod:`flextier.providers.batch_base` (below the providers that implement it);
+* :mod:`.openai`, :mod:`.gemini`, :mod:`.bedrock` — one backend per provider; Anthropic's lives with its
+  dialect in :mod:`flextier.providers.anthropic.batch` (:mod:`.anthropic` re-exports it);
 * :mod:`.lane` — :class:`BatchLane`, the driver the runner uses (submit, poll, collect, per-line
   retries, salvage, resume, straggler rescue);
 * the lane's store on top of the job store is :mod:`flextier.jobs.batch_store` (above both packages).
@@ -21,7 +23,7 @@ __all__ = ["BatchBackend", "BatchHandle", "BatchItem", "BatchStatus", "ItemResul
 
 _BACKENDS = {
     "openai": "flextier.batch.openai:OpenAIBatch",
-    "anthropic": "flextier.batch.anthropic:AnthropicBatch",
+    "anthropic": "flextier.providers.anthropic.batch:AnthropicBatch",
     "gemini": "flextier.batch.gemini:GeminiBatch",
     "bedrock": "flextier.batch.bedrock:BedrockBatch",
 }

@@ -23,12 +23,12 @@ from typing import Any, Mapping
 import anthropic as _anthropic
 import httpx2
 
-from .._types import AttemptOutcome, CallRequest
-from ..cost import Usage
-from ..errors import ProviderError, Transient
-from .base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
+from ..._types import AttemptOutcome, CallRequest
+from ...cost import Usage
+from ...errors import ProviderError, Transient
+from ..base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
                    malformed_response, served_tier, split_system, text_of_content, tls_context)
-from .openai import SHARD_CONNECTIONS, _classify_stainless, _json, _limits, aguarded, guarded
+from ..openai import SHARD_CONNECTIONS, _classify_stainless, _json, _limits, aguarded, guarded
 
 __all__ = ["AnthropicAdapter", "usage_from_body", "classify_anthropic", "DEFAULT_MAX_TOKENS", "make_client", "quiet"]
 
@@ -56,9 +56,9 @@ def make_client(base_url: str | None = None, api_key: str | None = None, *, sync
     As :func:`flextier.providers.openai.make_client` (the same Stainless SDK shape): SDK
     retries off, loopback checked while emulating, ``guard`` puts the transport under
     :mod:`.guard` with a pool of ``max_connections`` and the TLS context ``verify`` (or
-    :func:`~.base.tls_context`); ``kw`` goes to the SDK constructor.
+    :func:`~flextier.providers.base.tls_context`); ``kw`` goes to the SDK constructor.
     """
-    from .._loopback import check_endpoint
+    from ..._loopback import check_endpoint
 
     check_endpoint(base_url, what)
     if guard:
