@@ -1,6 +1,6 @@
 """A provider's batch backend lives with its dialect (issue 12 item 2); the old import paths still work.
 
-Anthropic is the first provider moved into a package (``providers/anthropic/``: the dialect in
+Anthropic and OpenAI are the providers moved into a package so far (``providers/anthropic/``: the dialect in
 ``__init__``, the Message Batches backend in ``batch.py``). The batch interface moved below the
 providers (``providers/batch_base.py``) so that ``providers`` never imports ``batch``
 (``tests/test_import_cycles.py`` checks the package layering).
@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import flextier.batch.anthropic as old_anthropic
 import flextier.batch.base as old_base
+import flextier.batch.openai as old_openai
 import flextier.providers.anthropic as anthropic_pkg
 import flextier.providers.anthropic.batch as new_anthropic
 import flextier.providers.batch_base as new_base
+import flextier.providers.openai as openai_pkg
+import flextier.providers.openai.batch as new_openai
 from flextier.batch import backend_class, get_backend
 from flextier.catalog import default_catalog
 from flextier.providers import adapter_class
@@ -23,6 +26,9 @@ def test_old_and_new_paths_are_the_same_objects() -> None:
     for name in old_base.__all__:
         assert getattr(old_base, name) is getattr(new_base, name), name
     assert adapter_class("anthropic") is anthropic_pkg.AnthropicAdapter
+    assert old_openai.OpenAIBatch is new_openai.OpenAIBatch
+    assert backend_class("openai") is new_openai.OpenAIBatch
+    assert adapter_class("openai") is openai_pkg.OpenAIAdapter
 
 
 def test_backend_from_the_registry_builds_its_client_with_the_factory() -> None:

@@ -2,8 +2,8 @@
 
 * :mod:`.base` — the interface (:class:`BatchBackend`) and the shapes (items, handles, statuses, results),
   re-exported from :mod:`flextier.providers.batch_base` (below the providers that implement it);
-* :mod:`.openai`, :mod:`.gemini`, :mod:`.bedrock` — one backend per provider; Anthropic's lives with its
-  dialect in :mod:`flextier.providers.anthropic.batch` (:mod:`.anthropic` re-exports it);
+* :mod:`.gemini`, :mod:`.bedrock` — one backend per provider; OpenAI's and Anthropic's live with their
+  dialects in ``flextier.providers.<name>.batch`` (:mod:`.openai`, :mod:`.anthropic` re-export them);
 * :mod:`.lane` — :class:`BatchLane`, the driver the runner uses (submit, poll, collect, per-line
   retries, salvage, resume, straggler rescue);
 * the lane's store on top of the job store is :mod:`flextier.jobs.batch_store` (above both packages).
@@ -22,7 +22,7 @@ __all__ = ["BatchBackend", "BatchHandle", "BatchItem", "BatchStatus", "ItemResul
            "backend_class", "get_backend"]
 
 _BACKENDS = {
-    "openai": "flextier.batch.openai:OpenAIBatch",
+    "openai": "flextier.providers.openai.batch:OpenAIBatch",
     "anthropic": "flextier.providers.anthropic.batch:AnthropicBatch",
     "gemini": "flextier.batch.gemini:GeminiBatch",
     "bedrock": "flextier.batch.bedrock:BedrockBatch",
