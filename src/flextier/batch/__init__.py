@@ -2,8 +2,8 @@
 
 * :mod:`.base` — the interface (:class:`BatchBackend`) and the shapes (items, handles, statuses, results),
   re-exported from :mod:`flextier.providers.batch_base` (below the providers that implement it);
-* :mod:`.gemini`, :mod:`.bedrock` — one backend per provider; OpenAI's and Anthropic's live with their
-  dialects in ``flextier.providers.<name>.batch`` (:mod:`.openai`, :mod:`.anthropic` re-export them);
+* :mod:`.bedrock` — Bedrock's backend; OpenAI's, Anthropic's and Gemini's live with their dialects in
+  ``flextier.providers.<name>.batch`` (:mod:`.openai`, :mod:`.anthropic`, :mod:`.gemini` re-export them);
 * :mod:`.lane` — :class:`BatchLane`, the driver the runner uses (submit, poll, collect, per-line
   retries, salvage, resume, straggler rescue);
 * the lane's store on top of the job store is :mod:`flextier.jobs.batch_store` (above both packages).
@@ -24,7 +24,7 @@ __all__ = ["BatchBackend", "BatchHandle", "BatchItem", "BatchStatus", "ItemResul
 _BACKENDS = {
     "openai": "flextier.providers.openai.batch:OpenAIBatch",
     "anthropic": "flextier.providers.anthropic.batch:AnthropicBatch",
-    "gemini": "flextier.batch.gemini:GeminiBatch",
+    "gemini": "flextier.providers.gemini.batch:GeminiBatch",
     "bedrock": "flextier.batch.bedrock:BedrockBatch",
 }
 

@@ -27,13 +27,13 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as gtypes
 
-from .._types import AttemptOutcome, CallRequest
-from ..cost import Usage
-from ..policy.backoff import retry_delay_from_google_details
-from ..errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
+from ..._types import AttemptOutcome, CallRequest
+from ...cost import Usage
+from ...policy.backoff import retry_delay_from_google_details
+from ...errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
                       TierNotSupported, Timeout, Transient, Unauthorized)
-from .guard import guard_async_transport, guard_transport
-from .base import (BaseAdapter, Transport, check_usage, item_headers, malformed_response, retry_after_of,
+from ..guard import guard_async_transport, guard_transport
+from ..base import (BaseAdapter, Transport, check_usage, item_headers, malformed_response, retry_after_of,
                    request_url, route_error, served_tier, split_system, text_of_content, tls_context)
 
 try:  # google-genai may run on httpx or on its fork httpx2; classify both
@@ -193,12 +193,12 @@ def make_client(base_url: str | None = None, api_key: str | None = None, *, sync
     google-genai does not retry unless ``retry_options`` are set, so "retries off" is the
     default here. While emulating the endpoint must be loopback (:mod:`flextier._loopback`,
     checked before anything is built). ``guard`` gives the client an httpx client under
-    :mod:`.guard` (a total deadline per attempt, a capped body) with a pool of
+    :mod:`flextier.providers.guard` (a total deadline per attempt, a capped body) with a pool of
     ``max_connections``: the sync one for ``sync``, else the async one with the TLS context
-    ``verify`` (or :func:`~.base.tls_context`); use ``.aio`` of the result. ``http`` goes to
+    ``verify`` (or :func:`~flextier.providers.base.tls_context`); use ``.aio`` of the result. ``http`` goes to
     ``HttpOptions``; with no endpoint and no options the SDK's defaults stay in place.
     """
-    from .._loopback import check_endpoint
+    from ..._loopback import check_endpoint
 
     check_endpoint(base_url, what)
     if guard:
@@ -237,7 +237,7 @@ class GeminiAdapter(BaseAdapter):
 
         # async: several clients with small pools (see Transport: an httpx pool scans all its
         # idle connections per request, so one pool of 256 is CPU-bound on its own bookkeeping)
-        from .openai import SHARD_CONNECTIONS
+        from ..openai import SHARD_CONNECTIONS
         shards = max(1, -(-max_connections // SHARD_CONNECTIONS))
         per = -(-max_connections // shards)
         tls: list[Any] = []  # one TLS context for all the async clients (building one costs ~70 ms)
