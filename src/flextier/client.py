@@ -873,7 +873,8 @@ def wrap(client: Any, policy: Policy | None = None, *, catalog: Catalog | None =
         import openai
         if not isinstance(client, (openai.OpenAI, openai.AsyncOpenAI)):
             raise TypeError(f"cannot wrap {type(client).__name__}; wrap the OpenAI/AsyncOpenAI client itself")
-        quiet = client.with_options(max_retries=0)
+        from .providers.openai import quiet as _quiet
+        quiet = _quiet(client)
         eng = _Engine(_OpenAISpec(cat), pol)
         mk = _async_hook if isinstance(client, openai.AsyncOpenAI) else _sync_hook
         hooks = {"chat.completions.create": mk(eng, lambda t: quiet.chat.completions.create, "chat"),
@@ -884,7 +885,8 @@ def wrap(client: Any, policy: Policy | None = None, *, catalog: Catalog | None =
         import anthropic
         if not isinstance(client, (anthropic.Anthropic, anthropic.AsyncAnthropic)):
             raise TypeError(f"cannot wrap {type(client).__name__}; wrap the Anthropic/AsyncAnthropic client itself")
-        quiet = client.with_options(max_retries=0)
+        from .providers.anthropic import quiet as _quiet
+        quiet = _quiet(client)
         eng = _Engine(_AnthropicSpec(cat), pol)
         mk = _async_hook if isinstance(client, anthropic.AsyncAnthropic) else _sync_hook
         return WrappedClient(client, {"messages.create": mk(eng, lambda t: quiet.messages.create)}, pol)

@@ -1,7 +1,9 @@
 """The batch lane: the providers' asynchronous batch APIs (50% off, up to 24 h) behind one interface.
 
-* :mod:`.base` — the interface (:class:`BatchBackend`) and the shapes (items, handles, statuses, results);
-* :mod:`.openai`, :mod:`.anthropic`, :mod:`.gemini`, :mod:`.bedrock` — one backend per provider;
+* :mod:`.base` — the interface (:class:`BatchBackend`) and the shapes (items, handles, statuses, results),
+  re-exported from :mod:`flextier.providers.batch_base` (below the providers that implement it);
+* :mod:`.bedrock` — Bedrock's backend; OpenAI's, Anthropic's and Gemini's live with their dialects in
+  ``flextier.providers.<name>.batch`` (:mod:`.openai`, :mod:`.anthropic`, :mod:`.gemini` re-export them);
 * :mod:`.lane` — :class:`BatchLane`, the driver the runner uses (submit, poll, collect, per-line
   retries, salvage, resume, straggler rescue);
 * the lane's store on top of the job store is :mod:`flextier.jobs.batch_store` (above both packages).
@@ -20,9 +22,9 @@ __all__ = ["BatchBackend", "BatchHandle", "BatchItem", "BatchStatus", "ItemResul
            "backend_class", "get_backend"]
 
 _BACKENDS = {
-    "openai": "flextier.batch.openai:OpenAIBatch",
-    "anthropic": "flextier.batch.anthropic:AnthropicBatch",
-    "gemini": "flextier.batch.gemini:GeminiBatch",
+    "openai": "flextier.providers.openai.batch:OpenAIBatch",
+    "anthropic": "flextier.providers.anthropic.batch:AnthropicBatch",
+    "gemini": "flextier.providers.gemini.batch:GeminiBatch",
     "bedrock": "flextier.batch.bedrock:BedrockBatch",
 }
 

@@ -26,7 +26,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from ..catalog import ModelEntry
-from ..providers.bedrock import BedrockAdapter, text_from_body, usage_from_body, classify_bedrock
+from ..providers.bedrock import BedrockAdapter, classify_bedrock, make_client, text_from_body, usage_from_body
 from ..errors import ProviderError
 from .base import BatchBackend, BatchHandle, BatchItem, BatchStatus, ItemResult, retryable_status, wire_id
 
@@ -37,7 +37,6 @@ MIN_RECORDS = 100           # AWS's minimum number of records per batch inferenc
 _STATES = {"Submitted": "validating", "Validating": "validating", "Scheduled": "in_progress",
            "InProgress": "in_progress", "Completed": "completed", "PartiallyCompleted": "completed",
            "Failed": "failed", "Stopping": "cancelling", "Stopped": "cancelled", "Expired": "expired"}
-_NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
 
 class BedrockBatch(BatchBackend):
@@ -52,15 +51,22 @@ class BedrockBatch(BatchBackend):
         super().__init__(entry)
         from .._loopback import check_client
 
-        self.client = client or boto3.client("bedrock", endpoint_url=endpoint_url, region_name=region,
-                                             config=_NO_RETRY)
-        # path-style: a custom endpoint (the emulator's /s3, moto) has no per-bucket host names
-        self.s3 = s3_client or boto3.client("s3", endpoint_url=s3_endpoint_url, region_name=region,
-                                            config=_NO_RETRY.merge(Config(s3={"addressing_style": "path"}))
-                                            if s3_endpoint_url else _NO_RETRY)
-        # while emulating, both must be on loopback (boto3's defaults and AWS_ENDPOINT_URL_* are real AWS)
-        check_client(self.client, "Bedrock control plane")
-        check_client(self.s3, "S3")
+        # boto3's default session (``session=boto3``), as before: its S3 handlers and settings.
+        # While emulating, every client must be on loopback (boto3's defaults and AWS_ENDPOINT_URL_*
+        # are real AWS): make_client checks the ones it builds, the ones handed in are checked here.
+        if client is None:
+            self.client = make_client(endpoint_url, service="bedrock", region=region, session=boto3,
+                                      what="Bedrock control plane")
+        else:
+            check_client(client, "Bedrock control plane")
+            self.client = client
+        if s3_client is None:
+            # path-style: a custom endpoint (the emulator's /s3, moto) has no per-bucket host names
+            self.s3 = make_client(s3_endpoint_url, service="s3", region=region, session=boto3, what="S3",
+                                  config=Config(s3={"addressing_style": "path"}) if s3_endpoint_url else None)
+        else:
+            check_client(s3_client, "S3")
+            self.s3 = s3_client
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.role_arn = role_arn

@@ -2,7 +2,9 @@
 
 Pytest-free so that benchmarks, examples and other test suites can reuse them.
 Retries are off (``max_retries=0`` / one attempt) so every emulator answer is seen
-by the caller exactly once.
+by the caller exactly once. They are built by each provider's ``make_client`` (the one
+place flextier builds that provider's SDK clients), unguarded: the plain SDK client a user
+would build.
 """
 from __future__ import annotations
 
@@ -14,29 +16,29 @@ __all__ = ["openai_client", "async_openai_client", "gemini_client", "bedrock_cli
 
 
 def openai_client(emu: Emulator, **kw: Any) -> Any:
-    import openai
-    return openai.OpenAI(base_url=emu.openai_base_url, api_key="test", max_retries=0, **kw)
+    from ..providers.openai import make_client
+    return make_client(emu.openai_base_url, "test", guard=False, **kw)
 
 
 def async_openai_client(emu: Emulator, **kw: Any) -> Any:
-    import openai
-    return openai.AsyncOpenAI(base_url=emu.openai_base_url, api_key="test", max_retries=0, **kw)
+    from ..providers.openai import make_client
+    return make_client(emu.openai_base_url, "test", sync=False, guard=False, **kw)
 
 
 def gemini_client(emu: Emulator, **http: Any) -> Any:
-    from google import genai
-    from google.genai import types
-    return genai.Client(api_key="test", http_options=types.HttpOptions(base_url=emu.gemini_base_url, **http))
+    from ..providers.gemini import make_client
+    return make_client(emu.gemini_base_url, "test", guard=False, **http)
 
 
 def bedrock_client(emu: Emulator, **config: Any) -> Any:
     import boto3
     from botocore.config import Config
-    return boto3.client("bedrock-runtime", endpoint_url=emu.bedrock_endpoint_url, region_name="us-east-1",
-                        aws_access_key_id="x", aws_secret_access_key="x",
-                        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, **config))
+
+    from ..providers.bedrock import make_client
+    return make_client(emu.bedrock_endpoint_url, region="us-east-1", session=boto3, config=Config(**config),
+                       aws_access_key_id="x", aws_secret_access_key="x")
 
 
 def anthropic_client(emu: Emulator, **kw: Any) -> Any:
-    import anthropic
-    return anthropic.Anthropic(base_url=emu.anthropic_base_url, api_key="test", max_retries=0, **kw)
+    from ..providers.anthropic import make_client
+    return make_client(emu.anthropic_base_url, "test", guard=False, **kw)

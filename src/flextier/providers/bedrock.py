@@ -71,7 +71,7 @@ def _converse_with_item(client: Any, kw: dict[str, Any], item: str | None) -> An
     finally:
         _ITEM.value = None
 
-__all__ = ["BedrockAdapter", "WIRE_TIER", "usage_from_body", "classify_bedrock", "clone_without_retries",
+__all__ = ["BedrockAdapter", "WIRE_TIER", "usage_from_body", "classify_bedrock", "clone_without_retries", "make_client",
            "TIER_HEADER"]
 
 WIRE_TIER = {"flex": {"type": "flex"}, "standard": None, "priority": {"type": "priority"}}
@@ -162,28 +162,55 @@ def classify_bedrock(exc: BaseException, tier: str) -> ProviderError | None:
     return None
 
 
-def _no_retry_config(read_timeout: float | None, max_connections: int, base: Config | None = None) -> Config:
+def _no_retry_config(read_timeout: float | None, max_connections: int | None, base: Config | None = None) -> Config:
     # botocore's retries["max_attempts"] counts *retries* (it becomes total_max_attempts =
     # max_attempts + 1, botocore/args.py), so {"max_attempts": 1} would still retry once.
-    kw: dict[str, Any] = {"retries": {"total_max_attempts": 1, "mode": "standard"},
-                          "max_pool_connections": max_connections}
+    kw: dict[str, Any] = {"retries": {"total_max_attempts": 1, "mode": "standard"}}
+    if max_connections is not None:
+        kw["max_pool_connections"] = max_connections
     if read_timeout is not None:
         kw["read_timeout"] = read_timeout
     cfg = Config(**kw)
     return base.merge(cfg) if base is not None else cfg
 
 
+def make_client(endpoint_url: str | None = None, *, service: str = "bedrock-runtime", region: str | None = None,
+                read_timeout: float | None = None, max_connections: int | None = None, config: Config | None = None,
+                session: Any = None, what: str | None = "bedrock", **kw: Any) -> Any:
+    """The one place flextier builds a botocore client for Bedrock (runtime, control plane, its S3).
+
+    Why one place: botocore retries by default (5 "legacy" attempts), so every client gets
+    ``total_max_attempts`` 1 (:func:`_no_retry_config`) over ``config``, and ``read_timeout``
+    (callers pass the tier's timeout plus :data:`~.base.TIMEOUT_MARGIN`, since botocore fixes
+    it per client) and ``max_pool_connections`` when given. ``session`` is a botocore
+    ``Session`` (default: a new one; boto3 itself is not imported, see the module docstring)
+    or anything with boto3's ``client()`` (the ``boto3`` module: boto3's default session, as
+    the batch backend and the emulator helpers use). The region defaults to ``AWS_REGION`` /
+    ``AWS_DEFAULT_REGION`` / us-east-1. While emulating, the built client's endpoint (which
+    may come from boto3's environment, e.g. ``AWS_ENDPOINT_URL_S3``) must be loopback
+    (:mod:`flextier._loopback`; ``what`` names it; None: the caller has checked).
+    """
+    cfg = _no_retry_config(read_timeout, max_connections, config)
+    session = session if session is not None else botocore.session.Session()
+    create = getattr(session, "create_client", None) or session.client
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    client = create(service, region_name=region, endpoint_url=endpoint_url, config=cfg, **kw)
+    if what is not None:
+        from .._loopback import check_client
+        check_client(client, what)
+    return client
+
+
 def clone_without_retries(client: Any, *, read_timeout: float | None, max_connections: int,
                           session: Any = None) -> Any:
     """A new bedrock-runtime client like ``client`` but with botocore retries off."""
-    cfg = _no_retry_config(read_timeout, max_connections, client.meta.config)
     try:
         session = session or botocore.session.Session()
         creds = client._get_credentials()  # noqa: SLF001 - keeps refreshable credentials refreshing
         if creds is not None:
             session._credentials = creds  # noqa: SLF001
-        return session.create_client("bedrock-runtime", region_name=client.meta.region_name,
-                                     endpoint_url=client.meta.endpoint_url, config=cfg)
+        return make_client(client.meta.endpoint_url, region=client.meta.region_name, read_timeout=read_timeout,
+                           max_connections=max_connections, config=client.meta.config, session=session, what=None)
     except Exception as exc:  # noqa: BLE001 - fall back to disabling the handler in place
         warnings.warn(f"could not re-create the boto3 client ({type(exc).__name__}); unregistering its retry "
                       f"handler in place instead (read timeout unchanged)", RuntimeWarning, stacklevel=3)
@@ -271,15 +298,12 @@ class BedrockAdapter(BaseAdapter):
                 return clone_without_retries(client, read_timeout=rt, max_connections=max_connections,
                                              session=session)
         else:
-            region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
             # botocore's session, not boto3's: the same credential chain and client, without
             # importing boto3 (and s3transfer) at start-up
             session = botocore.session.Session()   # one session: service models load once
 
             def factory(rt: float | None) -> Any:
-                return session.create_client(
-                    "bedrock-runtime", region_name=region, endpoint_url=base_url,
-                    config=_no_retry_config(rt, max_connections))
+                return make_client(base_url, read_timeout=rt, max_connections=max_connections, session=session)
         return BedrockTransport(factory, timeouts, max_connections, client)
 
     def build(self, req: CallRequest, tier: str) -> dict[str, Any]:

@@ -20,14 +20,15 @@ from typing import Any, Mapping
 import httpx2
 import openai as _openai
 
-from .._types import AttemptOutcome, CallRequest
-from ..cost import Usage
-from ..errors import ProviderError, Timeout, Transient
-from .guard import guard_async_transport, guard_transport
-from .base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
+from ..._types import AttemptOutcome, CallRequest
+from ...cost import Usage
+from ...errors import ProviderError, Timeout, Transient
+from ..guard import guard_async_transport, guard_transport
+from ..base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
                    malformed_response, retry_after_of, request_url, route_error, served_tier, tls_context)
 
-__all__ = ["OpenAIAdapter", "WIRE_TIER", "usage_from_body", "text_from_body", "classify_openai"]
+__all__ = ["OpenAIAdapter", "WIRE_TIER", "usage_from_body", "text_from_body", "classify_openai", "make_client",
+           "quiet"]
 
 WIRE_TIER = {"flex": "flex", "standard": "default", "priority": "priority"}
 PATHS = {"chat": "/chat/completions", "responses": "/responses"}
@@ -39,13 +40,47 @@ def _limits(n: int) -> httpx2.Limits:
 
 
 def guarded(limits: httpx2.Limits) -> Any:
-    """The SDK's default sync transport under :mod:`.guard` (total deadline, capped body)."""
+    """The SDK's default sync transport under :mod:`flextier.providers.guard` (total deadline, capped body)."""
     return guard_transport(httpx2.HTTPTransport(limits=limits), httpx2)
 
 
 def aguarded(limits: httpx2.Limits, verify: Any) -> Any:
     """The async twin of :func:`guarded` (one shared TLS context)."""
     return guard_async_transport(httpx2.AsyncHTTPTransport(limits=limits, verify=verify), httpx2)
+
+
+def make_client(base_url: str | None = None, api_key: str | None = None, *, sync: bool = True,
+                max_connections: int | None = None, verify: Any = None, guard: bool = True,
+                what: str = "openai", **kw: Any) -> Any:
+    """The one place an OpenAI SDK client is built (adapter, batch backend, emulator helpers).
+
+    Why one place: every client must have SDK retries off (``max_retries=0``: flextier's own
+    policy decides what to resend) and, while emulating, a loopback endpoint
+    (:mod:`flextier._loopback`, checked before anything is built). ``guard`` puts the
+    transport under :mod:`flextier.providers.guard` (total deadline, capped body) with a pool of
+    ``max_connections``; async clients use ``verify`` (one shared TLS context) or
+    :func:`~flextier.providers.base.tls_context`. The batch backend and the emulator helpers pass
+    ``guard=False``: batch output files exceed the body cap, and test clients stay the
+    plain SDK client a user would build. ``kw`` goes to the SDK constructor.
+    """
+    from ..._loopback import check_endpoint
+
+    check_endpoint(base_url, what)
+    if guard:
+        lim = _limits(max_connections or 10)
+        if sync:
+            kw["http_client"] = _openai.DefaultHttpxClient(transport=guarded(lim))
+        else:
+            if verify is None:
+                verify = tls_context(base_url, httpx2.create_ssl_context)
+            kw["http_client"] = _openai.DefaultAsyncHttpxClient(transport=aguarded(lim, verify))
+    cls = _openai.OpenAI if sync else _openai.AsyncOpenAI
+    return cls(api_key=api_key, base_url=base_url, max_retries=0, **kw)
+
+
+def quiet(client: Any) -> Any:
+    """A user's OpenAI client with SDK retries off (the only way flextier uses a given client)."""
+    return client.with_options(max_retries=0)
 
 
 def usage_from_body(u: Mapping[str, Any] | None) -> Usage:
@@ -178,32 +213,29 @@ class OpenAIAdapter(BaseAdapter):
                        timeouts: Mapping[str, float], max_connections: int) -> Transport:
         sync_c = async_c = None
         if client is not None:
-            c = client.with_options(max_retries=0)
+            c = quiet(client)
             if isinstance(client, _openai.AsyncOpenAI):
                 async_c = c
             else:
                 sync_c = c
             base_url = base_url or str(client.base_url)
             api_key = api_key or client.api_key
-        kw: dict[str, Any] = {"api_key": api_key, "base_url": base_url, "max_retries": 0}
-        lim = _limits(max_connections)
         # async: pools of at most SHARD_CONNECTIONS connections (see Transport): one httpx pool of
         # 256 spends more CPU scanning its idle connections than on the requests themselves
         # (one TLS context for all of them: building one costs ~70 ms)
         shards = 1 if async_c is not None else max(1, -(-max_connections // SHARD_CONNECTIONS))
-        alim = _limits(-(-max_connections // shards))
         tls: list[Any] = []
 
         def make_sync() -> Any:
-            return sync_c or _openai.OpenAI(**kw, http_client=_openai.DefaultHttpxClient(transport=guarded(lim)))
+            return sync_c or make_client(base_url, api_key, max_connections=max_connections)
 
         def make_async() -> Any:
             if async_c is not None:
                 return async_c
             if not tls:
                 tls.append(tls_context(base_url, httpx2.create_ssl_context))
-            return _openai.AsyncOpenAI(**kw, http_client=_openai.DefaultAsyncHttpxClient(
-                transport=aguarded(alim, tls[0])))
+            return make_client(base_url, api_key, sync=False, max_connections=-(-max_connections // shards),
+                               verify=tls[0])
 
         tr = Transport(make_sync, make_async, shards=shards)
         tr.user_client = client  # type: ignore[attr-defined]

@@ -27,13 +27,13 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as gtypes
 
-from .._types import AttemptOutcome, CallRequest
-from ..cost import Usage
-from ..policy.backoff import retry_delay_from_google_details
-from ..errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
+from ..._types import AttemptOutcome, CallRequest
+from ...cost import Usage
+from ...policy.backoff import retry_delay_from_google_details
+from ...errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
                       TierNotSupported, Timeout, Transient, Unauthorized)
-from .guard import guard_async_transport, guard_transport
-from .base import (BaseAdapter, Transport, check_usage, item_headers, malformed_response, retry_after_of,
+from ..guard import guard_async_transport, guard_transport
+from ..base import (BaseAdapter, Transport, check_usage, item_headers, malformed_response, retry_after_of,
                    request_url, route_error, served_tier, split_system, text_of_content, tls_context)
 
 try:  # google-genai may run on httpx or on its fork httpx2; classify both
@@ -49,7 +49,8 @@ except ImportError:  # pragma: no cover
     _TRANSPORT = (httpx.TransportError,)
     _SENT = (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError)
 
-__all__ = ["GeminiAdapter", "WIRE_TIER", "usage_from_body", "usage_from_sdk", "classify_gemini", "TIER_HEADER"]
+__all__ = ["GeminiAdapter", "WIRE_TIER", "usage_from_body", "usage_from_sdk", "classify_gemini", "TIER_HEADER",
+           "make_client"]
 
 WIRE_TIER = {"flex": "flex", "standard": None, "priority": "priority"}
 TIER_HEADER = "x-gemini-service-tier"
@@ -184,6 +185,39 @@ def contents_from_messages(messages: list[dict[str, Any]]) -> tuple[str | None, 
     return system, contents
 
 
+def make_client(base_url: str | None = None, api_key: str | None = None, *, sync: bool = True,
+                max_connections: int | None = None, verify: Any = None, guard: bool = True,
+                what: str = "gemini", **http: Any) -> Any:
+    """The one place a google-genai ``Client`` is built (adapter, batch backend, emulator helpers).
+
+    google-genai does not retry unless ``retry_options`` are set, so "retries off" is the
+    default here. While emulating the endpoint must be loopback (:mod:`flextier._loopback`,
+    checked before anything is built). ``guard`` gives the client an httpx client under
+    :mod:`flextier.providers.guard` (a total deadline per attempt, a capped body) with a pool of
+    ``max_connections``: the sync one for ``sync``, else the async one with the TLS context
+    ``verify`` (or :func:`~flextier.providers.base.tls_context`); use ``.aio`` of the result. ``http`` goes to
+    ``HttpOptions``; with no endpoint and no options the SDK's defaults stay in place.
+    """
+    from ..._loopback import check_endpoint
+
+    check_endpoint(base_url, what)
+    if guard:
+        n = max_connections or 10
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+        if not sync and verify is None:
+            verify = tls_context(base_url, httpx.create_ssl_context)
+        http["httpx_client"] = httpx.Client(transport=guard_transport(httpx.HTTPTransport(limits=limits), httpx),
+                                            timeout=None) if sync else None
+        http["httpx_async_client"] = None if sync else httpx.AsyncClient(
+            transport=guard_async_transport(httpx.AsyncHTTPTransport(limits=limits, verify=verify), httpx),
+            timeout=None)
+    kw: dict[str, Any] = {"http_options": gtypes.HttpOptions(base_url=base_url, **http)
+                          if base_url or http else None}
+    if api_key:
+        kw["api_key"] = api_key
+    return genai.Client(**kw)
+
+
 class GeminiAdapter(BaseAdapter):
     provider = "gemini"
 
@@ -203,27 +237,17 @@ class GeminiAdapter(BaseAdapter):
 
         # async: several clients with small pools (see Transport: an httpx pool scans all its
         # idle connections per request, so one pool of 256 is CPU-bound on its own bookkeeping)
-        from .openai import SHARD_CONNECTIONS
+        from ..openai import SHARD_CONNECTIONS
         shards = max(1, -(-max_connections // SHARD_CONNECTIONS))
         per = -(-max_connections // shards)
-        alimits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
         tls: list[Any] = []  # one TLS context for all the async clients (building one costs ~70 ms)
 
         def make(sync: bool) -> Any:
-            if not sync and not tls:
+            if sync:
+                return make_client(base_url, api_key, max_connections=max_connections)
+            if not tls:
                 tls.append(tls_context(base_url, httpx.create_ssl_context))
-            # the transports run under .guard: a total deadline per attempt and a capped body
-            opts = gtypes.HttpOptions(
-                base_url=base_url,
-                httpx_client=httpx.Client(transport=guard_transport(httpx.HTTPTransport(limits=limits), httpx),
-                                          timeout=None) if sync else None,
-                httpx_async_client=None if sync else httpx.AsyncClient(
-                    transport=guard_async_transport(httpx.AsyncHTTPTransport(limits=alimits, verify=tls[0]), httpx),
-                    timeout=None))
-            kw: dict[str, Any] = {"http_options": opts}
-            if api_key:
-                kw["api_key"] = api_key
-            return genai.Client(**kw)
+            return make_client(base_url, api_key, sync=False, max_connections=per, verify=tls[0])
 
         return Transport(lambda: make(True), lambda: make(False).aio, shards=shards)
 

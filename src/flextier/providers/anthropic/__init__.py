@@ -23,14 +23,14 @@ from typing import Any, Mapping
 import anthropic as _anthropic
 import httpx2
 
-from .._types import AttemptOutcome, CallRequest
-from ..cost import Usage
-from ..errors import ProviderError, Transient
-from .base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
+from ..._types import AttemptOutcome, CallRequest
+from ...cost import Usage
+from ...errors import ProviderError, Transient
+from ..base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
                    malformed_response, served_tier, split_system, text_of_content, tls_context)
-from .openai import SHARD_CONNECTIONS, _classify_stainless, _json, _limits, aguarded, guarded
+from ..openai import SHARD_CONNECTIONS, _classify_stainless, _json, _limits, aguarded, guarded
 
-__all__ = ["AnthropicAdapter", "usage_from_body", "classify_anthropic", "DEFAULT_MAX_TOKENS"]
+__all__ = ["AnthropicAdapter", "usage_from_body", "classify_anthropic", "DEFAULT_MAX_TOKENS", "make_client", "quiet"]
 
 DEFAULT_MAX_TOKENS = 4096
 
@@ -48,6 +48,36 @@ def text_from_body(body: Mapping[str, Any]) -> str:
     return "".join(b.get("text", "") for b in body.get("content") or [] if b.get("type") == "text")
 
 
+def make_client(base_url: str | None = None, api_key: str | None = None, *, sync: bool = True,
+                max_connections: int | None = None, verify: Any = None, guard: bool = True,
+                what: str = "anthropic", **kw: Any) -> Any:
+    """The one place an Anthropic SDK client is built (adapter, batch backend, emulator helpers).
+
+    As :func:`flextier.providers.openai.make_client` (the same Stainless SDK shape): SDK
+    retries off, loopback checked while emulating, ``guard`` puts the transport under
+    :mod:`.guard` with a pool of ``max_connections`` and the TLS context ``verify`` (or
+    :func:`~flextier.providers.base.tls_context`); ``kw`` goes to the SDK constructor.
+    """
+    from ..._loopback import check_endpoint
+
+    check_endpoint(base_url, what)
+    if guard:
+        lim = _limits(max_connections or 10)
+        if sync:
+            kw["http_client"] = _anthropic.DefaultHttpxClient(transport=guarded(lim))
+        else:
+            if verify is None:
+                verify = tls_context(base_url, httpx2.create_ssl_context)
+            kw["http_client"] = _anthropic.DefaultAsyncHttpxClient(transport=aguarded(lim, verify))
+    cls = _anthropic.Anthropic if sync else _anthropic.AsyncAnthropic
+    return cls(api_key=api_key, base_url=base_url, max_retries=0, **kw)
+
+
+def quiet(client: Any) -> Any:
+    """A user's Anthropic client with SDK retries off (the only way flextier uses a given client)."""
+    return client.with_options(max_retries=0)
+
+
 def classify_anthropic(exc: BaseException, tier: str) -> ProviderError | None:
     return _classify_stainless(exc, tier, "anthropic", _anthropic)
 
@@ -60,31 +90,28 @@ class AnthropicAdapter(BaseAdapter):
                        timeouts: Mapping[str, float], max_connections: int) -> Transport:
         sync_c = async_c = None
         if client is not None:
-            c = client.with_options(max_retries=0)
+            c = quiet(client)
             if isinstance(client, _anthropic.AsyncAnthropic):
                 async_c = c
             else:
                 sync_c = c
             base_url = base_url or str(client.base_url)
             api_key = api_key or client.api_key
-        kw: dict[str, Any] = {"api_key": api_key, "base_url": base_url, "max_retries": 0}
-        lim = _limits(max_connections)
         # async: pools of at most SHARD_CONNECTIONS connections, one TLS context, as for OpenAI
         # (one httpx pool of 256 connections scans them all on every request)
         shards = 1 if async_c is not None else max(1, -(-max_connections // SHARD_CONNECTIONS))
-        alim = _limits(-(-max_connections // shards))
         tls: list[Any] = []
 
         def make_sync() -> Any:
-            return sync_c or _anthropic.Anthropic(**kw, http_client=_anthropic.DefaultHttpxClient(transport=guarded(lim)))
+            return sync_c or make_client(base_url, api_key, max_connections=max_connections)
 
         def make_async() -> Any:
             if async_c is not None:
                 return async_c
             if not tls:
                 tls.append(tls_context(base_url, httpx2.create_ssl_context))
-            return _anthropic.AsyncAnthropic(**kw, http_client=_anthropic.DefaultAsyncHttpxClient(
-                transport=aguarded(alim, tls[0])))
+            return make_client(base_url, api_key, sync=False, max_connections=-(-max_connections // shards),
+                               verify=tls[0])
 
         tr = Transport(make_sync, make_async, shards=shards)
         tr.user_client = client  # type: ignore[attr-defined]
