@@ -224,7 +224,6 @@ class GeminiAdapter(BaseAdapter):
     @classmethod
     def make_transport(cls, *, base_url: str | None, api_key: str | None, client: Any,
                        timeouts: Mapping[str, float], max_connections: int) -> Transport:
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         if client is not None:
             if isinstance(client, genai.client.AsyncClient):
                 def no_sync() -> Any:
