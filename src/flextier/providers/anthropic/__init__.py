@@ -28,7 +28,7 @@ from ...cost import Usage
 from ...errors import ProviderError, Transient
 from ..base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
                    malformed_response, served_tier, split_system, text_of_content, tls_context)
-from ..openai import SHARD_CONNECTIONS, _classify_stainless, _json, _limits, aguarded, guarded
+from ..openai import _classify_stainless, stainless_transport, _json, _limits, aguarded, guarded
 
 __all__ = ["AnthropicAdapter", "usage_from_body", "classify_anthropic", "DEFAULT_MAX_TOKENS", "make_client", "quiet"]
 
@@ -88,34 +88,8 @@ class AnthropicAdapter(BaseAdapter):
     @classmethod
     def make_transport(cls, *, base_url: str | None, api_key: str | None, client: Any,
                        timeouts: Mapping[str, float], max_connections: int) -> Transport:
-        sync_c = async_c = None
-        if client is not None:
-            c = quiet(client)
-            if isinstance(client, _anthropic.AsyncAnthropic):
-                async_c = c
-            else:
-                sync_c = c
-            base_url = base_url or str(client.base_url)
-            api_key = api_key or client.api_key
-        # async: pools of at most SHARD_CONNECTIONS connections, one TLS context, as for OpenAI
-        # (one httpx pool of 256 connections scans them all on every request)
-        shards = 1 if async_c is not None else max(1, -(-max_connections // SHARD_CONNECTIONS))
-        tls: list[Any] = []
-
-        def make_sync() -> Any:
-            return sync_c or make_client(base_url, api_key, max_connections=max_connections)
-
-        def make_async() -> Any:
-            if async_c is not None:
-                return async_c
-            if not tls:
-                tls.append(tls_context(base_url, httpx2.create_ssl_context))
-            return make_client(base_url, api_key, sync=False, max_connections=-(-max_connections // shards),
-                               verify=tls[0])
-
-        tr = Transport(make_sync, make_async, shards=shards)
-        tr.user_client = client  # type: ignore[attr-defined]
-        return tr
+        return stainless_transport(client, base_url, api_key, max_connections, _anthropic.AsyncAnthropic,
+                                   make_client)  # pools and TLS as for OpenAI
 
     def build_body(self, req: CallRequest, tier: str) -> dict[str, Any]:
         if req.native is not None:

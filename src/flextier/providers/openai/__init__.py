@@ -15,7 +15,7 @@ concurrency.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import httpx2
 import openai as _openai
@@ -211,35 +211,7 @@ class OpenAIAdapter(BaseAdapter):
     @classmethod
     def make_transport(cls, *, base_url: str | None, api_key: str | None, client: Any,
                        timeouts: Mapping[str, float], max_connections: int) -> Transport:
-        sync_c = async_c = None
-        if client is not None:
-            c = quiet(client)
-            if isinstance(client, _openai.AsyncOpenAI):
-                async_c = c
-            else:
-                sync_c = c
-            base_url = base_url or str(client.base_url)
-            api_key = api_key or client.api_key
-        # async: pools of at most SHARD_CONNECTIONS connections (see Transport): one httpx pool of
-        # 256 spends more CPU scanning its idle connections than on the requests themselves
-        # (one TLS context for all of them: building one costs ~70 ms)
-        shards = 1 if async_c is not None else max(1, -(-max_connections // SHARD_CONNECTIONS))
-        tls: list[Any] = []
-
-        def make_sync() -> Any:
-            return sync_c or make_client(base_url, api_key, max_connections=max_connections)
-
-        def make_async() -> Any:
-            if async_c is not None:
-                return async_c
-            if not tls:
-                tls.append(tls_context(base_url, httpx2.create_ssl_context))
-            return make_client(base_url, api_key, sync=False, max_connections=-(-max_connections // shards),
-                               verify=tls[0])
-
-        tr = Transport(make_sync, make_async, shards=shards)
-        tr.user_client = client  # type: ignore[attr-defined]
-        return tr
+        return stainless_transport(client, base_url, api_key, max_connections, _openai.AsyncOpenAI, make_client)
 
     # -- wire ---------------------------------------------------------------------------
     def build_body(self, req: CallRequest, tier: str) -> tuple[str, dict[str, Any]]:
@@ -299,3 +271,36 @@ def _json(resp: httpx2.Response) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise json.JSONDecodeError("not an object", resp.text[:100], 0)
     return data
+
+
+def stainless_transport(client: Any, base_url: str | None, api_key: str | None, max_connections: int,
+                        async_cls: type, factory: Callable[..., Any]) -> Transport:
+    """The Transport of a Stainless SDK (openai, anthropic): the user's client (retries off), or
+    ``factory``-built ones. Async pools hold at most SHARD_CONNECTIONS connections (see Transport):
+    one httpx pool of 256 spends more CPU scanning its idle connections than on the requests
+    themselves; all shards share one TLS context (building one costs ~70 ms)."""
+    sync_c = async_c = None
+    if client is not None:
+        c = quiet(client)
+        if isinstance(client, async_cls):
+            async_c = c
+        else:
+            sync_c = c
+        base_url = base_url or str(client.base_url)
+        api_key = api_key or client.api_key
+    shards = 1 if async_c is not None else max(1, -(-max_connections // SHARD_CONNECTIONS))
+    tls: list[Any] = []
+
+    def make_sync() -> Any:
+        return sync_c or factory(base_url, api_key, max_connections=max_connections)
+
+    def make_async() -> Any:
+        if async_c is not None:
+            return async_c
+        if not tls:
+            tls.append(tls_context(base_url, httpx2.create_ssl_context))
+        return factory(base_url, api_key, sync=False, max_connections=-(-max_connections // shards), verify=tls[0])
+
+    tr = Transport(make_sync, make_async, shards=shards)
+    tr.user_client = client  # type: ignore[attr-defined]
+    return tr
