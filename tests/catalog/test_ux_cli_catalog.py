@@ -61,7 +61,7 @@ def test_readme_python_emulator_snippet_runs(tmp_path):
 
 
 def test_readme_names_each_providers_key_variables():
-    from flextier.cli.run import API_KEY_ENV
+    from flextier.jobs.session import API_KEY_ENV
 
     text = README.read_text(encoding="utf-8")
     for names in API_KEY_ENV.values():

@@ -37,8 +37,6 @@ from ..errors import UserInputError
 EXIT_FAILED_ITEMS = 1
 EXIT_PAUSED = 3
 
-API_KEY_ENV = {"openai": ("OPENAI_API_KEY",), "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-               "anthropic": ("ANTHROPIC_API_KEY",), "bedrock": ()}
 EMULATED_START = "2026-11-24T14:00"
 
 
@@ -159,38 +157,6 @@ def _remote_emulator_clock(base_url: str) -> Any:
     from ..emulator.clock import ScaledClock
 
     return ScaledClock(scale, now)
-
-
-def _api_key(provider: str, emulate: bool, base_url: Optional[str]) -> Optional[str]:
-    """The key to hand the SDK, checked up front so a missing key is one clear line, not a traceback."""
-    if emulate:
-        if provider == "bedrock":
-            os.environ.setdefault("AWS_ACCESS_KEY_ID", "emulator")
-            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "emulator")
-            os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-        return "emulator"
-    names = API_KEY_ENV.get(provider, ())
-    for n in names:
-        if os.environ.get(n):
-            return os.environ[n]
-    if provider == "bedrock":
-        try:
-            import botocore.session  # boto3's own credential chain, without importing boto3
-
-            if botocore.session.get_session().get_credentials() is not None:
-                return None
-        except Exception:
-            pass
-        if base_url:
-            return None
-        raise UserInputError("no AWS credentials found for Bedrock (set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
-                             "AWS_SECRET_ACCESS_KEY), or rehearse the job with --emulate weekday --time-scale 600",
-                             field="--model")
-    if base_url:
-        return "flextier-no-key"
-    raise UserInputError(f"no {' or '.join(names)} in the environment: export it, point --base-url at a "
-                         f"compatible endpoint, or rehearse the job for free with --emulate weekday "
-                         f"--time-scale 600", field="--model")
 
 
 def _quiet_libraries() -> None:
@@ -371,7 +337,9 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
                                  field="--emulate")
         if a.base_url:
             raise UserInputError("give either --emulate or --base-url, not both", field="--base-url")
-    api_key = _api_key(entry.provider, bool(emulate), a.base_url)
+    from ..jobs.session import find_credentials
+
+    api_key = find_credentials(entry.provider, emulate=bool(emulate), base_url=a.base_url)
     name = a.job or (ident.name if ident is not None else "job")
     named = bool(a.job or a.store)  # the user chose the job's name or store: no guessing from the file
     store_path = Path(a.store) if a.store else default_store_path(name)

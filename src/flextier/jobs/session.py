@@ -12,11 +12,17 @@ results file, progress display, signals and exit codes.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Optional
 
+from ..errors import UserInputError
 from .runner import Runner, RunOptions
+
+# where each provider's key is looked for (Bedrock: boto3's credential chain)
+API_KEY_ENV = {"openai": ("OPENAI_API_KEY",), "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+               "anthropic": ("ANTHROPIC_API_KEY",), "bedrock": ()}
 
 
 @dataclass
@@ -26,6 +32,45 @@ class BatchSettings:
     s3_uri: Optional[str] = None
     role_arn: Optional[str] = None
     s3_endpoint_url: Optional[str] = None
+
+
+def find_credentials(provider: str, *, emulate: bool = False, base_url: Optional[str] = None) -> Optional[str]:
+    """The key to hand the SDK, checked before anything is sent, so a missing key is one clear line.
+
+    Looked up in the provider's environment variables (``API_KEY_ENV``); Bedrock uses boto3's
+    own credential chain (None: let botocore find them). An emulated job gets a placeholder key
+    (and placeholder AWS credentials), an explicit ``base_url`` may need none. The key is
+    returned, never logged or stored.
+    """
+    if emulate:
+        if provider == "bedrock":
+            os.environ.setdefault("AWS_ACCESS_KEY_ID", "emulator")
+            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "emulator")
+            os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        return "emulator"
+    names = API_KEY_ENV.get(provider, ())
+    for n in names:
+        if os.environ.get(n):
+            return os.environ[n]
+    if provider == "bedrock":
+        try:
+            import botocore.session  # boto3's own credential chain, without importing boto3
+
+            if botocore.session.get_session().get_credentials() is not None:
+                return None
+        except Exception:
+            pass
+        if base_url:
+            return None
+        raise UserInputError("no AWS credentials found for Bedrock (set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+                             "AWS_SECRET_ACCESS_KEY), or rehearse the job with --emulate weekday --time-scale 600",
+                             field="--model")
+    if base_url:
+        return "flextier-no-key"
+    raise UserInputError(f"no {' or '.join(names)} in the environment: export it, point --base-url at a "
+                         f"compatible endpoint, or rehearse the job for free with --emulate weekday "
+                         f"--time-scale 600", field="--model")
+
 
 
 def build_adapter(entry: Any, *, base_url: Optional[str], api_key: Optional[str], concurrency: int,
@@ -74,6 +119,8 @@ def build_runner(store: Any, entry: Any, *, clock: Any, tier: str, deadline: Opt
     (``ordered``, ``seed``, planner settings).
     """
     if adapter is None:
+        if api_key is None:
+            api_key = find_credentials(entry.provider, base_url=base_url)
         adapter = build_adapter(entry, base_url=base_url, api_key=api_key, concurrency=concurrency,
                                 standard_concurrency=standard_concurrency)
     opts = RunOptions(model=entry, tier_mode=tier, deadline=deadline, concurrency=concurrency,
@@ -150,5 +197,5 @@ def apply_resume_settings(a: Any, job: dict[str, Any], store_path: Any) -> None:
         a.base_url = cfg["base_url"]
 
 
-__all__ = ["BatchSettings", "build_adapter", "wants_batch_lane", "build_batch_backend", "build_runner",
+__all__ = ["BatchSettings", "find_credentials", "build_adapter", "wants_batch_lane", "build_batch_backend", "build_runner",
            "mark_running", "mark_paused", "mark_stopped", "mark_done", "apply_resume_settings"]
