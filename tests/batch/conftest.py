@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import boto3
+
+from flextier.providers.bedrock import make_client
 import httpx
 import pytest
 
@@ -111,7 +113,10 @@ def backend_for(s3_endpoint: str) -> Callable[..., BatchBackend]:
     def make(emu: Emulator, provider: str, **kw: Any) -> BatchBackend:
         e = entry(provider)
         if e.provider == "bedrock":
-            kw.setdefault("client", boto3.client("bedrock", endpoint_url=emu.bedrock_endpoint_url, **_CREDS))
+            # built as flextier builds it (botocore's retries off: a retried CreateModelInvocationJob
+            # would sleep through botocore's real backoff, and the lane decides retries itself)
+            kw.setdefault("client", make_client(emu.bedrock_endpoint_url, service="bedrock", session=boto3, region="us-east-1",
+                                                aws_access_key_id="testing", aws_secret_access_key="testing"))
             kw.setdefault("s3_client", boto3.client("s3", endpoint_url=s3_endpoint, **_CREDS))
             kw.setdefault("bucket", BUCKET)
             kw.setdefault("min_items", 1)
