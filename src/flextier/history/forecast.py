@@ -32,7 +32,9 @@ __all__ = ["Forecast", "CellEstimate", "load_forecast", "build_forecast", "learn
            "HALF_LIFE_WEEKS", "PRIOR_ATTEMPTS", "MIN_OBS", "MIN_CELLS"]
 
 HALF_LIFE_WEEKS = 4.0
-PRIOR_ATTEMPTS = 20.0
+PRIOR_ATTEMPTS = 20.0      # pseudo-attempts pulling an hour-of-day group toward the key's mean
+CELL_PRIOR_ACTIVE_S = 6 * 3600.0  # pseudo-seconds of activity pulling one hour of the week toward its
+                                  # hour-of-day group (bursts make a short look noisy, however many attempts)
 MIN_OBS = 20.0
 MIN_CELLS = 24
 MIN_ACTIVE_S = 3600.0
@@ -166,10 +168,9 @@ def build_forecast(rows: Iterable[CellRow], now: float, *, provider: str, model:
         thr = a[1] / act if act > 0 else 0.0
         tok = a[6] / act if act > 0 else 0.0
         pthr, ptok = groups[(how // 24 >= 5, how % 24)]
-        n_eff = n if act > 0 else 0.0
-        k = PRIOR_ATTEMPTS
-        est = (n_eff * thr + k * pthr) / (n_eff + k)
-        est_tok = (n_eff * tok + k * ptok) / (n_eff + k)
+        k = CELL_PRIOR_ACTIVE_S
+        est = (act * thr + k * pthr) / (act + k)
+        est_tok = (act * tok + k * ptok) / (act + k)
         hist = a[7:]
         cells.append(CellEstimate(how=how, attempts=n, raw_attempts=raw[how], ok=a[1], sheds=a[2], timeouts=a[3],
                                   active_s=act, throughput=est, tokens_per_s=est_tok, p50=_quantile(hist, 0.5),
