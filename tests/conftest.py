@@ -6,13 +6,20 @@
   ``BLOCKED``, and a test during which one happened fails even if the code under test
   swallowed the error (a retry loop, a lane that falls back): offline means offline.
 * Catalog: each test starts from the built-in catalog (no FLEXTIER_PRICES leakage).
+* History: the per-user history (flextier.history) goes to a temporary file for the whole session
+  (FLEXTIER_HISTORY), never to the user's own, and subprocesses inherit it.
 """
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
+import tempfile
 
 import pytest
+
+_HISTORY_DIR = tempfile.mkdtemp(prefix="flextier-test-history-")
+os.environ["FLEXTIER_HISTORY"] = os.path.join(_HISTORY_DIR, "history.db")
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
