@@ -11,14 +11,17 @@
 """
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import os
+import shutil
 import socket
 import tempfile
 
 import pytest
 
 _HISTORY_DIR = tempfile.mkdtemp(prefix="flextier-test-history-")
+atexit.register(shutil.rmtree, _HISTORY_DIR, True)
 os.environ["FLEXTIER_HISTORY"] = os.path.join(_HISTORY_DIR, "history.db")
 
 _real_connect = socket.socket.connect

@@ -100,8 +100,12 @@ class Runner:
         self.budget = Budget(max_cost=opts.max_cost)
         self.sends = SendBook(store)   # a durable record of every request out
         self.stats = Stats()
-        self.emulated = not isinstance(self.clock, WallClock) or \
-            (store.job() or {}).get("clock_domain", "wall") != "wall"
+        from .._loopback import offline_active
+
+        # emulated (kept out of the real history): an injected or emulator clock, an emulated job, or
+        # a process that is offline (--emulate, a loopback emulator endpoint)
+        self.emulated = not isinstance(self.clock, WallClock) or offline_active() or \
+            (store.job() or {}).get("clock_domain") == "emulated"
         self.history = self._history_recorder(opts.history)
         self.accounting = Accounting(store, self.entry, self.budget, self.stats, recorder=self.history)
         self.publisher = Publisher(store, output, ordered=opts.ordered, stats=self.stats, clock=self.clock,
