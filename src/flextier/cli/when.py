@@ -126,7 +126,7 @@ def _print(data: dict[str, Any]) -> None:
                 else:
                     p = c["p50_s"]
                     r, g, b = _rgb(1.0 - min(1.0, (p or 900.0) / 300.0)) if c["attempts"] else (90, 90, 90)
-                    txt = "-" if p is None else (f"{p:.0f}" if p < (100 if wide else 10) else f"{p / 60:.0f}m")
+                    txt = "-" if p is None else (f"{p:.0f}" if p < 99.5 else f"{p / 60:.0f}m")
                 style = f"black on rgb({r},{g},{b})" + (" dim" if c["from_prior"] else "")
                 row.append(Text(txt[:cw].center(cw), style=style))
             t.add_row(*row)
