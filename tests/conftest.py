@@ -6,23 +6,19 @@
   ``BLOCKED``, and a test during which one happened fails even if the code under test
   swallowed the error (a retry loop, a lane that falls back): offline means offline.
 * Catalog: each test starts from the built-in catalog (no FLEXTIER_PRICES leakage).
-* History: the per-user history (flextier.history) goes to a temporary file for the whole session
-  (FLEXTIER_HISTORY), never to the user's own, and subprocesses inherit it.
+* History: the per-user history (flextier.history) is off (FLEXTIER_HISTORY=off, inherited by
+  subprocesses): no test writes the user's own, and no test's attempts become another test's learned
+  forecast. Tests of the history set FLEXTIER_HISTORY to a file of their own.
 """
 from __future__ import annotations
 
-import atexit
 import ipaddress
 import os
-import shutil
 import socket
-import tempfile
 
 import pytest
 
-_HISTORY_DIR = tempfile.mkdtemp(prefix="flextier-test-history-")
-atexit.register(shutil.rmtree, _HISTORY_DIR, True)
-os.environ["FLEXTIER_HISTORY"] = os.path.join(_HISTORY_DIR, "history.db")
+os.environ["FLEXTIER_HISTORY"] = "off"
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

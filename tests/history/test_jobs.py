@@ -135,3 +135,26 @@ def test_not_before_waits_visibly_and_survives_a_kill(tmp_path: Path) -> None:
     with contextlib.closing(JobStore(store, create=False)) as st:
         assert st.counts()["done"] == 10
         assert min(a[4] for a in st.iter_attempts()) >= nb
+
+
+def test_the_planner_takes_the_learned_forecast_only_with_enough_history(tmp_path: Path, seeded_week: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from flextier.emulator.clock import ScaledClock
+
+    entry = default_catalog().resolve("openai/gpt-5.4-mini")
+    adapter = get_adapter(entry, base_url="http://127.0.0.1:9/v1", api_key="test")   # nothing is sent
+
+    def planner_forecast(n: int) -> object:
+        st = _store(tmp_path, 5, entry.name, name=f"j{n}")
+        clock = ScaledClock(1.0, "2026-11-24T09:00")
+        r = Runner(st, adapter, RunOptions(model=entry, deadline=clock.now() + 8 * 3600), clock=clock)
+        return r._make_planner(clock.now()).config.availability
+
+    monkeypatch.setenv("FLEXTIER_HISTORY", str(tmp_path / "h" / "history.db"))
+    assert planner_forecast(1) is None                                 # no history: the straight line
+    (tmp_path / "h").mkdir()
+    shutil.copy(seeded_week, tmp_path / "h" / "history.emulated.db")
+    fc = planner_forecast(2)
+    assert fc is not None and getattr(fc, "enough", False)             # one emulated week: learned

@@ -92,7 +92,9 @@ class Forecast:
         self.observed_cells = sum(1 for c in cells if c.attempts >= MIN_OBS)
         self.total_attempts = sum(c.raw_attempts for c in cells)
         self.total_active_s = sum(c.active_s for c in cells)
-        self.enough = self.observed_cells >= MIN_CELLS and self.total_active_s >= MIN_ACTIVE_S
+        # and at least one served attempt: a history of refusals alone says nothing about when flex is quiet
+        self.enough = (self.observed_cells >= MIN_CELLS and self.total_active_s >= MIN_ACTIVE_S
+                       and any(c.ok > 0 for c in cells))
         top = max(c.throughput for c in cells)
         self._rel = [c.throughput / top if top > 0 else 1.0 for c in cells]
 
@@ -124,8 +126,8 @@ class Forecast:
 
     def why_not(self) -> str:
         return (f"too little history: {self.observed_cells} of 168 hours have {MIN_OBS:g}+ attempts "
-                f"(needs {MIN_CELLS}) and {self.total_active_s / 3600:.1f} h of activity (needs "
-                f"{MIN_ACTIVE_S / 3600:g})")
+                f"(needs {MIN_CELLS}), {self.total_active_s / 3600:.1f} h of activity (needs "
+                f"{MIN_ACTIVE_S / 3600:g}) and {sum(c.ok for c in self.cells):.0f} served (needs 1)")
 
 
 def build_forecast(rows: Iterable[CellRow], now: float, *, provider: str, model: str, tier: str = "flex",
