@@ -167,10 +167,25 @@ def items(n: int) -> list[dict]:
             for i in range(n)]
 
 
+FORECAST = "oracle"   # --forecast: oracle | none | learned-1w | learned-4w
+
+
 def forecast(sc: Scenario) -> Any:
     """flextier's time-of-day forecast (capacity-model.md §7.4 step 5): the flex headroom the
     profile's daily curve and burst law lead a client to expect (:func:`expected_headroom`), without
-    the seeded bursts the bound sees (what a client can know from the provider's diurnal pattern)."""
+    the seeded bursts the bound sees (what a client can know from the provider's diurnal pattern).
+
+    ``--forecast none`` gives the straight line; ``learned-1w`` / ``learned-4w`` the forecast learned
+    from one or four emulated weeks of history (``policy_emusim.learned_forecast``, the same history
+    path ``run_job`` reads)."""
+    if FORECAST == "none":
+        return None
+    if FORECAST.startswith("learned-"):
+        import tempfile as _tf
+
+        from policy_emusim import learned_forecast
+
+        return learned_forecast(sc.seed, int(FORECAST.split("-")[1].rstrip("w")), sc.start, _tf.mkdtemp())
     knobs = build_knobs(sc.profile, KNOBS)
     return lambda t: expected_headroom(t, knobs)
 
@@ -182,7 +197,8 @@ async def _run_job(sc: Scenario, policy: str, url: str, clock: ScaledClock, run:
         agen = astream_job(items(sc.n), model=MODEL, deadline=run.deadline, concurrency=FLEX_CONC,
                            standard_concurrency=STD_CONC, max_tokens=MAX_TOKENS, base_url=url + "/v1",
                            api_key="bench", clock=clock, store=Path(d) / "job.db", seed=sc.seed,
-                           **RUN_KW[policy], **({"availability": forecast(sc)} if policy == "flextier" else {}))
+                           **RUN_KW[policy], **({"availability": forecast(sc), "forecast_from_history": False}
+                                                if policy == "flextier" else {}))
         async def consume() -> None:
             async for r in agen:
                 if r.ok:
@@ -377,8 +393,12 @@ def main() -> None:
     ap.add_argument("--window-wall", type=float, default=None,
                     help="wall seconds one deadline window lasts (sets each scenario's time scale; default 50, 25 quick)")
     ap.add_argument("--quick", action="store_true", help="N=1000, deadlines 1h and 48h, 25 s windows: about 3 minutes")
+    ap.add_argument("--forecast", default="oracle", choices=("oracle", "none", "learned-1w", "learned-4w"),
+                    help="flextier's time-of-day forecast (default: the profile's own, the oracle)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    global FORECAST
+    FORECAST = args.forecast
     n = args.n or (1000 if args.quick else 2000)
     dls = args.deadlines or ("1h,48h" if args.quick else "1h,3h,8h,24h,48h")
     WINDOW_WALL = args.window_wall or (25.0 if args.quick else 50.0)

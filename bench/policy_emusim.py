@@ -2,6 +2,11 @@
 
 ``python bench/policy_emusim.py [--deadlines 1h,3h] [--seeds 1-12] [--d 120] [--json]``
 
+``python bench/policy_emusim.py --grid --deadlines 1,3,8,24 --starts 05,09,14,19 --seeds 1-12`` is the
+time-of-day table of the README's "When to run": forecasts none (straight line), oracle (the
+profile's own ``expected_headroom``), and learned from one and from four emulated weeks of
+history (:func:`learned_forecast`).
+
 Why a second simulator: ``bench/policy_sim.py`` models flex with its own trace format
 (``flex_cap=20``, ``r_s=5``), so its ratios are not the emulator's. This one reuses the
 emulator's *own* pure capacity model (:class:`~flextier.emulator.capacity.StandardLoad` with
@@ -87,7 +92,9 @@ class _Rate:
 
 
 def run(deadline_h: float, seed: int, *, n: int = 2000, start: str = "2026-11-24T14:00", d: float | None = None,
-        policy: Any = Planner, planner_kw: dict | None = None, forecast: bool = True) -> dict[str, Any]:
+        policy: Any = Planner, planner_kw: dict | None = None, forecast: Any = True) -> dict[str, Any]:
+    """One job. ``forecast``: True (the profile's own ``expected_headroom``, the oracle), False (none:
+    the straight line) or an availability callable (e.g. one learned from history)."""
     knobs = build_knobs("weekday", KNOBS)
     origin = parse_start(start)
     load = StandardLoad(knobs, f"{seed}:openai", origin)
@@ -175,8 +182,9 @@ def run(deadline_h: float, seed: int, *, n: int = 2000, start: str = "2026-11-24
             t0 = now + min(max(d, 300.0), 0.1 * (D - now))       # the runner's grace before the line
             planner = policy(PlannerConfig(t0=t0, total=n, deadline=D, standard_rate=standard_capacity(STD_CONC, 20.0),
                                            d=d, margin=60.0, tail=20.0, flex_timeout=900.0, allow_batch=False,
-                                           availability=(lambda t: expected_headroom(t, knobs))
-                                           if forecast else None,
+                                           availability=(forecast if callable(forecast) else
+                                                         (lambda t: expected_headroom(t, knobs)) if forecast
+                                                         else None),
                                            **(planner_kw or {})))
         if now - last_tick >= tick or dec is None:
             fin = tuple(InFlight(str(i), fa["start"]) for i, fa in flex.items()) if planner.mode == SAFETY else ()
@@ -243,6 +251,72 @@ def run(deadline_h: float, seed: int, *, n: int = 2000, start: str = "2026-11-24
             "finished_min_before_deadline": None if last is None else round((D - last) / 60, 1)}
 
 
+FORECASTS = ("none", "oracle", "learned-1w", "learned-4w")
+
+
+def learned_forecast(seed: int, weeks: int, start: str, tmpdir: str) -> Any:
+    """The planner's forecast learned from ``weeks`` emulated weeks of history before the job's week.
+
+    The weeks are made by :func:`flextier.history.synth.synthesise_weeks` (the emulator's capacity
+    model, other burst seeds than the job's), written by a real history recorder to a real
+    emulated-domain history file, and read back by :func:`flextier.history.load_forecast`: the
+    same path ``run_job`` takes. Returns the availability callable (None: too little history).
+    """
+    import os
+
+    from flextier.history import Recorder, load_forecast
+    from flextier.history.synth import synthesise_weeks, week_start
+
+    knobs = build_knobs("weekday", KNOBS)
+    t = parse_start(start)
+    path = os.path.join(tmpdir, f"h{seed}-{weeks}w.emulated.db")
+    if not os.path.exists(path):
+        rec = Recorder(path, emulated=True, flush_every=1e9)
+        synthesise_weeks(rec, knobs, first_week=week_start(t) - weeks * 7 * 86400, weeks=weeks, seed=seed,
+                         concurrency=FLEX_CONC)
+    return load_forecast("openai", "openai/gpt-5.4-mini", t, emulated=True, path=path).availability()
+
+
+def grid(starts: list[str], deadlines: list[float], seeds: list[int], forecasts: list[str], n: int,
+         day: str = "2026-11-24") -> dict[str, Any]:
+    """The time-of-day table: every (start, deadline) cell under each forecast, over the seeds."""
+    import tempfile
+
+    cells = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for st in starts:
+            start = f"{day}T{st}:00"
+            for dl in deadlines:
+                per: dict[str, list[dict[str, Any]]] = {f: [] for f in forecasts}
+                for s in seeds:
+                    for f in forecasts:
+                        fc: Any = {"none": False, "oracle": True}.get(f)
+                        if fc is None:
+                            fc = learned_forecast(s, int(f.split("-")[1].rstrip("w")), start, tmp)
+                            fc = False if fc is None else fc
+                        per[f].append(run(dl, s, n=n, start=start, forecast=fc))
+                cell = {"start": st, "deadline_h": dl, "seeds": len(seeds)}
+                for f, rows in per.items():
+                    cell[f] = {"cost": round(statistics.mean(r["ratio"] for r in rows), 4),
+                               "met": sum(r["met"] for r in rows)}
+                if "oracle" in per:
+                    for f in forecasts:
+                        if f.startswith("learned"):
+                            cell[f]["vs_oracle"] = round(cell[f]["cost"] / cell["oracle"]["cost"], 4)
+                cells.append(cell)
+                print(_grid_line(cell, forecasts), flush=True)
+    return {"cells": cells}
+
+
+def _grid_line(c: dict[str, Any], forecasts: list[str]) -> str:
+    parts = [f"| {c['start']}:00 | {c['deadline_h']:g} h"]
+    for f in forecasts:
+        x = c[f]
+        parts.append(f"{x['cost']:.4f}" + (f" ({x['vs_oracle']:.3f}x)" if "vs_oracle" in x else "")
+                     + ("" if x["met"] == c["seeds"] else f" MISSED {c['seeds'] - x['met']}"))
+    return " | ".join(parts) + " |"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--deadlines", default="1h,3h")
@@ -253,7 +327,23 @@ def main(argv: list[str] | None = None) -> int:
                     "changeover_delay_for(window))")
     ap.add_argument("--no-forecast", action="store_true", help="straight uniform line (no time-of-day forecast)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--grid", action="store_true", help="time-of-day table: --starts x --deadlines x --forecasts")
+    ap.add_argument("--starts", default="05,09,14,19", help="grid start hours (UTC, on --day)")
+    ap.add_argument("--day", default="2026-11-24", help="grid start day (2026-11-24 is a Tuesday)")
+    ap.add_argument("--forecasts", default=",".join(FORECASTS), help="grid forecasts: " + ", ".join(FORECASTS))
     args = ap.parse_args(argv)
+    if args.grid:
+        fcs = [f.strip() for f in args.forecasts.split(",")]
+        print("| start | deadline | " + " | ".join(fcs) + " |")
+        print("|---|---|" + "---|" * len(fcs))
+        out = grid([x.strip() for x in args.starts.split(",")], [float(x.strip().rstrip("h"))
+                   for x in args.deadlines.split(",")], parse_seeds(args.seeds), fcs, args.n, args.day)
+        worst = max((c[f]["vs_oracle"] for c in out["cells"] for f in fcs if "vs_oracle" in c[f]), default=None)
+        missed = sum(c["seeds"] - c[f]["met"] for c in out["cells"] for f in fcs)
+        print(f"worst learned/oracle cost ratio {worst}; deadlines missed {missed}")
+        if args.json:
+            print(json.dumps(out, indent=1))
+        return 0
     rows = [run(float(dl.strip().rstrip("h")), s, n=args.n, start=args.start, d=args.d, forecast=not args.no_forecast)
             for dl in args.deadlines.split(",") for s in parse_seeds(args.seeds)]
     if args.json:

@@ -6,13 +6,19 @@
   ``BLOCKED``, and a test during which one happened fails even if the code under test
   swallowed the error (a retry loop, a lane that falls back): offline means offline.
 * Catalog: each test starts from the built-in catalog (no FLEXTIER_PRICES leakage).
+* History: the per-user history (flextier.history) is off (FLEXTIER_HISTORY=off, inherited by
+  subprocesses): no test writes the user's own, and no test's attempts become another test's learned
+  forecast. Tests of the history set FLEXTIER_HISTORY to a file of their own.
 """
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 
 import pytest
+
+os.environ["FLEXTIER_HISTORY"] = "off"
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

@@ -28,7 +28,8 @@ __all__ = ["OfflineViolation", "is_loopback_host", "is_loopback_url", "offline",
            "check_endpoint", "client_endpoint", "check_client"]
 
 #: how each client is named in the refusal
-CLIENT_NAMES = {"openai": "OpenAI", "gemini": "Gemini", "bedrock": "Bedrock runtime", "anthropic": "Anthropic"}
+CLIENT_NAMES = {"openai": "OpenAI", "gemini": "Gemini", "bedrock": "Bedrock runtime", "anthropic": "Anthropic",
+                "deepseek": "DeepSeek"}
 
 _lock = threading.Lock()
 _depth = 0

@@ -123,6 +123,19 @@ def price_usage(usage: Usage, model: ModelEntry | str, tier: str) -> Cost:
                 standard_cost=tier_cost(usage, entry.tier_prices("standard"), entry))
 
 
+def clock_tier(entry: ModelEntry, ts: float, tier: str = "standard") -> str:
+    """The price tier a ``tier`` request to ``entry`` pays when the provider receives it at ``ts``.
+
+    A clock-priced model (catalog ``peak_hours``: DeepSeek) bills standard requests at its
+    ``offpeak`` prices outside the peak windows; every other model and tier is unchanged. Adapters
+    call this with the provider's own timestamp of the request (DeepSeek's ``created``) and report
+    the result as the served tier, so every path prices it through :func:`price_usage` as usual.
+    """
+    if tier == "standard" and entry.peak_hours is not None and not entry.peak_hours.is_peak(ts):
+        return "offpeak"
+    return tier
+
+
 def fmt_usd(value: Decimal | None, places: int = 2) -> str:
     """Dollars for display; ``None`` is shown as "unknown", never $0."""
     if value is None:
@@ -132,4 +145,4 @@ def fmt_usd(value: Decimal | None, places: int = 2) -> str:
     return f"${value:,.{places}f}"
 
 
-__all__ = ["Usage", "Cost", "price_usage", "tier_cost", "tier_rates", "fmt_usd"]
+__all__ = ["Usage", "Cost", "price_usage", "tier_cost", "tier_rates", "fmt_usd", "clock_tier"]

@@ -53,7 +53,8 @@ def validate_workload(calls: int, input_tokens: int, output_tokens: int, cached_
 
 def estimate(entry: ModelEntry, calls: int, input_tokens: int, output_tokens: int,
              cached_fraction: float = 0.0) -> list[EstimateRow]:
-    """Rows for standard, flex and batch, each without and (if asked) with caching."""
+    """Rows for standard, flex and batch, each without and (if asked) with caching; a clock-priced
+    model (DeepSeek) also gets an ``offpeak`` row, its standard row being the peak price."""
     validate_workload(calls, input_tokens, output_tokens, cached_fraction)
     total_in = calls * input_tokens
     total_out = calls * output_tokens
@@ -64,18 +65,24 @@ def estimate(entry: ModelEntry, calls: int, input_tokens: int, output_tokens: in
         variants.append((True, Usage(total_in, cached_in, total_out)))
     baseline = tier_cost(variants[0][1], entry.tier_prices("standard"), entry, request_input_tokens=input_tokens)
     rows: list[EstimateRow] = []
-    for tier in ESTIMATE_TIERS:
+    tiers = ESTIMATE_TIERS + (("offpeak",) if entry.peak_hours is not None else ())
+    for tier in tiers:
         for cached, usage in variants:
             available = entry.supports(tier)
             note = ""
             if not available:
                 cost = None
                 note = ("no flex tier for this model: use batch (50% off, async, up to 24 h)"
-                        if tier == "flex" else f"no {tier} tier for this model")
+                        if tier == "flex" and entry.supports_batch else
+                        "no flex tier for this model: off-peak hours are its discount"
+                        if tier == "flex" and entry.peak_hours is not None else f"no {tier} tier for this model")
             else:
                 cost = tier_cost(usage, entry.tier_prices(tier), entry, request_input_tokens=input_tokens)
                 if cost is None:
                     note = "price unknown (not confirmed by any source)"
+                elif entry.peak_hours is not None and tier in ("standard", "offpeak"):
+                    note = (f"{entry.peak_hours.describe()}" if tier == "standard" else
+                            f"every hour outside the {entry.peak_hours.describe()}")
             saved = None
             if cost is not None and baseline:
                 saved = (baseline - cost) * 100 / baseline

@@ -11,7 +11,10 @@ STANDARD = "standard"
 FLEX = "flex"
 BATCH = "batch"
 PRIORITY = "priority"
-TIERS: tuple[str, ...] = (STANDARD, FLEX, BATCH, PRIORITY)
+#: a price tier, not a service level: a clock-priced model's (DeepSeek's) standard service outside
+#: its published peak hours (catalog ``peak_hours``; :func:`flextier.cost.clock_tier`)
+OFFPEAK = "offpeak"
+TIERS: tuple[str, ...] = (STANDARD, FLEX, BATCH, PRIORITY, OFFPEAK)
 
 _ALIASES = {
     "default": STANDARD,
@@ -25,6 +28,7 @@ _ALIASES = {
     "priority": PRIORITY,
     "fast": PRIORITY,
     "on_demand_priority": PRIORITY,
+    "offpeak": OFFPEAK,
 }
 
 

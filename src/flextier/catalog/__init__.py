@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .locate import PriceFileLocator
+from .peak import PeakHours, parse_peak_hours
 from ..errors import UnknownModel, UserInputError
 from ..tiers import TIERS
 
-PROVIDERS: tuple[str, ...] = ("openai", "gemini", "bedrock", "anthropic")
+PROVIDERS: tuple[str, ...] = ("openai", "gemini", "bedrock", "anthropic", "deepseek")
 PRICES_ENV = "FLEXTIER_PRICES"
 _PRICE_FIELDS = ("input", "cached_input", "output")
 
@@ -66,6 +67,9 @@ class ModelEntry:
     """The most output tokens (reasoning included) one answer can have; None = unknown. A
     ``--max-cost`` job bounds a request that sets no ``max_tokens`` of its own by this."""
     max_output_source: str = ""
+    peak_hours: PeakHours | None = None
+    """Published peak windows of a clock-priced model (DeepSeek): outside them a request pays the
+    ``offpeak`` tier's prices (see :func:`flextier.cost.clock_tier`)."""
 
     def tier_prices(self, tier: str) -> TierPrices | None:
         """The prices at ``tier``, or None when the tier is not offered or not priced."""
@@ -88,6 +92,7 @@ class ModelEntry:
             "cache_discount_stacks": dict(self.cache_discount_stacks),
             "source": self.source, "source_date": self.source_date,
             "max_output_tokens": self.max_output_tokens, "max_output_source": self.max_output_source,
+            **({"peak_hours": self.peak_hours.as_dict()} if self.peak_hours else {}),
         }
 
 
@@ -276,6 +281,12 @@ def _parse(data: Any, *, file: str, text: str, base: Catalog | None = None) -> C
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
             raise UserInputError("'aliases' must be a list of strings", file=file, line=at("aliases"),
                                  field=f"{name}.aliases")
+        peak = existing.peak_hours if existing else None
+        if m.get("peak_hours") is not None:
+            peak = parse_peak_hours(m["peak_hours"], where=f"{name}.peak_hours", file=file, line=at("peak_hours"))
+        if peak is not None and prices.get("offpeak") is None:
+            raise UserInputError("a model with peak_hours needs an 'offpeak' price block", file=file,
+                                 line=at("peak_hours"), field=f"{name}.prices.offpeak")
         entries.append(ModelEntry(
             name=existing.name if existing else name, provider=provider,
             model_id=existing.model_id if existing else model_id,
@@ -288,6 +299,7 @@ def _parse(data: Any, *, file: str, text: str, base: Catalog | None = None) -> C
             long_context=long_context,
             max_output_tokens=max_out,
             max_output_source=str(m.get("max_output_source", existing.max_output_source if existing else "")),
+            peak_hours=peak,
         ))
     cat = Catalog(entries, read_on=str(data.get("read_on", "")), sources=(file,))
     cat.provider_rules = provider_rules

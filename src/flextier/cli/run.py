@@ -74,6 +74,8 @@ class RunArgs:
     batch_role_arn: Optional[str] = None
     batch_s3_endpoint: Optional[str] = None     # set by execute: the emulator's S3 when emulating
     drain_timeout: Optional[float] = None
+    not_before: Optional[str] = None
+    start: Optional[str] = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -379,8 +381,7 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
             emu = stack.enter_context(serve(profile=emulate, seed=seed, time_scale=a.time_scale or 1.0,
                                             start=start))
             clock: Any = emu.clock
-            base_urls = {"openai": emu.openai_base_url, "gemini": emu.gemini_base_url,
-                         "bedrock": emu.bedrock_endpoint_url, "anthropic": emu.anthropic_base_url}
+            base_urls = emu.base_urls()
             base_url: Optional[str] = base_urls[entry.provider]
             domain = "emulated"
             # the emulated provider's daily curve is known: the planner leans on its quiet hours
@@ -479,6 +480,17 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
             _err(f"flextier: the job's deadline passed {_ago(now - deadline)} ago; finishing the "
                  f"{c['pending'] + c['inflight']} items left (the report shows the deadline as missed; "
                  f"--deadline gives a new one)")
+        if a.start not in (None, "auto", "now"):
+            raise UserInputError(f"must be auto or now, got {a.start!r}", field="--start")
+        from ..jobs.session import plan_start, wait_for_start
+
+        nb = None if a.not_before is None else parse_deadline(a.not_before, now, utc=domain == "emulated",
+                                                               field="--not-before")
+        if nb is not None and deadline is not None and nb >= deadline:
+            raise UserInputError("the start must come before the deadline", field="--not-before")
+        plan_start(st, entry, clock, not_before=nb, start=a.start, deadline=deadline,
+                   emulated=domain == "emulated", params=params)
+        wait_for_start(st, clock, say=None if a.quiet else _err)
         code = _run(st, entry, api_key, base_url, clock, deadline, tier, concurrency, a, cap, params, sink,
                     utc=domain == "emulated", seed=seed)
         if not a.quiet:
@@ -644,6 +656,11 @@ def register(app: typer.Typer) -> None:
         batch_s3_uri: Optional[str] = typer.Option(None, "--batch-s3-uri", help=_COMMON["batch_s3_uri"]),
         batch_role_arn: Optional[str] = typer.Option(None, "--batch-role-arn", help=_COMMON["batch_role_arn"]),
         drain_timeout: Optional[float] = typer.Option(None, "--drain-timeout", help=_COMMON["drain_timeout"]),
+        not_before: Optional[str] = typer.Option(None, "--not-before", help="Send nothing before this time "
+                                                 "(a duration, 15:30 or 2026-11-28T06:00); waits visibly, "
+                                                 "resumably."),
+        start: Optional[str] = typer.Option(None, "--start", help="auto: start at the time `flextier when` "
+                                            "recommends (learned flex forecast, or off-peak hours); now: at once."),
     ) -> None:
         """Run a bulk job on flex, paying for standard only when the deadline needs it. Resumable."""
         code = execute(RunArgs(file=file, model=model, deadline=deadline, tier=tier, out=out, job=job, store=store,
@@ -653,7 +670,8 @@ def register(app: typer.Typer) -> None:
                                base_url=base_url, prices=prices, max_tokens=max_tokens, temperature=temperature,
                                quiet=quiet, retry_failed=retry_failed, html=html, seed=seed,
                                batch_s3_uri=batch_s3_uri, batch_role_arn=batch_role_arn,
-                               drain_timeout=drain_timeout, allow_empty=allow_empty))
+                               drain_timeout=drain_timeout, allow_empty=allow_empty, not_before=not_before,
+                               start=start))
         raise typer.Exit(code)
 
     @app.command()

@@ -35,6 +35,7 @@ from .http import BadJSON, json_response, read_json
 from .knobs import KnobError
 from .models_api import model_routes
 from .openai_api import OpenAIAPI
+from .deepseek_api import DeepSeekAPI
 from .profiles import PROFILES, build_knobs
 from .s3 import s3_routes  # the in-memory S3 of Bedrock batch rehearsals
 from .tokenizer import warm as warm_tokenizer
@@ -117,7 +118,7 @@ def build_app(engine: Engine) -> Starlette:
     routes += count_routes(engine) + model_routes(engine)
     for extra in (OpenAIEmbeddings(engine), GeminiEmbeddings(engine), BedrockInvokeAPI(engine)):
         routes += extra.routes()
-    for api in (OpenAIAPI(engine), GeminiAPI(engine), BedrockAPI(engine), AnthropicAPI(engine)):
+    for api in (OpenAIAPI(engine), GeminiAPI(engine), BedrockAPI(engine), AnthropicAPI(engine), DeepSeekAPI(engine)):
         routes += api.routes()
     for factory in _EXTRA:
         routes += factory(engine)

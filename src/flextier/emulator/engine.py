@@ -78,6 +78,8 @@ class GenRequest:
     stop: tuple[str, ...] | None = None        # stop sequences
     seed: int | None = None                    # the request's own ``seed``
     output: OutputSpec | None = None           # structured output / tools
+    created: int | None = None                 # the response's ``created`` when fixed at parse time (DeepSeek
+                                               # bills by it: emulator/deepseek_api.py)
     prompt_prefix: str = ""                    # tool and schema definitions, billed ahead of the prompt
 
 

@@ -116,7 +116,7 @@ class OpenAIAPI(WireAPI):
         if not isinstance(model, str) or not model:
             raise WireError(_err(400, "you must provide a model parameter", "invalid_request_error", None,
                                  "model"))
-        entry = self.engine.catalog.find_wire("openai", model)
+        entry = self.engine.catalog.find_wire(self.provider, model)
         if entry is None:
             raise WireError(_err(404, f"The model `{model}` does not exist or you do not have access to it.",
                                  "invalid_request_error", "model_not_found"), model_wire=model)
@@ -146,7 +146,7 @@ class OpenAIAPI(WireAPI):
                             tier=tier)
         reasoning = is_reasoning_model("openai", model)
         scale = _EFFORT.get(effort, 1.0) if isinstance(effort, str) else 1.0
-        return GenRequest(provider="openai", model_wire=model, entry=entry, tier=tier, served_tier=served,
+        return GenRequest(provider=self.provider, model_wire=model, entry=entry, tier=tier, served_tier=served,
                           prompt_text=prompt, max_tokens=max_tokens, stream=bool(body.get("stream")),
                           reasoning=reasoning, reasoning_scale=scale)
 
@@ -203,7 +203,7 @@ class OpenAIAPI(WireAPI):
         want_lp = body.get("logprobs") is True
         top_lp = body.get("top_logprobs") if isinstance(body.get("top_logprobs"), int) else 0
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        created = int(self.engine.clock.now())
+        created = req.created if req.created is not None else int(self.engine.clock.now())
         seed = self.engine.seed
 
         def usage(s: Session) -> dict[str, Any]:

@@ -109,6 +109,11 @@ class Emulator:
         return self.url
 
     @property
+    def deepseek_base_url(self) -> str:
+        """DeepSeek's OpenAI-compatible API (:mod:`.deepseek_api`)."""
+        return self.url + "/deepseek"
+
+    @property
     def s3_endpoint_url(self) -> str:
         """The emulator's in-memory S3 (path-style; Bedrock batch input and output, :mod:`.s3`)."""
         from .s3 import PREFIX
@@ -124,7 +129,8 @@ class Emulator:
 
     def base_urls(self) -> dict[str, str]:
         return {"openai": self.openai_base_url, "gemini": self.gemini_base_url,
-                "bedrock": self.bedrock_endpoint_url, "anthropic": self.anthropic_base_url}
+                "bedrock": self.bedrock_endpoint_url, "anthropic": self.anthropic_base_url,
+                "deepseek": self.deepseek_base_url}
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> "Emulator":

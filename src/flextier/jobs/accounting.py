@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._types import AttemptOutcome
 from ..catalog import ModelEntry
@@ -46,8 +46,11 @@ def _request_id(outcome: AttemptOutcome) -> str | None:
 class Accounting:
     """The books of one run: counters, budget, ledger and attempt rows, kept in step."""
 
-    def __init__(self, store: JobStore, entry: ModelEntry, budget: Budget, stats: Stats) -> None:
+    def __init__(self, store: JobStore, entry: ModelEntry, budget: Budget, stats: Stats, *,
+                 recorder: Any = None) -> None:
         self.store = store
+        # the per-user history (flextier.history): every attempt's outcome by hour of week, no content
+        self.recorder = recorder
         self.entry = entry
         self.budget = budget
         self.stats = stats
@@ -70,6 +73,11 @@ class Accounting:
         # sends cut off by a crash, a timeout or a reset may be billed: held at their reserved cost
         self.budget.possibly_billed = st.possibly_billed()[1]
         s.skipped_invalid = (st.job() or {}).get("skipped_invalid", 0)
+
+    def _history(self, tier: str, outcome: str, latency: float | None, now: float, output_tokens: int = 0) -> None:
+        if self.recorder is not None:
+            self.recorder.record_attempt(provider=self.entry.provider, model=self.entry.name, tier=tier,
+                                         outcome=outcome, ts=now, latency=latency, output_tokens=output_tokens)
 
     # -- answers -------------------------------------------------------------------------
     def price(self, oc: AttemptOutcome) -> Priced:
@@ -101,6 +109,7 @@ class Accounting:
         ``duplicate`` ledger row and counts against ``--max-cost``, but not as the item's result.
         """
         priced = served, c, sc = self.price(oc)
+        self._history(served if served != "unknown" else tier, "ok", latency, now, oc.usage.output_tokens)
         self.budget.settle((w.seq, tier), c)
         self.store.add_attempt(w.seq, tier, "ok", latency, 200, None, False, now)
         u = oc.usage
@@ -136,6 +145,10 @@ class Accounting:
     def error(self, w: Work, tier: str, err: BaseException, latency: float, now: float) -> None:
         """An attempt that failed: its reservation released, or kept as possibly billed."""
         pe = err if isinstance(err, ProviderError) else None
+        if self.recorder is not None:
+            from ..history import outcome_of
+
+            self._history(tier, outcome_of(err, latency), latency, now)
         billed = bool(pe and pe.possibly_billed)
         if billed:
             self.budget.lose((w.seq, tier))

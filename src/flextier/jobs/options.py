@@ -57,6 +57,12 @@ class RunOptions:
     # the planner's uniform line toward the hours flex is expected to be plentiful (docs/deadline-policy.md
     # §3 rule 5); None = a straight line. The safety net does not depend on it.
     availability: Callable[[float], float] | None = None
+    # with no explicit forecast, the one learned from the per-user history (flextier.history) when it
+    # has enough observations for this model; False keeps the straight line (docs/history.md §3)
+    forecast_from_history: bool = True
+    # where attempts are recorded: "auto" = the per-user history of the clock's domain (emulated
+    # clocks never write the real history), a flextier.history.Recorder, or None (record nothing)
+    history: Any = "auto"
 
     @property
     def std_concurrency(self) -> int:

@@ -100,7 +100,14 @@ class Runner:
         self.budget = Budget(max_cost=opts.max_cost)
         self.sends = SendBook(store)   # a durable record of every request out
         self.stats = Stats()
-        self.accounting = Accounting(store, self.entry, self.budget, self.stats)
+        from .._loopback import offline_active
+
+        # emulated (kept out of the real history): an injected or emulator clock, an emulated job, or
+        # a process that is offline (--emulate, a loopback emulator endpoint)
+        self.emulated = not isinstance(self.clock, WallClock) or offline_active() or \
+            (store.job() or {}).get("clock_domain") == "emulated"
+        self.history = self._history_recorder(opts.history)
+        self.accounting = Accounting(store, self.entry, self.budget, self.stats, recorder=self.history)
         self.publisher = Publisher(store, output, ordered=opts.ordered, stats=self.stats, clock=self.clock,
                                    on_result=on_result)
         self.flex_ok = self.entry.supports_flex and opts.tier_mode in ("auto", "flex", "batch")
@@ -229,8 +236,26 @@ class Runner:
             d=self.d, margin=o.margin, tail=o.assumed_standard_latency,
             flex_timeout=o.flex_timeout, allow_batch=self.batch_ok, model_has_flex=self.flex_ok,
             model_has_batch=self.entry.supports_batch, batch_window=o.batch_window,
-            batch_min_runway=o.batch_min_runway, done0=done, availability=o.availability)
+            batch_min_runway=o.batch_min_runway, done0=done, availability=self._availability(now),
+            peak_hours=self.entry.peak_hours)
         return (o.policy or Planner)(cfg)  # [policy hook] see RunOptions.policy
+
+    def _history_recorder(self, h: Any) -> Any:
+        """RunOptions.history -> a recorder or None ("auto": the per-user one of this clock's domain)."""
+        if h != "auto":
+            return h
+        from ..history import Recorder
+
+        return Recorder(emulated=self.emulated)
+
+    def _availability(self, now: float) -> Any:
+        """The planner's forecast: the caller's, else the learned one (enough history), else none."""
+        o = self.opts
+        if o.availability is not None or not o.forecast_from_history or not self.flex_ok:
+            return o.availability
+        from ..history import learned_availability
+
+        return learned_availability(self.entry.provider, self.entry.name, now, emulated=self.emulated)
 
     def batch_failed(self, why: str) -> None:
         """The batch lane broke (see :mod:`.batching`): continue online, or pause a --tier batch job."""
@@ -789,6 +814,8 @@ class Runner:
                 "could not commit the final state (%s); a resume will recover it", exc)
         self.ready.clear()
         self.delayed.clear()
+        if self.history is not None:
+            self.history.flush()   # never raises: history is advice (flextier.history.recorder)
 
 
 

@@ -132,6 +132,12 @@ INSERT INTO sends (seq, tier, reserved, state, ts)
     (3, "output file identity", """
 ALTER TABLE job ADD COLUMN out_file TEXT;
 """),
+    # 4: the instant a job may start (``run --not-before`` / ``--start auto``) and why, so a job that
+    # waits is resumable: a resume waits for the same instant instead of starting at once
+    (4, "not before", """
+ALTER TABLE job ADD COLUMN not_before REAL;
+ALTER TABLE job ADD COLUMN not_before_why TEXT;
+"""),
 ]
 # The schema version of a store is the highest migration id it has applied. Ids run 1, 2, 3...
 # with no gap, in list order: a new version appends one entry and never edits an old one (a store

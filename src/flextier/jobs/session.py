@@ -13,6 +13,7 @@ results file, progress display, signals and exit codes.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Optional
@@ -22,7 +23,7 @@ from .runner import Runner, RunOptions
 
 # where each provider's key is looked for (Bedrock: boto3's credential chain)
 API_KEY_ENV = {"openai": ("OPENAI_API_KEY",), "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-               "anthropic": ("ANTHROPIC_API_KEY",), "bedrock": ()}
+               "anthropic": ("ANTHROPIC_API_KEY",), "bedrock": (), "deepseek": ("DEEPSEEK_API_KEY",)}
 
 
 @dataclass
@@ -198,4 +199,74 @@ def apply_resume_settings(a: Any, job: dict[str, Any], store_path: Any) -> None:
 
 
 __all__ = ["BatchSettings", "find_credentials", "build_adapter", "wants_batch_lane", "build_batch_backend", "build_runner",
-           "mark_running", "mark_paused", "mark_stopped", "mark_done", "apply_resume_settings"]
+           "mark_running", "mark_paused", "mark_stopped", "mark_done", "apply_resume_settings", "plan_start",
+           "wait_for_start"]
+
+
+def plan_start(store: Any, entry: Any, clock: Any, *, not_before: Optional[float], start: Optional[str],
+               deadline: Optional[float], emulated: bool, params: Optional[dict[str, Any]] = None) -> Optional[float]:
+    """Record when the job may start (``run --not-before`` / ``--start auto``) in its store.
+
+    ``--not-before`` wins; ``--start auto`` asks :func:`flextier.history.advice.recommend` for the
+    start (the learned flex forecast, or a clock-priced model's off-peak hours) and records it with
+    the reason; ``--start now`` clears a stored wait. Neither flag keeps what the store has, so a
+    resumed job waits for the same instant. Returns the instant in force (None: start now)."""
+    now = clock.now()
+    if not_before is not None:
+        store.set_not_before(not_before, "--not-before")
+    elif start == "now":
+        store.set_not_before(None)
+    elif start == "auto":
+        from ..history import load_forecast
+        from ..history.advice import recommend
+
+        c = store.counts()
+        n = max(1, c["pending"] + c.get("inflight", 0))
+        out_tok = int((params or {}).get("max_tokens") or 500)
+        fc = load_forecast(entry.provider, entry.name, now, emulated=emulated)
+        adv = recommend(entry, fc, items=n, input_tokens=1000, output_tokens=out_tok, now=now, deadline=deadline)
+        store.set_not_before(adv.start if adv.start > now else None, f"--start auto: {adv.why}")
+    return store.not_before()[0]
+
+
+def wait_for_start(store: Any, clock: Any, *, say: Optional[Callable[[str], None]] = None,
+                   poll_wall: float = 1.0) -> Optional[float]:
+    """Wait, visibly, until the job's stored not-before instant; return it (None: no wait).
+
+    Killable: the wait is plain sleeps of at most ``poll_wall`` wall seconds, so Ctrl-C or a
+    signal ends it at once. Resumable: the instant lives in the store (:meth:`JobStore.set_not_before`)
+    and the wait writes the clock value it reached (``last_clock``), so ``flextier resume`` (or the
+    same command again) waits for the same instant, and an emulated day continues where it stopped.
+    """
+    nb, why = store.not_before()
+    if nb is None:
+        return None
+    now = clock.now()
+    if now >= nb:
+        return nb
+    scale = float(getattr(clock, "time_scale", 1.0) or 1.0)
+    utc = time.strftime("%a %Y-%m-%d %H:%M UTC", time.gmtime(nb))
+    store.update_job(message=f"waiting until {utc} ({why})", last_clock=now)
+    store.event(now, "waiting", {"until": nb, "why": why})
+    if say is not None:
+        say(f"flextier: waiting until {utc} ({_human_s(nb - now)} from now; {why}). Ctrl-C stops; "
+            "`flextier resume` waits for the same instant")
+    last_say = time.monotonic()
+    while True:
+        now = clock.now()
+        if now >= nb:
+            break
+        time.sleep(max(0.001, min(poll_wall, (nb - now) / scale)))
+        store.update_job(last_clock=clock.now())
+        if say is not None and time.monotonic() - last_say >= 60.0:
+            say(f"flextier: still waiting: {_human_s(nb - clock.now())} to go")
+            last_say = time.monotonic()
+    store.update_job(message=None)
+    store.event(clock.now(), "wait_over", {"until": nb})
+    return nb
+
+
+def _human_s(s: float) -> str:
+    s = max(0, int(s))
+    h, r = divmod(s, 3600)
+    return f"{h}h{r // 60:02d}m" if h else f"{r // 60}m{r % 60:02d}s"

@@ -287,6 +287,16 @@ class JobStore:
         """Change job fields in the next flush (e.g. ``last_clock``)."""
         self._job_updates.update(fields)
 
+    def set_not_before(self, ts: float | None, why: str | None = None) -> None:
+        """The instant (job clock) before which nothing is sent, and why; None clears it."""
+        self.db.execute("UPDATE job SET not_before = ?, not_before_why = ? WHERE id = 1",
+                        (ts, None if ts is None else why))
+
+    def not_before(self) -> tuple[float | None, str | None]:
+        """(instant, why) set by :meth:`set_not_before`, or (None, None)."""
+        row = self.db.execute("SELECT not_before, not_before_why FROM job WHERE id = 1").fetchone()
+        return (None, None) if row is None else (row[0], row[1])
+
     def event(self, ts: float, kind: str, detail: Any = None) -> None:
         """Queue an event row (run start, safety net, budget pause...) for the next flush."""
         self._events.append((ts, kind, None if detail is None else json.dumps(detail, default=str)))

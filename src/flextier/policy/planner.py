@@ -51,6 +51,11 @@ time of the ``n = total - done`` unfinished items at standard rate ``r_s``):
    ``r_f`` (e.g. the p25 of per-minute rates over 30 min, see :func:`rate_quantile`), the
    standard rate is at least ``max(0, n - r_f * R_eff) / R_eff``, ``R_eff = D_eff - now``.
 
+6. **Off-peak lane in time** (a clock-priced model, ``PlannerConfig.peak_hours``: DeepSeek): in a
+   peak window, nothing starts while waiting for the next off-peak start ``t_off`` still leaves
+   ``t_off + C + 2d + margin <= D``; otherwise (and off-peak) standard as usual. The safety net
+   is unchanged, so waiting never costs the deadline.
+
 Batch stragglers: while items sit in open batches and waiting on the batch is no
 longer provably safe (``batch_submitted_at + batch_window + C + 2d + margin > D``, or the
 batch has outlived ``batch_window``), the planner says ``batch_rescue="flex"`` once ``R < C + 2d + margin + max(rescue_runway, C)``
@@ -66,7 +71,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 TIER_MODES = ("auto", "flex", "standard", "batch")
 
@@ -77,6 +82,7 @@ BATCH_ONLY = "batch-only"        # --tier batch, or no deadline on a model witho
 BATCH = "batch"                  # auto: deadline far enough for batch
 UP = "up"                        # auto: flex + standard on the uniform line
 STANDARD = "standard"            # auto: model without flex, deadline too close for batch
+OFFPEAK_WAIT = "offpeak-wait"    # auto: clock-priced model in a peak window, waiting for off-peak
 SAFETY = "safety"                # auto: safety net, everything left to standard (sticky)
 DONE = "done"                    # nothing left
 
@@ -165,6 +171,11 @@ class PlannerConfig:
     (e.g. expected flex throughput by hour of day from the provider's diurnal profile or the
     job history); it bends the line toward the hours when flex is expected to be plentiful
     (docs/deadline-policy.md §3 rule 5). It must be a deterministic function; the safety net does not depend on it.
+    ``peak_hours`` (a :class:`~flextier.catalog.peak.PeakHours`, or anything with ``is_peak(t)`` and
+    ``next_change(t)``) marks a clock-priced model (DeepSeek): its standard lane is cheaper outside
+    the peak windows, so during a peak work waits for the off-peak start as long as standard alone
+    would still finish from there (docs/deadline-policy.md §3 rule 6). Deterministic; the safety net
+    ignores it.
     """
 
     t0: float
@@ -186,6 +197,7 @@ class PlannerConfig:
     done0: int = 0
     availability: Callable[[float], float] | None = None
     availability_step: float = 300.0
+    peak_hours: Any = None
 
     def __post_init__(self) -> None:
         if self.tier_mode not in TIER_MODES:
@@ -278,6 +290,8 @@ class Decision:
     * ``expected_done``: the uniform line ``ep(now)`` (None outside UP); ``slack``: seconds
       before the safety net would trip (None without deadline); ``at_risk``: even
       standard-only cannot finish by the deadline any more.
+    * ``wait_until``: nothing starts before this clock value (a clock-priced model waiting for
+      its off-peak price, rule 6); the runner shows it and keeps deciding.
     """
 
     mode: str
@@ -291,6 +305,7 @@ class Decision:
     slack: float | None = None
     at_risk: bool = False
     reason: str = ""
+    wait_until: float | None = None
 
 
 class _Line:
@@ -488,7 +503,7 @@ class Planner:
             self.mode = self._deadline_mode(r, c)
             if self.mode == UP:
                 self._anchor(cfg.t0, cfg.done0, tail)
-        elif grew and self.mode in (UP, BATCH, STANDARD, DONE):
+        elif grew and self.mode in (UP, BATCH, STANDARD, OFFPEAK_WAIT, DONE):
             new = self._deadline_mode(r, c)
             if new == UP:
                 self._anchor(obs.now, obs.done, tail)
@@ -526,10 +541,37 @@ class Planner:
             else:
                 return Decision(mode=BATCH, use_batch=True, slack=slack,
                                 reason="deadline leaves room for the batch lane")
-        if self.mode == STANDARD:
+        if self.mode in (STANDARD, OFFPEAK_WAIT):
+            wait = self._offpeak_wait(obs.now, c)
+            if wait is not None:
+                self.mode = OFFPEAK_WAIT
+                return Decision(mode=OFFPEAK_WAIT, slack=slack, wait_until=wait,
+                                reason=f"peak hours: waiting for the off-peak price from {_hhmm(wait)} UTC "
+                                       "(the deadline still leaves standard-only time from there)")
+            self.mode = STANDARD
+            why = "model has no flex and the deadline is too close for batch"
+            if cfg.peak_hours is not None:
+                why = ("off-peak hours: standard at the off-peak price" if not cfg.peak_hours.is_peak(obs.now)
+                       else "peak hours, and waiting for off-peak would miss the deadline: standard at the peak price")
             return Decision(mode=STANDARD, standard_rate=r_s, standard_all=True, slack=slack,
-                            at_risk=at_risk, reason="model has no flex and the deadline is too close for batch")
+                            at_risk=at_risk, reason=why)
         return self._up(obs, r_s, tail, slack, rescue)
+
+    def _offpeak_wait(self, now: float, c: float) -> float | None:
+        """The off-peak start to wait for, when it is better and safe (rule 6), else None.
+
+        Safe: from that instant, standard alone (``C``) plus the safety net's reserve
+        (``2d + margin``) still fits before the deadline, so waiting never spends the slack the
+        safety net relies on; and the decision is re-made on every call, so a job that grew or a
+        standard lane that turned slower stops waiting at once."""
+        cfg = self.config
+        ph = cfg.peak_hours
+        if ph is None or cfg.deadline is None or not ph.is_peak(now):
+            return None
+        t_off = ph.next_change(now)
+        if t_off + c + 2 * cfg.d + cfg.margin <= cfg.deadline:
+            return t_off
+        return None
 
     def _up(self, obs: Observation, r_s: float, tail: float, slack: float, rescue: str) -> Decision:
         cfg = self.config
@@ -582,7 +624,13 @@ class Planner:
                         reason=f"{src}: standard only" + ("" if forced else " (model has neither flex nor batch)"))
 
 
-__all__ = ["PlannerConfig", "Observation", "InFlight", "Decision", "Planner", "TIER_MODES",
+def _hhmm(t: float) -> str:
+    import time as _t
+
+    return _t.strftime("%a %H:%M", _t.gmtime(t))
+
+
+__all__ = ["OFFPEAK_WAIT", "PlannerConfig", "Observation", "InFlight", "Decision", "Planner", "TIER_MODES",
            "default_changeover_delay", "changeover_delay_for", "standard_capacity", "rate_quantile", "DEFAULT_D",
            "FLEX_ONLY", "STANDARD_ONLY", "BATCH_ONLY", "BATCH", "UP", "STANDARD", "SAFETY", "DONE",
            "RESCUE_NONE", "RESCUE_FLEX", "RESCUE_STANDARD"]

@@ -396,6 +396,7 @@ _ADAPTERS = {
     "gemini": "flextier.providers.gemini:GeminiAdapter",
     "bedrock": "flextier.providers.bedrock:BedrockAdapter",
     "anthropic": "flextier.providers.anthropic:AnthropicAdapter",
+    "deepseek": "flextier.providers.deepseek:DeepSeekAdapter",
 }
 _transports: dict[tuple, Any] = {}
 _transports_lock = threading.Lock()
