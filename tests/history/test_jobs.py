@@ -113,9 +113,12 @@ def test_not_before_waits_visibly_and_survives_a_kill(tmp_path: Path) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if store.exists():
-            with contextlib.closing(JobStore(store, create=False)) as st:
-                if st.not_before()[0] is not None and (st.job() or {}).get("message"):
-                    break
+            try:  # the child may still be creating the store (its schema not yet committed)
+                with contextlib.closing(JobStore(store, create=False)) as st:
+                    if st.not_before()[0] is not None and (st.job() or {}).get("message"):
+                        break
+            except Exception:
+                pass
         time.sleep(0.1)
     time.sleep(0.2)
     p.send_signal(signal.SIGKILL)
