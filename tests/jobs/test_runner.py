@@ -285,7 +285,7 @@ def test_second_answer_of_a_hedged_item_is_a_duplicate_not_a_second_result(make_
     runner._on_success(w, "standard", answer("standard"), 1.0, clock.now())
     runner._on_success(w, "flex", answer("flex"), 2.0, clock.now())
     asyncio.run(asyncio.sleep(0))
-    runner._flush()
+    runner.flush()
     t = st.ledger_totals()
     kinds = [k for (k,) in st.db.execute("SELECT kind FROM ledger ORDER BY id")]
     assert kinds == ["billed", "duplicate"] and st.counts()["done"] == 1

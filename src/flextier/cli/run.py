@@ -425,7 +425,7 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
             if clock is not None and base_url:   # a flextier emulator on loopback: stay offline too
                 _offline_s3(stack, a, base_url.rstrip("/") + "/s3", emu=None)
             if clock is None:
-                from ..jobs.runner import WallClock
+                from ..jobs.clock import WallClock
 
                 clock = WallClock()
         now = clock.now()
@@ -569,7 +569,7 @@ def _run(st: Any, entry: Any, api_key: Optional[str], base_url: Optional[str], c
         lost = st.recovered_sends
         _err(f"flextier: {runner.stats.recovered} items were in flight when the job stopped; they are sent again"
              + (f" ({lost} sends that may have been billed are marked 'possibly billed')" if lost else ""))
-    lag = (LagMonitor(clock.time_scale, inflight=lambda: len(runner.flex_active) + len(runner.std_active))
+    lag = (LagMonitor(clock.time_scale, inflight=runner.in_flight)
            if getattr(clock, "time_scale", 1.0) > 1 else None)  # client lag vs emulated time
     progress = Progress(runner.snapshot, quiet=a.quiet, utc=utc, title=f"flextier run {st.job()['name']}", lag=lag)
 

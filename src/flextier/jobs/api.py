@@ -38,7 +38,9 @@ from .input import (MAX_REPORTED_ERRORS, InvalidInput, InvalidLine, JobItem, det
 from .identity import identify_input
 from .lock import JobLock
 from .output import OutputSink
-from .runner import Clock, JobPaused, Stats, WallClock
+from ..errors import JobPaused
+from .clock import Clock, WallClock
+from .stats import Stats
 from .session import build_runner
 from .store import FinishedItem, JobStore, redact_url
 
@@ -320,9 +322,7 @@ async def astream_job(items: Iterable[Any] | AsyncIterable[Any], *, model: str |
                 n_bad += 1
                 if len(errors) < MAX_REPORTED_ERRORS:
                     errors.append(b.to_error(name))
-            runner.stats.total = st.counts()["total"]
-            runner.store_drained = False
-            runner._wake.set()
+            runner.more_items(st.counts()["total"])
 
         try:
             async for obj in items:  # type: ignore[union-attr]
@@ -338,18 +338,17 @@ async def astream_job(items: Iterable[Any] | AsyncIterable[Any], *, model: str |
                     push()
                 else:
                     await asyncio.sleep(0)
-                    if runner.ready.__len__() == 0:
+                    if runner.queued() == 0:
                         push()
             if buf:
                 push()
         except Exception as exc:  # the caller's iterable (or the store) failed: stop the job loudly
-            runner._fatal = exc
+            runner.fail(exc)
             raise
         finally:
-            runner.input_open = False
-            runner._wake.set()
+            runner.input_closed()
         if n_bad and not skip_invalid:
-            runner._stop = JobPaused(InvalidInput(name, errors, n_bad).one_line(), kind="invalid")
+            runner.pause(JobPaused(InvalidInput(name, errors, n_bad).one_line(), kind="invalid"))
 
     async def main() -> Stats:
         feeder = asyncio.get_running_loop().create_task(feed()) if is_async else None

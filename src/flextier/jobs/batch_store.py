@@ -29,6 +29,7 @@ from ..batch.lane import OpenBatch
 from ..catalog import ModelEntry
 from ..cost import Cost
 from .input import request_to_call
+from .lines import answer_line, failure_line
 from .store import BATCH_RESERVED, DONE, FAILED, FINAL_STATES, FinishedItem, JobStore
 
 __all__ = ["JobStoreLane"]
@@ -134,16 +135,14 @@ class JobStoreLane:
         attempts = int(attempts or 0) + 1
         if result.ok:
             body = result.body or {}
-            line = {"id": f"flextier_req_{seq}", "custom_id": result.item_id,
-                    "response": {"status_code": 200, "request_id": body.get("id"), "body": body}, "error": None,
-                    "flextier": {"tier": result.tier, "attempts": attempts, "cost": _s(cost.cost),
-                                 "standard_cost": _s(cost.standard_cost), "possibly_billed": bool(pb),
-                                 "batch": batch_id}}
+            line = answer_line(seq, result.item_id, request_id=body.get("id"), body=body, tier=result.tier,
+                               attempts=attempts, cost=cost.cost, standard_cost=cost.standard_cost,
+                               possibly_billed=bool(pb), batch=batch_id, batch_item=True)
             u = result.usage
             self.store.add_attempt(seq, lane_tier, "ok", None, 200, None, False, at)
             self.store.add_ledger(at, seq, result.tier, cost.cost, cost.standard_cost,
                                   u.input_tokens if u else 0, u.output_tokens if u else 0)
-            fin = FinishedItem(seq=seq, state=DONE, result=_dumps(line), tier=lane_tier, attempts=attempts,
+            fin = FinishedItem(seq=seq, state=DONE, result=line, tier=lane_tier, attempts=attempts,
                                served_tier=result.tier, cost=cost.cost, standard_cost=cost.standard_cost,
                                error_class=None, latency=None, finished_at=at, possibly_billed=int(pb or 0),
                                text=result.text)
@@ -152,14 +151,10 @@ class JobStoreLane:
             status = err.get("status")
             eline = {"code": str(err.get("code") or err.get("kind") or "batch_error"),
                      "message": str(err.get("message") or "")[:500], "type": "BatchLineError"}
-            line = {"id": f"flextier_req_{seq}", "custom_id": result.item_id,
-                    "response": None if status is None else {"status_code": status, "request_id": None,
-                                                             "body": {"error": eline}},
-                    "error": eline,
-                    "flextier": {"tier": None, "attempts": attempts, "cost": "0", "standard_cost": None,
-                                 "possibly_billed": bool(pb), "batch": batch_id}}
+            line = failure_line(seq, result.item_id, status=status, error=eline, attempts=attempts,
+                                possibly_billed=bool(pb), batch=batch_id, batch_item=True)
             self.store.add_attempt(seq, lane_tier, "BatchLineError", None, status, eline["code"], False, at)
-            fin = FinishedItem(seq=seq, state=FAILED, result=_dumps(line), tier=lane_tier, attempts=attempts,
+            fin = FinishedItem(seq=seq, state=FAILED, result=line, tier=lane_tier, attempts=attempts,
                                served_tier=None, cost=None, standard_cost=None, error_class="BatchLineError",
                                latency=None, finished_at=at, possibly_billed=int(pb or 0))
         self.store.finish(fin)
@@ -187,10 +182,3 @@ class JobStoreLane:
         self._flush()
         self._queued.clear()
 
-
-def _s(v: Any) -> str | None:
-    return None if v is None else str(v)
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))

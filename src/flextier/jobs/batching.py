@@ -17,7 +17,7 @@ it needs to hand work to provider batches and take it back.
 * **First result wins.** Batch results are recorded through :class:`JobStoreLane`, which
   refuses a second final result (:meth:`JobStore.is_final`) and writes a ``duplicate`` ledger
   row for a billed answer that lost; the runner does the same for online answers
-  (``Runner._on_success``). Either way an item is counted once, and the client ledger
+  (:meth:`Accounting.bill <flextier.jobs.accounting.Accounting.bill>`). Either way an item is counted once, and the client ledger
   (billed + duplicate rows) equals the provider's bill.
 * **Commit before report.** The lane store commits through the runner's own flush, so batch
   results reach the output file and the counters exactly like online ones.
@@ -33,8 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
 
 from ..batch.base import BatchItem, ItemResult
 from ..batch.lane import BatchLane, LaneView, OpenBatch
@@ -44,11 +43,44 @@ from .batch_store import JobStoreLane
 from .input import inject_max, request_to_call
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .runner import Runner
+    from ..catalog import ModelEntry
+    from ..policy.planner import Decision
+    from .accounting import Accounting
+    from .clock import Clock
+    from .options import RunOptions
+    from .store import JobStore
 
 log = logging.getLogger("flextier.runner")
 
-__all__ = ["RunnerBatch", "lane_switches"]
+__all__ = ["RunnerBatch", "BatchHost", "lane_switches"]
+
+
+class BatchHost(Protocol):
+    """What the batch lane needs of the run it serves (a :class:`~flextier.jobs.runner.Runner`).
+
+    A small interface instead of the runner's internals, so the two modules do not import
+    each other: read-only state, the one accounting step, and a few control calls.
+    """
+
+    store: "JobStore"
+    entry: "ModelEntry"
+    opts: "RunOptions"
+    clock: "Clock"
+    decision: "Decision | None"
+    accounting: "Accounting"
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def wake(self) -> None: ...
+
+    def flush(self, claim: int = 0) -> Any: ...
+
+    def pause(self, paused: JobPaused) -> None: ...
+
+    def reopen_claims(self) -> None: ...
+
+    def batch_failed(self, why: str) -> None: ...
 
 
 class _LaneStore(JobStoreLane):
@@ -74,7 +106,7 @@ class _LaneStore(JobStoreLane):
 class RunnerBatch:
     """The batch lanes of one :class:`~flextier.jobs.runner.Runner` run."""
 
-    def __init__(self, runner: "Runner", backend: Any) -> None:
+    def __init__(self, runner: BatchHost, backend: Any) -> None:
         self.runner = runner
         self.backend = backend
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -88,8 +120,8 @@ class RunnerBatch:
 
     # -- hooks given to the lane ----------------------------------------------------------
     def flush(self) -> None:
-        self.runner._flush()
-        self.runner._wake.set()
+        self.runner.flush()
+        self.runner.wake()
 
     def prepare(self, req: Any) -> None:
         """The job's ``--max-tokens`` also bounds native request bodies sent in a batch."""
@@ -99,16 +131,7 @@ class RunnerBatch:
 
     def counted(self, result: ItemResult, cost: Cost) -> None:
         """A batch result became the item's final result (queued; reported after commit)."""
-        r = self.runner
-        r.in_memory_final += 1
-        if result.ok:
-            s = r.stats
-            if cost.cost is not None:
-                s.spent += cost.cost
-                s.spent_by_tier[result.tier] = s.spent_by_tier.get(result.tier, Decimal(0)) + cost.cost
-                r.budget.spent += cost.cost
-            if cost.standard_cost is not None:
-                s.standard_cost += cost.standard_cost
+        self.runner.accounting.batch_result(result, cost)
 
     def should_abandon(self, view: LaneView) -> bool:
         d = self.runner.decision
@@ -127,8 +150,7 @@ class RunnerBatch:
             r.store.event(r.clock.now(), "batch_refused", {"items": len(ids), "why": why[:500]})
             return
         r.store.event(r.clock.now(), "batch_leftovers", {"items": len(ids), "why": why[:500]})
-        r.store_drained = False
-        r._wake.set()
+        r.reopen_claims()
 
     def _seqs(self, ids: Sequence[str]) -> list[int]:
         return self.runner.store.seqs_of(ids)
@@ -206,13 +228,13 @@ class RunnerBatch:
 
     def _done(self, task: asyncio.Task[Any], what: str) -> None:
         r = self.runner
-        r._wake.set()
+        r.wake()
         if task.cancelled():
             return
         exc = task.exception()
         if exc is None:
-            if self.forced and self.refused and not self.active and r._stop is None:
-                r._stop = self.refusal()
+            if self.forced and self.refused and not self.active and not r.stopping:
+                r.pause(self.refusal())
             return
         # The lane failed outside its own error handling (a backend bug, a store error). Its
         # items must not stay stuck in the batch state: back to the online lanes, loudly.
@@ -228,7 +250,7 @@ class RunnerBatch:
             r.store.event(r.clock.now(), "batch_lane_failed", {"error": self.failed[:300]})
         except Exception:  # pragma: no cover
             log.exception("could not release the batch items; a resume will")
-        r.store_drained = False
+        r.reopen_claims()
         r.batch_failed(self.failed)
 
     def refusal(self) -> Any:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from ..cost import fmt_usd
-from .runner import Stats
+from .stats import Stats
 
 
 def fmt_span(seconds: float | None) -> str:

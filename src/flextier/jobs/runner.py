@@ -25,6 +25,12 @@ Time: everything reads the injected :class:`Clock` (``now()`` / ``asleep()`` / `
 so with the emulator's scaled clock a 3-hour deadline plays out in seconds, and backoff,
 timeouts and the planner all live in emulated time.
 
+Where the parts live: the lanes in :mod:`.lanes`, the books (stats, budget, ledger, one step per
+result, online and batch alike) in :mod:`.accounting`, the output file and "commit before report"
+in :mod:`.publish`, an item's send bounds in :mod:`.work`; this module is the loop that ties them.
+:mod:`.batching` and :mod:`.api` drive a runner only through its public methods (``wake``,
+``fail``, ``pause``, ``flush``, ``more_items``, ``input_closed``, ``reopen_claims``, ``queued``).
+
 Retry rules: the ``"job"`` column of the decision table, :func:`flextier.policy.rules.decide`
 (documented in ``docs/errors.md``); :meth:`Runner._on_error` only carries its answer out.
 flex shed -> lane backoff + AIMD cut, item back to the front of the queue (standard may take
@@ -38,269 +44,35 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import json
 import logging
 import math
 import random
 import time
-from collections import Counter, deque
-from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any, Callable, Protocol
+from collections import deque
+from typing import Any
 
-from .._types import AttemptOutcome, CallRequest
-from ..catalog import ModelEntry
-from ..cost import price_usage
-from ..policy.backoff import Backoff
-from ..policy.budget import (Budget, estimate_cost, implausible_usage, output_bound, prompt_tokens_upper_bound,
-                             request_answers, request_output_limit)
-from ..policy.concurrency import AimdConfig, AimdController, RateLimiter
-from ..errors import ProviderError, UserInputError
+from .._types import AttemptOutcome
 from ..errors import JobPaused  # re-exported: flextier.jobs.runner.JobPaused keeps working
-from ..policy.rules import (CLOSE_FLEX, FAIL, MAX_ITEM_ERRORS, PAUSE, QUOTA_STOP_AFTER, REQUEUE, RESEND,
-                            RESEND_ON_TIMEOUT, Limits, decide, on_provider_fault)
-from ..policy.planner import (SAFETY, Decision, InFlight, Observation, Planner, PlannerConfig,
-                              changeover_delay_for, standard_capacity)
+from ..errors import ProviderError, UserInputError
+from ..policy.budget import Budget, implausible_usage
+from ..policy.concurrency import RateLimiter
+from ..policy.planner import SAFETY, Decision, InFlight, Observation, Planner, PlannerConfig, \
+    changeover_delay_for, standard_capacity
+from ..policy.rules import CLOSE_FLEX, FAIL, PAUSE, REQUEUE, RESEND, Limits, decide, on_provider_fault
+from .accounting import Accounting
 from .batching import RunnerBatch
-from .input import inject_max, request_to_call
-from .sends import SendBook
-from .store import DONE, FAILED, ClaimedItem, FinishedItem, FlushResult, JobStore
+from .clock import Clock, WallClock
+from .lanes import FlexLane, Lane, StandardLane
+from .lines import error_line
+from .options import RunOptions
 from .output import OutputSink
+from .publish import Publisher, ResultHook
+from .sends import SendBook
+from .stats import Stats
+from .store import FlushResult, JobStore
+from .work import Work, prepare_work, work_of
 
 log = logging.getLogger("flextier.runner")
-
-
-# --------------------------------------------------------------------------------------
-# clock
-# --------------------------------------------------------------------------------------
-
-class Clock(Protocol):
-    """What the runner needs of time. The emulator's ``ScaledClock`` satisfies it."""
-
-    time_scale: float
-
-    def now(self) -> float: ...
-
-    async def asleep(self, seconds: float) -> None: ...
-
-
-class WallClock:
-    """Real time: epoch seconds, ordinary sleeps."""
-
-    time_scale = 1.0
-
-    def now(self) -> float:
-        return time.time()
-
-    async def asleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds))
-
-
-# --------------------------------------------------------------------------------------
-# options, state
-# --------------------------------------------------------------------------------------
-
-@dataclass
-class RunOptions:
-    """Everything about how a job runs (all times in the clock's seconds)."""
-
-    model: ModelEntry
-    tier_mode: str = "auto"
-    deadline: float | None = None
-    concurrency: int = 256
-    standard_concurrency: int | None = None
-    rpm: float | None = None
-    tpm: float | None = None
-    max_cost: Decimal | None = None
-    ordered: bool = False
-    params: dict[str, Any] = field(default_factory=dict)
-    flex_timeout: float = 900.0
-    standard_timeout: float = 600.0
-    max_item_errors: int = MAX_ITEM_ERRORS    # the 5th retryable error of an item fails it (policy.rules)
-    resend_on_timeout: int = RESEND_ON_TIMEOUT  # cap on resends of a timed-out send (maybe billed)
-    quota_stop_after: int = QUOTA_STOP_AFTER  # consecutive quota refusals that pause the job
-    min_wall_timeout: float = 10.0        # real seconds; see _attempt
-    changeover_delay: float | None = None   # d of the planner; None: changeover_delay_for(window)
-    margin: float = 60.0
-    assumed_standard_latency: float = 20.0
-    flush_interval: float = 0.05          # wall seconds between store commits
-    flush_rows: int = 512                 # ... or as soon as this many rows wait
-    tick: float | None = None             # planner interval (clock seconds); default from time_scale
-    backoff: Backoff = field(default_factory=lambda: Backoff(base=2.0, cap=120.0))
-    seed: int | None = None
-    # [policy hook] a planner class (PlannerConfig -> planner) used instead of Planner; only for
-    # bench/policy.py's baselines (flextier.policy.baselines), so all policies share this engine
-    policy: Callable[[PlannerConfig], Any] | None = None
-    # batch lane; used only when the Runner gets a batch backend
-    batch_poll_interval: float = 60.0     # clock seconds between polls of open batches
-    batch_window: float = 24 * 3600.0     # the provider's completion window, as the planner assumes it
-    batch_min_runway: float = 4 * 3600.0  # model without flex: batch only with this much room (p90 turnaround)
-    # expected relative flex availability at a clock value (e.g. the provider's diurnal curve): bends
-    # the planner's uniform line toward the hours flex is expected to be plentiful (docs/deadline-policy.md
-    # §3 rule 5); None = a straight line. The safety net does not depend on it.
-    availability: Callable[[float], float] | None = None
-
-    @property
-    def std_concurrency(self) -> int:
-        return self.standard_concurrency or self.concurrency
-
-
-@dataclass(slots=True)
-class Work:
-    """An item in this process: claimed from the store, not yet final."""
-
-    seq: int
-    custom_id: str
-    request: str
-    line: int
-    attempts: int
-    possibly_billed: int
-    req: CallRequest | None = None
-    max_out: int | None = None
-    out_bound: int | None = None  # per answer: the request's own limit, else the catalog's maximum
-    answers: int = 1              # n (candidateCount): the reservation holds this many answers
-    prompt_ub: int | None = None
-    est_tokens: int = 0
-    est_cost: Decimal | None = None
-    errors: int = 0
-    timeouts: int = 0
-    last_error: ProviderError | None = None
-    not_before: float = 0.0
-    active: int = 0           # attempts in flight (2 while hedged)
-    final: bool = False
-    flex_started: float | None = None
-
-
-@dataclass
-class Stats:
-    """Live counters for progress and the summary. Done counts are durable (committed) ones."""
-
-    total: int = 0
-    done: int = 0
-    failed: int = 0
-    done_at_start: int = 0
-    by_tier: Counter = field(default_factory=Counter)
-    errors: Counter = field(default_factory=Counter)
-    spent: Decimal = Decimal(0)
-    standard_cost: Decimal = Decimal(0)
-    spent_by_tier: dict[str, Decimal] = field(default_factory=dict)
-    duplicates: int = 0               # billed answers that lost to another copy of their item
-    duplicate_cost: Decimal = Decimal(0)
-    flex_inflight: int = 0
-    std_inflight: int = 0
-    flex_limit: int = 0
-    in_batch: int = 0                 # items inside provider batches (submitted or about to be)
-    mode: str = ""
-    reason: str = ""
-    started: float = 0.0
-    now: float = 0.0
-    deadline: float | None = None
-    recovered: int = 0
-    possibly_billed: int = 0
-    paused: str | None = None
-    skipped_invalid: int = 0
-    unknown_cost: int = 0             # results served at a tier with no known price (cost unknown, not $0)
-    held: int = 0                     # items claimed from the store, not final: what `status` calls in flight
-
-    @property
-    def finished(self) -> int:
-        return self.done + self.failed
-
-    @property
-    def saved_pct(self) -> float | None:
-        if not self.standard_cost:
-            return None
-        return float((self.standard_cost - self.spent) * 100 / self.standard_cost)
-
-    @property
-    def flex_share(self) -> float | None:
-        n = sum(self.by_tier.values())
-        return None if not n else self.by_tier.get("flex", 0) / n
-
-    def rate(self) -> float | None:
-        """Items per clock second since this run started."""
-        el = self.now - self.started
-        k = self.finished - self.done_at_start
-        return k / el if el > 0 and k > 0 else None
-
-    def eta(self) -> float | None:
-        r = self.rate()
-        left = self.total - self.finished
-        if left <= 0:
-            return self.now
-        return None if not r else self.now + left / r
-
-
-# JobPaused (the job stopped before finishing, resumably) lives in flextier/errors.py with the
-# rest of the hierarchy; it is imported above and re-exported here under its old path.
-
-
-# --------------------------------------------------------------------------------------
-# output file
-# --------------------------------------------------------------------------------------
-
-# OutputSink (the results file: one owner, checked by content) lives in jobs/output.py
-
-
-# --------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------
-
-def _max_out(req: CallRequest, job_max: int | None) -> int | None:
-    return request_output_limit(req) or job_max
-
-
-def _request_id(outcome: AttemptOutcome) -> str | None:
-    h = {k.lower(): v for k, v in (outcome.headers or {}).items()}
-    return h.get("x-request-id") or h.get("request-id") or h.get("x-amzn-requestid") or (
-        outcome.body.get("id") if isinstance(outcome.body, dict) else None)
-
-
-def _dec_str(v: Decimal | None) -> str | None:
-    return None if v is None else str(v)
-
-
-def error_line(err: BaseException) -> dict[str, Any]:
-    """The ``error`` object of a failed output line: code and a short message, no secrets."""
-    if isinstance(err, ProviderError):
-        code = err.code or type(err).__name__
-        msg = err.message or type(err).__name__
-    else:
-        code, msg = type(err).__name__, str(err)
-    return {"code": str(code), "message": str(msg)[:500], "type": type(err).__name__}
-
-
-class _RateBuckets:
-    """Completions per bucket over a window: a bounded stand-in for a list of timestamps.
-
-    Feeds the planner's ``flex_throughput`` without keeping one float per completion
-    (which at a million items would be the biggest thing in memory).
-    """
-
-    def __init__(self, bucket: float, n: int) -> None:
-        self.bucket, self.n = bucket, n
-        self.counts: deque[tuple[int, int]] = deque()
-
-    def add(self, t: float) -> None:
-        b = int(t // self.bucket)
-        if self.counts and self.counts[-1][0] == b:
-            self.counts[-1] = (b, self.counts[-1][1] + 1)
-        else:
-            self.counts.append((b, 1))
-            while len(self.counts) > self.n:
-                self.counts.popleft()
-
-    def rate(self, now: float, window: float) -> float:
-        lo = int((now - window) // self.bucket)
-        k = sum(c for b, c in self.counts if b > lo)
-        return k / window if window > 0 else 0.0
-
-
-# --------------------------------------------------------------------------------------
-# the runner
-# --------------------------------------------------------------------------------------
-
-ResultHook = Callable[[FinishedItem, dict[str, Any]], None]
 
 
 class Runner:
@@ -315,7 +87,6 @@ class Runner:
         self.clock: Clock = clock or WallClock()
         self.scale = float(getattr(self.clock, "time_scale", 1.0) or 1.0)
         self.output = output
-        self.on_result = on_result
         self.entry = opts.model
         self.rng = random.Random(opts.seed)
         self.opts.backoff.rng = self.rng
@@ -323,14 +94,15 @@ class Runner:
         # d: the user's, or the default scaled down for a close deadline (see changeover_delay_for)
         self.d = opts.changeover_delay if opts.changeover_delay is not None else changeover_delay_for(
             None if opts.deadline is None else max(0.0, opts.deadline - now))
-        # slow start: on a calm provider the flex window reaches --concurrency within about
-        # --concurrency successes; the first shed switches to plain AIMD (see AimdConfig)
-        self.aimd = AimdController(AimdConfig(max_concurrency=max(1, opts.concurrency),
-                                              cooldown=max(1.0, 2 * self.d / 60), slow_start=True))
+        self.flex = FlexLane(opts.concurrency, cooldown=max(1.0, 2 * self.d / 60))
+        self.std = StandardLane(opts.std_concurrency, now)
         self.limiter = RateLimiter(opts.rpm, opts.tpm, now=now, max_pause=opts.backoff.retry_after_cap)
         self.budget = Budget(max_cost=opts.max_cost)
         self.sends = SendBook(store)   # a durable record of every request out
         self.stats = Stats()
+        self.accounting = Accounting(store, self.entry, self.budget, self.stats)
+        self.publisher = Publisher(store, output, ordered=opts.ordered, stats=self.stats, clock=self.clock,
+                                   on_result=on_result)
         self.flex_ok = self.entry.supports_flex and opts.tier_mode in ("auto", "flex", "batch")
         # batch lane: only with a backend, never under a spending cap (a batch cannot
         # be reserved against --max-cost item by item)
@@ -345,33 +117,16 @@ class Runner:
         self.ready: deque[Work] = deque()
         self.delayed: list[tuple[float, int, Work]] = []
         self._delay_n = 0
-        self.flex_active: dict[int, Work] = {}
-        self.std_active: dict[int, Work] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.task_of: dict[tuple[int, str], asyncio.Task[Any]] = {}
         # attempts whose coroutine has begun: a task cancelled before its first step never
         # runs its body (so never its cleanup), and was never sent either
         self._entered: set[asyncio.Task[Any]] = set()
-        self.in_memory_final = 0       # items final in memory (committed or not): the planner's "done"
         self.input_open = input_open   # more items may still be imported (async iterables)
         self.store_drained = False
-        # flex lane backoff
-        self.flex_fail_streak = 0
-        self.flex_backoff_until = -math.inf
         self.quota_streak = 0
         self.limits = Limits(max_item_errors=opts.max_item_errors, resend_on_timeout=opts.resend_on_timeout,
                              quota_stop_after=opts.quota_stop_after, flex_only=opts.tier_mode == "flex")
-        # standard lane pacing
-        self.std_tokens = 0.0
-        self.std_tokens_at = now
-        self.std_latency: float | None = None
-        self.flex_latency: float | None = None
-        self.flex_rate = _RateBuckets(bucket=60.0, n=32)
-        # output bookkeeping
-        job = store.job() or {}
-        self.out_gen = job.get("out_gen", 0)
-        self.out_next_seq = job.get("out_next_seq", 0)
-        self._pending_out: dict[str, int] = {}
         # control
         self._wake = asyncio.Event()
         self._flush_now = asyncio.Event()
@@ -386,6 +141,71 @@ class Runner:
         self._drain_until: float | None = None
         self.stop_inflight = 0         # requests in flight when the stop was asked
         self.stop_cut = 0              # ... and still in flight when the drain ended (cut off)
+
+    # -- the interface other modules drive a runner by (batching, api, signals, the CLI) --------
+    def wake(self) -> None:
+        """Something changed outside the loop (new items, a batch result): look again now."""
+        self._wake.set()
+
+    def fail(self, exc: BaseException) -> None:
+        """A part the run depends on broke (the caller's input iterable, the store): end the run with it."""
+        self._fatal = exc
+        self._wake.set()
+
+    def pause(self, paused: JobPaused) -> None:
+        """Stop resumably with ``paused`` once nothing is in flight (the first reason given wins)."""
+        if self._stop is None:
+            self._stop = paused
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop is not None
+
+    def flush(self, claim: int = 0) -> FlushResult:
+        """Commit what is queued and publish it (see :mod:`.publish`)."""
+        return self.publisher.flush(claim)
+
+    def more_items(self, total: int) -> None:
+        """Items were imported while running (``total`` now in the store): claim them."""
+        self.stats.total = total
+        self.store_drained = False
+        self._wake.set()
+
+    def reopen_claims(self) -> None:
+        """Items became pending again (handed back by the batch lane): the claim loop looks again."""
+        self.store_drained = False
+        self._wake.set()
+
+    def input_closed(self) -> None:
+        """No more items will be imported."""
+        self.input_open = False
+        self._wake.set()
+
+    def queued(self) -> int:
+        """Items claimed and waiting to be sent (not in flight)."""
+        return len(self.ready) + len(self.delayed)
+
+    def in_flight(self) -> int:
+        """Requests out now, both lanes."""
+        return len(self.flex.active) + len(self.std.active)
+
+    @property
+    def flex_active(self) -> dict[int, Work]:
+        return self.flex.active
+
+    @property
+    def std_active(self) -> dict[int, Work]:
+        return self.std.active
+
+    @property
+    def aimd(self) -> Any:
+        return self.flex.aimd
+
+    @property
+    def in_memory_final(self) -> int:
+        """Items final in memory, committed or not: the planner's "done"."""
+        return self.accounting.finals
 
     # -- setup -----------------------------------------------------------------------
     def _make_planner(self, now: float) -> Planner:
@@ -422,103 +242,6 @@ class Runner:
             self.planner = None  # rebuilt without batch at the next tick
         self._wake.set()
 
-    def _load_totals(self) -> None:
-        """Seed counters from the store (a resumed job continues its money and counts)."""
-        c = self.store.counts()
-        self.stats.total = c["total"]
-        self.stats.done = c[DONE]
-        self.stats.failed = c[FAILED]
-        self.stats.done_at_start = c[DONE] + c[FAILED]
-        self.in_memory_final = c[DONE] + c[FAILED]
-        self.stats.by_tier = Counter(self.store.tier_counts())
-        t = self.store.ledger_totals()
-        self.stats.spent, self.stats.standard_cost = t["spent"], t["standard"]
-        self.stats.spent_by_tier = dict(t["by_tier"])
-        self.stats.duplicates, self.stats.duplicate_cost = t["duplicates"], t["duplicate_cost"]
-        self.stats.errors = Counter(self.store.error_counts())
-        self.budget.spent = t["billed_total"]  # duplicates were paid for too: they count against --max-cost
-        # sends cut off by a crash, a timeout or a reset may be billed: held at their reserved cost
-        self.budget.possibly_billed = self.store.possibly_billed()[1]
-        job = self.store.job() or {}
-        self.stats.skipped_invalid = job.get("skipped_invalid", 0)
-
-    def _rebuild_output(self) -> None:
-        """Make the output file hold exactly the committed results (see store module doc)."""
-        if self.output is None:
-            return
-        job = self.store.job() or {}
-        intact = self.output.prepare(job.get("out_offset", 0), self.store, self.opts.ordered)
-        if not intact:
-            self.out_gen, self.out_next_seq = 0, 0
-        if self.opts.ordered:
-            self._write_ordered()
-        else:
-            lines = [r for _, r in self.store.results_after_gen(self.out_gen)]
-            for i in range(0, len(lines), 1000):
-                self.output.write(lines[i:i + 1000])
-            self.out_gen = self.store.generation
-        self.store.flush(out_offset=self.output.offset, out_gen=self.out_gen, out_next_seq=self.out_next_seq)
-
-    def _write_ordered(self) -> None:
-        assert self.output is not None
-        while True:
-            rows = self.store.final_prefix(self.out_next_seq, 1000)
-            if not rows:
-                return
-            self.output.write([r for _, r in rows if r is not None])
-            self.out_next_seq = rows[-1][0] + 1
-
-    # -- flushing --------------------------------------------------------------------
-    def _flush(self, claim: int = 0) -> FlushResult:
-        """Commit queued writes (and claim items), then report what became durable."""
-        self.store.queue_job_update(last_clock=self.clock.now())
-        kw: dict[str, Any] = {}
-        if self.output is not None:
-            kw = dict(out_offset=self.output.offset, out_gen=self.out_gen, out_next_seq=self.out_next_seq)
-        fr = self.store.flush(claim=claim, **kw)
-        if fr.finished:
-            self._report(fr)
-        return fr
-
-    def _report(self, fr: FlushResult) -> None:
-        """After commit: output file, counters, callbacks. Never before."""
-        s = self.stats
-        lines = []
-        for f in fr.finished:
-            if f.state == DONE:
-                s.done += 1
-                s.by_tier[f.served_tier or "unknown"] += 1
-            else:
-                s.failed += 1
-            lines.append(f.result)
-        if self.output is not None:
-            if self.opts.ordered:
-                self._write_ordered()
-            else:
-                self.output.write(lines)
-                self.out_gen = fr.gen
-        if self.on_result is not None:
-            for f in fr.finished:
-                try:
-                    self.on_result(f, json.loads(f.result))
-                except Exception:  # a user callback must not kill the job
-                    log.exception("on_result callback failed")
-
-    async def _flusher(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._flush_now.wait(), timeout=self.opts.flush_interval)
-            except asyncio.TimeoutError:
-                pass
-            self._flush_now.clear()
-            try:
-                self._flush()
-            except Exception as exc:  # disk full, locked store...
-                self._fatal = exc
-                self._wake.set()
-                return
-            self._wake.set()
-
     # -- claiming --------------------------------------------------------------------
     def _want(self) -> int:
         """How many claimed-but-unsent items to hold: what the open lanes can take, plus a little.
@@ -527,7 +250,7 @@ class Runner:
         prefetch is kept to what can be sent soon rather than a big buffer.
         """
         d = self.decision
-        lanes = self.aimd.limit if self.flex_ok else 0
+        lanes = self.flex.limit() if self.flex_ok else 0
         if d is None or d.standard_all or d.standard_rate > 0 or not self.flex_ok:
             lanes += self.opts.std_concurrency
         return min(lanes + 8, 4096)
@@ -540,62 +263,36 @@ class Runner:
         if self.batch is not None and self.batch.forced and self.batch.started:
             self.store_drained = True  # --tier batch: nothing goes online; what the lane hands back pauses the job
             return
-        have = len(self.ready) + len(self.delayed)
-        want = self._want() - len(self.flex_active) - len(self.std_active)
+        have = self.queued()
+        want = self._want() - self.in_flight()
         if self.store_drained or have >= max(1, want // 2):
             return
-        fr = self._flush(claim=want - have)
+        fr = self.flush(claim=want - have)
         for c in fr.claimed:
-            self.ready.append(self._work(c))
+            self.ready.append(work_of(c))
         if not fr.claimed and not self.input_open:
             self.store_drained = True
 
-    def _work(self, c: ClaimedItem) -> Work:
-        return Work(seq=c.seq, custom_id=c.custom_id, request=c.request, line=c.line,
-                    attempts=c.attempts, possibly_billed=c.possibly_billed)
-
     def _prepare(self, w: Work) -> None:
-        """Parse the stored request once, when the item is first sent."""
-        if w.req is not None:
-            return
-        req = request_to_call(w.request, self.entry, self.opts.params)
-        job_max = self.opts.params.get("max_tokens")
-        w.max_out = _max_out(req, job_max)
-        if w.max_out is None and job_max:
-            w.max_out = job_max
-        if self.opts.max_cost is not None and w.max_out is not None:
-            inject_max(req, w.max_out)
-        prompt_src: Any = req.native if req.native is not None else (req.messages or [])
-        prompt_ub = prompt_tokens_upper_bound(prompt_src)
-        w.est_tokens = prompt_ub // 3 + (w.max_out or 256)
-        w.out_bound, _ = output_bound(req, self.entry)
-        w.answers, w.prompt_ub = request_answers(req), prompt_ub
-        if self.opts.max_cost is not None and w.out_bound is None:
-            raise UserInputError(f"item {w.custom_id!r} sets no max_tokens and the catalog has no maximum output for "
-                                 f"{self.entry.name}, so --max-cost cannot bound its cost; give --max-tokens N",
-                                 file=(self.store.job() or {}).get("input_path"), line=w.line, field="max_tokens")
-        # Reserve at the standard price even on flex: a flex request served at standard (the
-        # provider decides) must not be able to push spend past the cap. n answers reserve n outputs.
-        w.est_cost = estimate_cost(self.entry, "standard", prompt_ub, (w.out_bound or 0) * w.answers) \
-            if self.opts.max_cost is not None else None
-        w.req = req
+        prepare_work(w, self.entry, self.opts.params, capped=self.opts.max_cost is not None,
+                     input_path=lambda: (self.store.job() or {}).get("input_path"))
 
     # -- the planner tick ------------------------------------------------------------
     def _tick(self, now: float) -> None:
         if self.planner is None:
             self.planner = self._make_planner(now)
-        cap = standard_capacity(self.opts.std_concurrency, self.std_latency or self.opts.assumed_standard_latency,
+        cap = standard_capacity(self.opts.std_concurrency, self.std.latency or self.opts.assumed_standard_latency,
                                 self.opts.rpm)
         total = max(self.stats.total, self.planner.total)
-        flex_inflight = tuple(InFlight(str(w.seq), w.flex_started) for w in self.flex_active.values()
+        flex_inflight = tuple(InFlight(str(w.seq), w.flex_started) for w in self.flex.active.values()
                               if w.flex_started is not None) if self.planner.mode == SAFETY else ()
         obs = Observation(
             now=max(now, self.planner._last_now or now), done=min(self.in_memory_final, total),
-            pending=len(self.ready) + len(self.delayed),
-            in_flight_standard=len(self.std_active), flex_in_flight=flex_inflight, total=total,
-            standard_capacity=cap, standard_latency_p90=self.std_latency,
-            flex_latency_p90=self.flex_latency,
-            flex_throughput=self.flex_rate.rate(now, min(600.0, max(60.0, now - self.stats.started))),
+            pending=self.queued(),
+            in_flight_standard=len(self.std.active), flex_in_flight=flex_inflight, total=total,
+            standard_capacity=cap, standard_latency_p90=self.std.latency,
+            flex_latency_p90=self.flex.latency,
+            flex_throughput=self.flex.throughput.rate(now, min(600.0, max(60.0, now - self.stats.started))),
             in_batch=self.batch.in_batch() if self.batch is not None else 0,
             batch_submitted_at=self.batch.submitted_at() if self.batch is not None else None)
         try:
@@ -610,7 +307,7 @@ class Runner:
         for h in d.hedge:
             self._hedge_wanted.append(int(h))
         if not (d.standard_all or d.standard_rate > 0):
-            self.std_tokens = 0.0
+            self.std.reset()
         self._last_tick = now
         self.stats.mode, self.stats.reason = d.mode, d.reason
         if d.use_batch and self.batch_ok and not self.batch.started:
@@ -646,6 +343,9 @@ class Runner:
             return wait
         return 0.0
 
+    def _lane(self, tier: str) -> Lane:
+        return self.flex if tier == "flex" else self.std
+
     def _start(self, w: Work, tier: str, now: float) -> None:
         key = (w.seq, tier)
         reserved = w.est_cost if self.opts.max_cost is not None else None
@@ -653,15 +353,18 @@ class Runner:
         self.sends.opened(key, w.seq, tier, reserved, now)  # committed by the attempt before it sends
         w.active += 1
         w.attempts += 1
+        self._lane(tier).active[w.seq] = w
         if tier == "flex":
-            self.flex_active[w.seq] = w
             w.flex_started = now
-        else:
-            self.std_active[w.seq] = w
         t = asyncio.get_running_loop().create_task(self._attempt(w, tier, now))
         self.tasks.add(t)
         self.task_of[key] = t
         t.add_done_callback(lambda task: self._reap(task, w, tier))
+
+    def _leave_lane(self, w: Work, tier: str) -> None:
+        active = self._lane(tier).active
+        if active.get(w.seq) is w:
+            active.pop(w.seq, None)
 
     def _reap(self, task: asyncio.Task[Any], w: Work, tier: str) -> None:
         """Done callback of an attempt. A task cancelled before its first step (a hedge loser
@@ -677,10 +380,14 @@ class Runner:
         self.budget.release((w.seq, tier))
         self.sends.settled((w.seq, tier))  # never sent
         w.active -= 1
-        active = self.flex_active if tier == "flex" else self.std_active
-        if active.get(w.seq) is w:
-            active.pop(w.seq, None)
+        self._leave_lane(w, tier)
         self._wake.set()
+
+    def _fill(self, lane: Lane, now: float, skip: Any) -> float:
+        wait, blocked = lane.fill(self.ready, now, skip=skip, gate=self._can_send, start=self._start)
+        if blocked is not None:
+            self._budget_blocked = blocked
+        return wait
 
     def _dispatch(self, now: float) -> float:
         """Start whatever may start now; return clock seconds until something could change."""
@@ -690,10 +397,10 @@ class Runner:
             return 0.0
         self._budget_blocked = False
         # hedges: duplicate late flex attempts on standard (safety net)
-        while self._hedge_wanted and len(self.std_active) < self.opts.std_concurrency:
+        while self._hedge_wanted and len(self.std.active) < self.opts.std_concurrency:
             seq = self._hedge_wanted.popleft()
-            w = self.flex_active.get(seq)
-            if w is None or w.final or seq in self.std_active:
+            w = self.flex.active.get(seq)
+            if w is None or w.final or seq in self.std.active:
                 continue
             wt = self._can_send(w, now)
             if wt > 0:
@@ -706,51 +413,21 @@ class Runner:
         # an expired batch) are sent online one by one: flex, or standard for a model without flex.
         std_all = d.standard_all or (d.use_batch and not self.flex_ok)
         flex_open = d.flex_open or (d.use_batch and self.flex_ok)
-        # standard lane
+        # standard lane (a hedged copy already on standard, or an item a batch answered, is skipped)
         if std_all or d.standard_rate > 0:
-            if not std_all:
-                self.std_tokens = min(max(1.0, d.standard_rate * 30.0),
-                                      self.std_tokens + d.standard_rate * max(0.0, now - self.std_tokens_at))
-            self.std_tokens_at = now
-            while self.ready and len(self.std_active) < self.opts.std_concurrency:
-                if not std_all and self.std_tokens < 1.0:
-                    wait = min(wait, (1.0 - self.std_tokens) / d.standard_rate)
-                    break
-                w = self.ready[0]
-                if w.seq in self.std_active or self._final_elsewhere(w):  # hedged copy on standard / batch won
-                    self.ready.popleft()
-                    continue
-                wt = self._can_send(w, now)
-                if wt > 0:
-                    wait = min(wait, wt)
-                    self._budget_blocked = wt == math.inf
-                    break
-                self.ready.popleft()
-                self._start(w, "standard", now)
-                if not std_all:
-                    self.std_tokens -= 1.0
+            self.std.open(now, d.standard_rate, everything=std_all)
+            wait = min(wait, self._fill(self.std, now, lambda w: w.seq in self.std.active or self._final_elsewhere(w)))
         else:
-            self.std_tokens_at = now
+            self.std.closed(now)
         # [policy hook] a baseline policy may send the items at the head of the queue to standard
         if getattr(self.planner, "divert_to_standard", None) is not None:
             wait = min(wait, self._divert_to_standard(now))
         # flex lane
         if flex_open and self.flex_ok and not std_all:
-            if now < self.flex_backoff_until:
-                wait = min(wait, self.flex_backoff_until - now)
+            if now < self.flex.backoff_until:
+                wait = min(wait, self.flex.backoff_until - now)
             else:
-                while self.ready and len(self.flex_active) < self.aimd.limit:
-                    w = self.ready[0]
-                    if self._final_elsewhere(w):  # a batch answered it first (straggler rescue)
-                        self.ready.popleft()
-                        continue
-                    wt = self._can_send(w, now)
-                    if wt > 0:
-                        wait = min(wait, wt)
-                        self._budget_blocked = wt == math.inf
-                        break
-                    self.ready.popleft()
-                    self._start(w, "flex", now)
+                wait = min(wait, self._fill(self.flex, now, self._final_elsewhere))
         if self.delayed:
             wait = min(wait, self.delayed[0][0] - now)
         return wait
@@ -760,9 +437,9 @@ class Runner:
         3 failed flex tries, :class:`~flextier.policy.baselines.FlexRetriesPolicy`), within the
         standard lane's limits. Returns clock seconds until one could start (inf: none waiting)."""
         divert = self.planner.divert_to_standard  # type: ignore[union-attr]
-        while self.ready and len(self.std_active) < self.opts.std_concurrency:
+        while self.ready and len(self.std.active) < self.opts.std_concurrency:
             w = self.ready[0]
-            if w.final or w.seq in self.std_active or not divert(w.attempts):
+            if w.final or w.seq in self.std.active or not divert(w.attempts):
                 break
             wt = self._can_send(w, now)
             if wt > 0:
@@ -811,7 +488,7 @@ class Runner:
         else:
             self.sends.settled((w.seq, tier))
         w.active -= 1
-        (self.flex_active if tier == "flex" else self.std_active).pop(w.seq, None)
+        self._lane(tier).active.pop(w.seq, None)
         try:
             if outcome is not None:
                 self._on_success(w, tier, outcome, latency, now)
@@ -831,88 +508,42 @@ class Runner:
         and the next run's recover() sends it again.
         """
         self.task_of.pop((w.seq, tier), None)
-        self.budget.lose((w.seq, tier))
         self.sends.lost((w.seq, tier))
         w.active -= 1
-        if (self.flex_active if tier == "flex" else self.std_active).get(w.seq) is w:
-            (self.flex_active if tier == "flex" else self.std_active).pop(w.seq, None)
-        self.store.add_attempt(w.seq, tier, "Cancelled", None, None, None, True, self.clock.now())
+        self._leave_lane(w, tier)
+        self.accounting.cancelled(w, tier, self.clock.now())
 
     def _on_success(self, w: Work, tier: str, oc: AttemptOutcome, latency: float, now: float) -> None:
-        if self._provider_fault(w, tier, oc, latency, now):
+        why = implausible_usage(oc.usage, out_bound=w.out_bound, answers=w.answers, prompt_upper_bound=w.prompt_ub)
+        if why is not None:
+            self._provider_fault(w, tier, oc, latency, now, why)
             return
-        served = oc.served_tier or "unknown"
-        try:
-            cost = price_usage(oc.usage, self.entry, served) if served != "unknown" else None
-        except Exception:  # an unknown tier string must not crash pricing
-            cost = None
-        c = cost.cost if cost is not None else None
-        sc = cost.standard_cost if cost is not None else price_usage(oc.usage, self.entry, "standard").standard_cost
-        self.budget.settle((w.seq, tier), c)
         self.limiter.update_from_headers(oc.headers or {}, now)
         self.limiter.settle_tokens(w.est_tokens, oc.usage.input_tokens + oc.usage.output_tokens, now)
-        self.store.add_attempt(w.seq, tier, "ok", latency, 200, None, False, now)
-        if w.final or self._final_elsewhere(w):
-            # First result wins: another copy of this item (its hedge twin, or its batch copy after a
-            # straggler rescue) finished first. This answer was billed too, so it goes in the ledger
-            # as a duplicate; the item is not touched again.
-            self.store.add_ledger(now, w.seq, served, c, sc, oc.usage.input_tokens, oc.usage.output_tokens,
-                                  kind="duplicate")
-            self.stats.duplicates += 1
-            self.stats.duplicate_cost += c or Decimal(0)
+        duplicate = w.final or self._final_elsewhere(w)
+        priced = self.accounting.bill(w, tier, oc, latency, now, duplicate=duplicate)
+        if duplicate:  # first result wins: the item is not touched again
             w.final = True
             self._cancel_other_copy(w, tier, now)
             return
-        self.store.add_ledger(now, w.seq, served, c, sc, oc.usage.input_tokens, oc.usage.output_tokens)
         self.quota_streak = 0
-        s = self.stats
-        if c is not None:
-            s.spent += c
-            s.spent_by_tier[served] = s.spent_by_tier.get(served, Decimal(0)) + c
-        else:
-            s.unknown_cost += 1
-        if sc is not None:
-            s.standard_cost += sc
         if tier == "flex":
-            self.aimd.on_success(now)
-            self.flex_fail_streak = 0
-            self.flex_rate.add(now)
-            self.flex_latency = latency if self.flex_latency is None else 0.9 * self.flex_latency + 0.1 * latency
+            self.flex.answered(now, latency)
         else:
-            self.std_latency = latency if self.std_latency is None else 0.8 * self.std_latency + 0.2 * latency
+            self.std.observe_latency(latency)
         w.final = True
-        self.in_memory_final += 1
-        self._cancel_other_copy(w, tier, now)
-        line = {
-            "id": f"flextier_req_{w.seq}",
-            "custom_id": w.custom_id,
-            "response": {"status_code": 200, "request_id": _request_id(oc), "body": oc.body},
-            "error": None,
-            "flextier": {"tier": served, "attempts": w.attempts, "cost": _dec_str(c), "standard_cost": _dec_str(sc),
-                         "possibly_billed": w.possibly_billed > 0},
-        }
-        self.store.finish(FinishedItem(
-            seq=w.seq, state=DONE, result=json.dumps(line, ensure_ascii=False, separators=(",", ":")),
-            tier=tier, attempts=w.attempts, served_tier=served, cost=c, standard_cost=sc, error_class=None,
-            latency=latency, finished_at=now, possibly_billed=w.possibly_billed, text=oc.text))
-        self._after_final(w)
+        self._cancel_other_copy(w, tier, now)  # before the line: a cut-off twin makes it possibly billed
+        self.accounting.answered(w, tier, oc, priced, latency, now)
+        self._after_final()
 
-    def _provider_fault(self, w: Work, tier: str, oc: AttemptOutcome, latency: float, now: float) -> bool:
+    def _provider_fault(self, w: Work, tier: str, oc: AttemptOutcome, latency: float, now: float, why: str) -> None:
         """An answer whose usage its request could not have produced: pause, never price the claim.
 
         The claimed bill is not believed (it is not spent money, and not in the ledger); the
         send counts at its reserved upper bound and as possibly billed, the item goes back to
         pending, and the job pauses (exit 3) so no more money goes to a provider that bills this.
         """
-        why = implausible_usage(oc.usage, out_bound=w.out_bound, answers=w.answers, prompt_upper_bound=w.prompt_ub)
-        if why is None:
-            return False
-        self.budget.settle((w.seq, tier), None)
-        w.possibly_billed += 1
-        self.stats.errors["ProviderFault"] += 1
-        self.store.add_attempt(w.seq, tier, "ProviderFault", latency, 200, "implausible_usage", True, now)
-        self.store.event(now, "provider_fault", {"item": w.custom_id, "tier": tier, "why": why,
-                                                 "usage": oc.usage.as_dict()})
+        self.accounting.fault(w, tier, oc, latency, now, why)
         act = on_provider_fault()
         if not w.final:
             self.ready.appendleft(w)
@@ -920,7 +551,6 @@ class Runner:
             self._stop = JobPaused(f"provider fault: item {w.custom_id!r} (line {w.line}) {why}; the job is paused "
                                    f"and nothing was priced from that answer. Check the endpoint, then resume",
                                    kind=act.pause_kind or "provider_fault")
-        return True
 
     def _cancel_other_copy(self, w: Work, tier: str, now: float) -> None:
         """The first copy of a hedged item won: stop the other, which may still be billed."""
@@ -940,20 +570,13 @@ class Runner:
             return True
         return False
 
-    def _after_final(self, w: Work) -> None:
+    def _after_final(self) -> None:
         if self.store.backlog >= self.opts.flush_rows:
             self._flush_now.set()
 
     def _on_error(self, w: Work, tier: str, err: BaseException, latency: float, now: float) -> None:
-        name = type(err).__name__
         pe = err if isinstance(err, ProviderError) else None
-        billed = bool(pe and pe.possibly_billed)
-        self.budget.release((w.seq, tier)) if not billed else self.budget.lose((w.seq, tier))
-        if billed:
-            w.possibly_billed += 1
-        self.stats.errors[name] += 1
-        self.store.add_attempt(w.seq, tier, name, latency, pe.status if pe else None,
-                               (pe.code if pe else None), billed, now)
+        self.accounting.error(w, tier, err, latency, now)
         if w.final:
             return
         if self._final_elsewhere(w):  # a batch answered this rescued item meanwhile: nothing to retry
@@ -973,11 +596,9 @@ class Runner:
         elif act.count == "quota":
             self.quota_streak += 1
         if act.cut_window:
-            self.aimd.on_capacity_error(now)
+            self.flex.aimd.on_capacity_error(now)
         if act.lane_backoff:
-            delay = self.opts.backoff.delay(self.flex_fail_streak, pe.retry_after if pe else None)
-            self.flex_fail_streak += 1
-            self.flex_backoff_until = max(self.flex_backoff_until, now + delay)
+            self.flex.back_off(now, self.opts.backoff.delay(self.flex.fail_streak, pe.retry_after if pe else None))
         if act.pace:
             self.limiter.on_rate_limited(pe.retry_after if pe else None, now)
         if act.do == REQUEUE:
@@ -997,7 +618,9 @@ class Runner:
             if self._stop is None:
                 self._stop = JobPaused(self._pause_message(act.pause_kind, err), kind=act.pause_kind or "paused")
         elif act.do == FAIL:
-            self._fail(w, tier, err, now, latency)
+            w.final = True
+            self.accounting.failed(w, tier, err, latency, now)
+            self._after_final()
         elif act.do == RESEND:
             self._delay(w, now)  # at once: a timed-out send (maybe billed) is resent, as an item error
         else:  # RETRY after the item's own backoff (the quota streak's, for a quota refusal)
@@ -1019,27 +642,6 @@ class Runner:
                     f"quota is raised")
         return f"{err}; the job is saved, resume it"
 
-    def _fail(self, w: Work, tier: str, err: BaseException, now: float, latency: float) -> None:
-        w.final = True
-        self.in_memory_final += 1
-        pe = err if isinstance(err, ProviderError) else None
-        status = pe.status if pe and pe.status else None
-        line = {
-            "id": f"flextier_req_{w.seq}",
-            "custom_id": w.custom_id,
-            "response": None if status is None else {"status_code": status, "request_id": None,
-                                                     "body": {"error": error_line(err)}},
-            "error": error_line(err),
-            "flextier": {"tier": None, "attempts": w.attempts, "cost": "0", "standard_cost": None,
-                         "possibly_billed": w.possibly_billed > 0},
-        }
-        self.store.finish(FinishedItem(seq=w.seq, state=FAILED, result=json.dumps(line, ensure_ascii=False,
-                                                                                   separators=(",", ":")),
-                                       tier=tier, attempts=w.attempts, served_tier=None, cost=None,
-                                       standard_cost=None, error_class=type(err).__name__, latency=latency,
-                                       finished_at=now))
-        self._after_final(w)
-
     # -- main loop -------------------------------------------------------------------
     def prepare(self) -> None:
         """Recover from a crash and bring the output file in line with the store."""
@@ -1047,17 +649,17 @@ class Runner:
         self.stats.recovered = n
         if n:
             self.store.event(self.clock.now(), "recovered", {"items": n})
-        self._load_totals()
+        self.accounting.load()
         self.stats.possibly_billed = self.store.possibly_billed()[0]
-        self._rebuild_output()
+        self.publisher.rebuild()
 
     def snapshot(self) -> Stats:
         s = self.stats
         s.now = self.clock.now()
-        s.flex_inflight = len(self.flex_active)
-        s.std_inflight = len(self.std_active)
-        s.held = len(self.ready) + len(self.delayed) + len(self.flex_active.keys() | self.std_active.keys())
-        s.flex_limit = self.aimd.limit if self.flex_ok else 0
+        s.flex_inflight = len(self.flex.active)
+        s.std_inflight = len(self.std.active)
+        s.held = self.queued() + len(self.flex.active.keys() | self.std.active.keys())
+        s.flex_limit = self.flex.limit() if self.flex_ok else 0
         s.in_batch = self.batch.in_batch() if self.batch is not None else 0
         s.deadline = self.opts.deadline
         return s
@@ -1076,8 +678,8 @@ class Runner:
 
     def all_final(self) -> bool:
         self._drop_settled_queue()
-        return (self.store_drained and not self.ready and not self.delayed and not self.flex_active
-                and not self.std_active and self.in_memory_final >= self.stats.total
+        return (self.store_drained and not self.ready and not self.delayed and not self.flex.active
+                and not self.std.active and self.in_memory_final >= self.stats.total
                 and not (self.batch is not None and self.batch.active))  # cancelled batches: account for them
 
     async def run(self) -> Stats:
@@ -1088,7 +690,8 @@ class Runner:
         self.store.event(now, "run_start", {"total": self.stats.total, "done": self.in_memory_final})
         if (self.store.job() or {}).get("deadline") != self.opts.deadline:
             self.store.update_job(deadline=self.opts.deadline)  # the report judges by the deadline in force
-        flusher = asyncio.get_running_loop().create_task(self._flusher())
+        flusher = asyncio.get_running_loop().create_task(self.publisher.run(
+            self._flush_now, self.opts.flush_interval, woke=self.wake, failed=self.fail))
         loop = asyncio.get_running_loop()
         if self.batch is not None:
             self.batch.reattach()  # resume: poll the open batches again, never resubmit them
@@ -1104,14 +707,13 @@ class Runner:
                 self._refill()
                 if self.all_final():
                     break
-                if self._stop is not None and ((not self.flex_active and not self.std_active)
-                                               or self._drain_over()):
-                    self.stop_cut = len(self.flex_active) + len(self.std_active)
+                if self._stop is not None and (not self.in_flight() or self._drain_over()):
+                    self.stop_cut = self.in_flight()
                     raise self._stop
                 if now - self._last_tick >= tick or self.planner is None or self.decision is None:
                     self._tick(now)
                 wait = self._dispatch(now) if self._stop is None else math.inf
-                if self._budget_blocked and not self.flex_active and not self.std_active:
+                if self._budget_blocked and not self.in_flight():
                     pb = self.budget.possibly_billed
                     held = f" + possibly billed {pb:.6f} (sends cut off by a crash, timeout or reset)" if pb else ""
                     self._stop = JobPaused(
@@ -1137,7 +739,7 @@ class Runner:
         :class:`JobPaused` (kind ``interrupted``) from :meth:`run`. Those still out then are
         cut off and recorded as possibly billed."""
         if self._drain_until is None:
-            self.stop_inflight = len(self.flex_active) + len(self.std_active)
+            self.stop_inflight = self.in_flight()
             self._drain_until = time.monotonic() + max(0.0, drain_timeout)
         self._stop = JobPaused(message, kind="interrupted")
         self._wake.set()
@@ -1177,8 +779,8 @@ class Runner:
             pass
         unsent = [w for w in self.ready if not w.final] + [w for _, _, w in self.delayed if not w.final]
         try:
-            self._flush()  # also the send records of the attempts just cut off (possibly billed)
-            self._flush()  # second pass records the output offset of the first
+            self.flush()  # also the send records of the attempts just cut off (possibly billed)
+            self.flush()  # second pass records the output offset of the first
             self.store.release([w.seq for w in unsent])  # their sends' flags are in the store already
         except Exception as exc:
             from .store import store_failure  # disk full, damaged store: the caller says so in one line
@@ -1187,6 +789,7 @@ class Runner:
                 "could not commit the final state (%s); a resume will recover it", exc)
         self.ready.clear()
         self.delayed.clear()
+
 
 
 __all__ = ["Runner", "RunOptions", "Stats", "Work", "OutputSink", "Clock", "WallClock", "JobPaused", "error_line"]

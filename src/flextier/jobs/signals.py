@@ -73,7 +73,7 @@ class GracefulStop:
         name = signal.Signals(signum).name
         if self.signum is None:
             self.signum = signum
-            n = len(self.runner.flex_active) + len(self.runner.std_active)
+            n = self.runner.in_flight()
             self.runner.request_stop(f"stopped by {name}", drain_timeout=self.drain_timeout)
             self._say(f"flextier: {name}: stopping; waiting up to {self.drain_timeout:g} s for {n} requests in "
                       f"flight (they are paid for already). Press Ctrl-C again to stop at once.")

@@ -1,0 +1,80 @@
+"""An item inside a running job: what was claimed from the store, and its send bounds.
+
+Why its own module: the lanes, the accounting step and the loop all hold the same
+:class:`Work`; :func:`prepare_work` parses the stored request once, when the item is first
+sent, and computes what the budget reserves for it (docs/deadline-policy.md, "--max-cost").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable
+
+from .._types import CallRequest
+from ..catalog import ModelEntry
+from ..errors import ProviderError, UserInputError
+from ..policy.budget import estimate_cost, output_bound, prompt_tokens_upper_bound, request_answers, request_output_limit
+from .input import inject_max, request_to_call
+from .store import ClaimedItem
+
+__all__ = ["Work", "work_of", "prepare_work"]
+
+
+@dataclass(slots=True)
+class Work:
+    """An item in this process: claimed from the store, not yet final."""
+
+    seq: int
+    custom_id: str
+    request: str
+    line: int
+    attempts: int
+    possibly_billed: int
+    req: CallRequest | None = None
+    max_out: int | None = None
+    out_bound: int | None = None  # per answer: the request's own limit, else the catalog's maximum
+    answers: int = 1              # n (candidateCount): the reservation holds this many answers
+    prompt_ub: int | None = None
+    est_tokens: int = 0
+    est_cost: Decimal | None = None
+    errors: int = 0
+    timeouts: int = 0
+    last_error: ProviderError | None = None
+    not_before: float = 0.0
+    active: int = 0           # attempts in flight (2 while hedged)
+    final: bool = False
+    flex_started: float | None = None
+
+
+def work_of(c: ClaimedItem) -> Work:
+    """A claimed store row as an item of this process."""
+    return Work(seq=c.seq, custom_id=c.custom_id, request=c.request, line=c.line,
+                attempts=c.attempts, possibly_billed=c.possibly_billed)
+
+
+def prepare_work(w: Work, entry: ModelEntry, params: dict[str, Any], *, capped: bool,
+                 input_path: Callable[[], str | None] = lambda: None) -> None:
+    """Parse the stored request once, when the item is first sent, and bound what it may cost.
+
+    ``capped`` (a ``--max-cost`` job): a limit the request lacks is injected, and the
+    reservation is taken at the **standard** price even on flex (a flex request served at
+    standard must not push spend past the cap); ``n`` answers reserve ``n`` outputs.
+    """
+    if w.req is not None:
+        return
+    req = request_to_call(w.request, entry, params)
+    job_max = params.get("max_tokens")
+    w.max_out = request_output_limit(req) or job_max
+    if capped and w.max_out is not None:
+        inject_max(req, w.max_out)
+    prompt_src: Any = req.native if req.native is not None else (req.messages or [])
+    prompt_ub = prompt_tokens_upper_bound(prompt_src)
+    w.est_tokens = prompt_ub // 3 + (w.max_out or 256)
+    w.out_bound, _ = output_bound(req, entry)
+    w.answers, w.prompt_ub = request_answers(req), prompt_ub
+    if capped and w.out_bound is None:
+        raise UserInputError(f"item {w.custom_id!r} sets no max_tokens and the catalog has no maximum output for "
+                             f"{entry.name}, so --max-cost cannot bound its cost; give --max-tokens N",
+                             file=input_path(), line=w.line, field="max_tokens")
+    w.est_cost = estimate_cost(entry, "standard", prompt_ub, (w.out_bound or 0) * w.answers) if capped else None
+    w.req = req
