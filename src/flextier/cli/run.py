@@ -676,6 +676,10 @@ def register(app: typer.Typer) -> None:
         batch_s3_uri: Optional[str] = typer.Option(None, "--batch-s3-uri", help=_COMMON["batch_s3_uri"]),
         batch_role_arn: Optional[str] = typer.Option(None, "--batch-role-arn", help=_COMMON["batch_role_arn"]),
         drain_timeout: Optional[float] = typer.Option(None, "--drain-timeout", help=_COMMON["drain_timeout"]),
+        provider_store: bool = typer.Option(True, "--provider-store/--no-provider-store",
+                                            help="OpenAI: keep answers at the provider (store: true + item id in "
+                                                 "metadata) so a resume after a crash reads back what was in flight "
+                                                 "instead of paying twice (see README)."),
     ) -> None:
         """Run a bulk job on flex, paying for standard only when the deadline needs it. Resumable."""
         code = execute(RunArgs(file=file, model=model, deadline=deadline, tier=tier, out=out, job=job, store=store,
@@ -685,7 +689,8 @@ def register(app: typer.Typer) -> None:
                                base_url=base_url, prices=prices, max_tokens=max_tokens, temperature=temperature,
                                quiet=quiet, retry_failed=retry_failed, html=html, seed=seed,
                                batch_s3_uri=batch_s3_uri, batch_role_arn=batch_role_arn,
-                               drain_timeout=drain_timeout, allow_empty=allow_empty))
+                               drain_timeout=drain_timeout, allow_empty=allow_empty,
+                               extra={} if provider_store else {"provider_store": False}))
         raise typer.Exit(code)
 
     @app.command()
@@ -703,11 +708,16 @@ def register(app: typer.Typer) -> None:
         retry_failed: bool = typer.Option(False, "--retry-failed", help="Send failed items again."),
         html: Optional[str] = typer.Option(None, "--html"),
         drain_timeout: Optional[float] = typer.Option(None, "--drain-timeout", help=_COMMON["drain_timeout"]),
+        provider_store: bool = typer.Option(True, "--provider-store/--no-provider-store",
+                                            help="OpenAI: keep answers at the provider (store: true + item id in "
+                                                 "metadata) so a resume after a crash reads back what was in flight "
+                                                 "instead of paying twice (see README)."),
     ) -> None:
         """Continue a stopped or crashed job; done items are never sent again."""
         code = execute(RunArgs(deadline=deadline, max_cost=max_cost, concurrency=concurrency, emulate=emulate,
                                time_scale=time_scale, base_url=base_url, quiet=quiet, retry_failed=retry_failed,
-                               html=html, store=store, drain_timeout=drain_timeout), resume_job=job)
+                               html=html, store=store, drain_timeout=drain_timeout,
+                               extra={} if provider_store else {"provider_store": False}), resume_job=job)
         raise typer.Exit(code)
 
     @app.command()

@@ -28,7 +28,7 @@ from ..guard import guard_async_transport, guard_transport
 from ..base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
                    malformed_response, retry_after_of, request_url, route_error, served_tier, tls_context)
 
-from .wire import LeanClient, loads, status_error
+from .wire import LeanClient, StoredLookup, loads, status_error
 
 __all__ = ["OpenAIAdapter", "WIRE_TIER", "usage_from_body", "text_from_body", "classify_openai", "make_client",
            "quiet"]
@@ -207,6 +207,31 @@ def check_body(body: Mapping[str, Any], tier: str, provider: str = "openai") -> 
         raise malformed_response("neither choices nor output", tier=tier, provider=provider)
 
 
+#: Metadata keys flextier adds to a stored chat completion (OpenAI allows 16 pairs, keys <= 64
+#: characters, values <= 512).
+META_JOB, META_ITEM = "flextier_job", "flextier_item"
+MAX_META_VALUE = 512
+
+
+def tag_for_resume(body: dict[str, Any], job: str, custom_id: str | None) -> None:
+    """Ask OpenAI to keep this chat completion, findable by (job, item): ``store: true`` + ``metadata``.
+
+    Why: after a crash, a request that was in flight may have been answered and billed; with
+    the answer stored, the resume reads it back (:meth:`OpenAIAdapter.find_stored`) instead of
+    paying for it again. What it means for data: OpenAI keeps stored completions (30 days by
+    default, visible in the dashboard's logs) -- see the README ("Resume without paying twice").
+    A body that says ``store: false`` itself, an item id or job name too long for metadata, or
+    a body whose metadata is already full is left as it is (resent once on a crash, as before).
+    """
+    if custom_id is None or body.get("store") is False or len(custom_id) > MAX_META_VALUE or len(job) > MAX_META_VALUE:
+        return
+    md = body.get("metadata")
+    if md is not None and (not isinstance(md, dict) or len({**md, META_JOB: 1, META_ITEM: 1}) > 16):
+        return
+    body["store"] = True
+    body["metadata"] = {**(md or {}), META_JOB: job, META_ITEM: custom_id}
+
+
 class OpenAIAdapter(BaseAdapter):
     provider = "openai"
 
@@ -214,12 +239,14 @@ class OpenAIAdapter(BaseAdapter):
     def make_transport(cls, *, base_url: str | None, api_key: str | None, client: Any,
                        timeouts: Mapping[str, float], max_connections: int) -> Transport:
         lean = None
-        if client is None:
-            key = api_key or os.environ.get("OPENAI_API_KEY")
-            if key:  # without a key the SDK's own "api_key must be set" error stays the behaviour
-                lean = lambda url, n, verify: LeanClient(url, key, transport=aguarded(_limits(n), verify))  # noqa: E731
-        return stainless_transport(client, base_url, api_key, max_connections,
-                                   None if client is None else _sdk().AsyncOpenAI, make_client, lean=lean)
+        key = api_key or os.environ.get("OPENAI_API_KEY") if client is None else None
+        if key:  # without a key the SDK's own "api_key must be set" error stays the behaviour
+            lean = lambda url, n, verify: LeanClient(url, key, transport=aguarded(_limits(n), verify))  # noqa: E731
+        tr = stainless_transport(client, base_url, api_key, max_connections,
+                                 None if client is None else _sdk().AsyncOpenAI, make_client, lean=lean)
+        if key:
+            tr.lookup = StoredLookup(base_url, key, transport=lambda: guarded(_limits(8)))  # type: ignore[attr-defined]
+        return tr
 
     # -- wire ---------------------------------------------------------------------------
     def build_body(self, req: CallRequest, tier: str) -> tuple[str, dict[str, Any]]:
@@ -240,7 +267,21 @@ class OpenAIAdapter(BaseAdapter):
         body.pop("stream", None)
         body.pop("stream_options", None)
         body["service_tier"] = WIRE_TIER[tier]
+        if req.resume_tag is not None and endpoint == "chat":
+            tag_for_resume(body, req.resume_tag, req.custom_id)
         return PATHS[endpoint], body
+
+    def find_stored(self, tag: str, custom_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Answers the provider kept for these items of job ``tag`` (``store: true`` chats), oldest first.
+
+        Called on resume for the items whose sends a crash cut off (see :func:`tag_for_resume`):
+        each one found is an answer that was billed and need not be bought again. Only on the
+        job path's own client (:mod:`.wire`); a user's client, or no lookup route, finds nothing.
+        """
+        look = getattr(self.transport, "lookup", None)
+        if look is None or not custom_ids:
+            return {}
+        return look.find(tag, custom_ids, self.entry.model_id)
 
     def outcome(self, body: dict[str, Any], headers: Mapping[str, str], tier: str, raw: Any = None) -> AttemptOutcome:
         err = error_from_event(body, tier)

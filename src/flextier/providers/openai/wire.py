@@ -28,7 +28,7 @@ try:  # orjson encodes a request body ~5x faster than json.dumps; json is the fa
 except ImportError:  # pragma: no cover - orjson is a dependency
     _orjson = None
 
-__all__ = ["LeanClient", "dumps", "loads", "connection_error", "sdk_body", "status_error"]
+__all__ = ["LeanClient", "StoredLookup", "dumps", "loads", "connection_error", "sdk_body", "status_error"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 #: The SDK's default timeout (openai ``DEFAULT_TIMEOUT``): 600 s overall, 5 s to connect.
@@ -143,3 +143,50 @@ class LeanClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+class StoredLookup:
+    """Reads back stored chat completions by metadata, on resume (sync: it runs before the job's loop).
+
+    ``GET /chat/completions?metadata[flextier_job]=JOB&metadata[flextier_item]=ID&model=M``: the
+    completions OpenAI kept for that item (``store: true``), oldest first. Any failure (no such
+    route, an error, a timeout) finds nothing for that item: it is sent again, as without a
+    store, so a lookup can cost time but never an answer. Up to 8 lookups run at once.
+    """
+
+    def __init__(self, base_url: str | None, api_key: str, *, transport: Any, timeout: float = 30.0) -> None:
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self._key = api_key
+        self._transport = transport
+        self.timeout = timeout
+
+    def find(self, job: str, custom_ids: list[str], model: str) -> dict[str, list[dict[str, Any]]]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from . import META_ITEM, META_JOB
+
+        headers = {"Authorization": f"Bearer {self._key}", "Accept": "application/json",
+                   "User-Agent": "flextier (httpx2)"}
+        out: dict[str, list[dict[str, Any]]] = {}
+        with httpx2.Client(transport=self._transport(), headers=headers, timeout=self.timeout,
+                           follow_redirects=True) as http:
+            def one(cid: str) -> tuple[str, list[dict[str, Any]]]:
+                params = {f"metadata[{META_JOB}]": job, f"metadata[{META_ITEM}]": cid, "model": model,
+                          "limit": "100", "order": "asc"}
+                try:
+                    r = http.get(self.base_url + "/chat/completions", params=params)
+                    if r.status_code != 200:
+                        return cid, []
+                    data = loads(r.content)
+                except Exception:
+                    return cid, []
+                rows = data.get("data") if isinstance(data, dict) else None
+                meta_ok = [d for d in rows or [] if isinstance(d, dict) and
+                           (d.get("metadata") or {}).get(META_ITEM, cid) == cid]
+                return cid, meta_ok
+
+            with ThreadPoolExecutor(8) as pool:
+                for cid, found in pool.map(one, custom_ids):
+                    if found:
+                        out[cid] = found
+        return out
