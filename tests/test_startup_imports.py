@@ -42,9 +42,11 @@ def test_help_paths_import_nothing_heavy(tmp_path, argv):
     assert res == {"heavy": [], "rc": 0}
 
 
-def test_an_openai_job_against_an_endpoint_never_imports_the_sdks(tmp_path):
+@pytest.mark.parametrize("tier", [["--tier", "flex"], ["--tier", "auto", "--deadline", "24h"]])
+def test_an_openai_job_against_an_endpoint_never_imports_the_sdks(tmp_path, tier):
     """``flextier run --base-url`` on OpenAI sends through :mod:`flextier.providers.openai.wire`:
-    no provider SDK, no emulator code, no progress panel in the client process."""
+    no provider SDK, no emulator code, no progress panel in the client process (``auto`` with a
+    deadline builds the batch backend too: it loads the SDK only when a batch is really sent)."""
     from flextier.emulator import serve
 
     (tmp_path / "j.jsonl").write_text("".join(json.dumps({"id": f"r{i}", "prompt": f"hi {i}", "max_tokens": 8}) + "\n"
@@ -55,7 +57,7 @@ def test_an_openai_job_against_an_endpoint_never_imports_the_sdks(tmp_path):
             os.environ["OPENAI_API_KEY"] = "test"
             from flextier.cli import main
             rc = main(["run", "j.jsonl", "--model", "openai/gpt-5.4-mini", "--base-url", {emu.url + "/v1"!r},
-                       "--tier", "flex", "--quiet"])
+                       *{tier!r}, "--quiet"])
         """, tmp_path)
         assert len(emu.engine.ledger.rows()) == 5
     assert res == {"heavy": [], "rc": 0}

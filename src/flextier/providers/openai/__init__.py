@@ -28,7 +28,7 @@ from ..guard import guard_async_transport, guard_transport
 from ..base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
                    malformed_response, retry_after_of, request_url, route_error, served_tier, tls_context)
 
-from .wire import LeanClient, StoredLookup, loads, status_error
+from .wire import MAX_META_VALUE, META_ITEM, META_JOB, LeanClient, StoredLookup, loads, status_error
 
 __all__ = ["OpenAIAdapter", "WIRE_TIER", "usage_from_body", "text_from_body", "classify_openai", "make_client",
            "quiet"]
@@ -207,10 +207,6 @@ def check_body(body: Mapping[str, Any], tier: str, provider: str = "openai") -> 
         raise malformed_response("neither choices nor output", tier=tier, provider=provider)
 
 
-#: Metadata keys flextier adds to a stored chat completion (OpenAI allows 16 pairs, keys <= 64
-#: characters, values <= 512).
-META_JOB, META_ITEM = "flextier_job", "flextier_item"
-MAX_META_VALUE = 512
 
 
 def tag_for_resume(body: dict[str, Any], job: str, custom_id: str | None) -> None:

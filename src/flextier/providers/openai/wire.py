@@ -31,6 +31,10 @@ except ImportError:  # pragma: no cover - orjson is a dependency
 __all__ = ["LeanClient", "StoredLookup", "dumps", "loads", "connection_error", "sdk_body", "status_error"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: Metadata keys flextier adds to a stored chat completion (OpenAI allows 16 pairs, keys <= 64
+#: characters, values <= 512): see ``tag_for_resume`` in this package.
+META_JOB, META_ITEM = "flextier_job", "flextier_item"
+MAX_META_VALUE = 512
 #: The SDK's default timeout (openai ``DEFAULT_TIMEOUT``): 600 s overall, 5 s to connect.
 DEFAULT_TIMEOUT = httpx2.Timeout(600.0, connect=5.0)
 _OPT_ORJSON = 0 if _orjson is None else _orjson.OPT_NON_STR_KEYS
@@ -162,8 +166,6 @@ class StoredLookup:
 
     def find(self, job: str, custom_ids: list[str], model: str) -> dict[str, list[dict[str, Any]]]:
         from concurrent.futures import ThreadPoolExecutor
-
-        from . import META_ITEM, META_JOB
 
         headers = {"Authorization": f"Bearer {self._key}", "Accept": "application/json",
                    "User-Agent": "flextier (httpx2)"}
