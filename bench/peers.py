@@ -59,7 +59,7 @@ def side_cmd(side: str, url: str, jobs: Path, tmp: Path, conc: int, flexllm_py: 
     if side == "flextier":
         return [sys.executable, "-m", "flextier", "run", str(jobs), "--model", MODEL, "--base-url", url + "/v1",
                 "--tier", "auto", "--deadline", "24h", "--concurrency", str(conc), "--out", str(tmp / "out-ft.jsonl"),
-                "--store", str(tmp / "st.db"), "--quiet"]
+                "--max-tokens", "16", "--store", str(tmp / "st.db"), "--quiet"]
     return [sys.executable, str(ROOT / "bench" / "raw_baseline.py"), "openai", url, str(jobs), str(tmp / "out-raw.jsonl"),
             WIRE, str(conc)]
 
