@@ -32,6 +32,9 @@ class CallRequest:
     native: dict[str, Any] | None = None
     endpoint: str = "chat"
     custom_id: str | None = None
+    #: the job this request belongs to, when the provider should keep its answer findable by
+    #: (job, custom_id) after a crash (OpenAI chat: ``store: true`` + ``metadata``; issue 19)
+    resume_tag: str | None = None
 
 
 @dataclass

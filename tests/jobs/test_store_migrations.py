@@ -134,7 +134,7 @@ _DONE_LINE = '{"id":"flextier_req_0","custom_id":"a","response":{"status_code":2
 
 
 def _old_store(path: Path, version: int) -> Path:
-    """A store as flextier schema ``version`` (1 or 2) left it: mid-job, one item in flight, one in a batch."""
+    """A store as flextier schema ``version`` (1 to 4) left it: mid-job, one item in flight, one in a batch."""
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(str(path), isolation_level=None)
     db.executescript(SCHEMA_MIGRATIONS + V1_SQL)
@@ -142,6 +142,13 @@ def _old_store(path: Path, version: int) -> Path:
     if version >= 2:  # a store created by version 2 ran both migrations on an empty file
         db.executescript(V2_SQL)
         db.execute("INSERT INTO schema_migrations VALUES (2, 'sends', '2026-12-02T00:56:56Z')")
+    if version >= 3:  # version 3 (before issue 19's compact lines and settled sends): TEXT rows
+        db.execute("ALTER TABLE job ADD COLUMN out_file TEXT")
+        db.execute("INSERT INTO schema_migrations VALUES (3, 'output file identity', '2026-12-02T04:00:00Z')")
+    if version >= 4:  # version 4 (run --not-before): the start instant and its reason
+        db.execute("ALTER TABLE job ADD COLUMN not_before REAL")
+        db.execute("ALTER TABLE job ADD COLUMN not_before_why TEXT")
+        db.execute("INSERT INTO schema_migrations VALUES (4, 'not before', '2026-12-02T07:30:00Z')")
     db.execute("INSERT INTO job (id, name, created_at, model, tier_mode, deadline, deadline_spec, input_path, "
                "input_hash, config, state, total, out_offset, out_gen, runs) VALUES (1, 'old', 100.0, "
                "'openai/gpt-5.4-mini', 'auto', 4000.0, '1h', '/data/jobs.jsonl', 'abc123', "
@@ -201,7 +208,7 @@ def test_migration_ids_run_in_order_without_gaps():
     assert MIGRATIONS[1][2].strip() == V2_SQL.strip()
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_a_store_of_an_older_version_opens_with_its_data(tmp_path, version):
     path = _old_store(tmp_path / ".flextier" / "old.db", version)
     s = JobStore(path, create=False)
@@ -239,7 +246,7 @@ def test_a_store_of_an_older_version_opens_with_its_data(tmp_path, version):
         assert s2.migrations() == [(m[0], m[1]) for m in MIGRATIONS]
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_an_upgraded_store_has_the_fresh_schema(tmp_path, version):
     """A migration edited in place (a column added to an old version) instead of appended shows here."""
     old = _old_store(tmp_path / "old.db", version)
@@ -251,3 +258,21 @@ def test_an_upgraded_store_has_the_fresh_schema(tmp_path, version):
     finally:
         a.close()
         b.close()
+
+
+def test_a_version_3_store_mixes_text_rows_and_compact_rows(tmp_path):
+    """After migration 4, new rows are deflated (jobs/compact.py) next to the old TEXT rows; both read back."""
+    from flextier.jobs.store import FinishedItem
+
+    path = _old_store(tmp_path / ".flextier" / "old.db", 3)
+    with JobStore(path, create=False) as s:
+        s.recover()
+        line = '{"id":"flextier_req_4","custom_id":"e","response":{"status_code":200,"body":{"x":"' + "y" * 300 + '"}}}'
+        s.finish(FinishedItem(seq=4, state="done", result=line, tier="flex", attempts=1, served_tier="flex",
+                              cost=Decimal("0.001"), standard_cost=Decimal("0.002"), error_class=None, latency=1.0,
+                              finished_at=200.0))
+        s.flush()
+        assert s.result_line(0) == _DONE_LINE and s.result_line(4) == line
+        kinds = dict(s.db.execute("SELECT seq, typeof(result) FROM items WHERE result IS NOT NULL"))
+        assert kinds[0] == "text" and kinds[4] == "blob"
+        assert {r["seq"]: r["result"] for r in s.iter_items("done")}[4] == line

@@ -661,6 +661,10 @@ def register(app: typer.Typer) -> None:
                                                  "resumably."),
         start: Optional[str] = typer.Option(None, "--start", help="auto: start at the time `flextier when` "
                                             "recommends (learned flex forecast, or off-peak hours); now: at once."),
+        provider_store: bool = typer.Option(True, "--provider-store/--no-provider-store",
+                                            help="OpenAI: keep answers at the provider (store: true + item id in "
+                                                 "metadata) so a resume after a crash reads back what was in flight "
+                                                 "instead of paying twice (see README)."),
     ) -> None:
         """Run a bulk job on flex, paying for standard only when the deadline needs it. Resumable."""
         code = execute(RunArgs(file=file, model=model, deadline=deadline, tier=tier, out=out, job=job, store=store,
@@ -671,7 +675,7 @@ def register(app: typer.Typer) -> None:
                                quiet=quiet, retry_failed=retry_failed, html=html, seed=seed,
                                batch_s3_uri=batch_s3_uri, batch_role_arn=batch_role_arn,
                                drain_timeout=drain_timeout, allow_empty=allow_empty, not_before=not_before,
-                               start=start))
+                               start=start, extra={} if provider_store else {"provider_store": False}))
         raise typer.Exit(code)
 
     @app.command()
@@ -689,11 +693,16 @@ def register(app: typer.Typer) -> None:
         retry_failed: bool = typer.Option(False, "--retry-failed", help="Send failed items again."),
         html: Optional[str] = typer.Option(None, "--html"),
         drain_timeout: Optional[float] = typer.Option(None, "--drain-timeout", help=_COMMON["drain_timeout"]),
+        provider_store: bool = typer.Option(True, "--provider-store/--no-provider-store",
+                                            help="OpenAI: keep answers at the provider (store: true + item id in "
+                                                 "metadata) so a resume after a crash reads back what was in flight "
+                                                 "instead of paying twice (see README)."),
     ) -> None:
         """Continue a stopped or crashed job; done items are never sent again."""
         code = execute(RunArgs(deadline=deadline, max_cost=max_cost, concurrency=concurrency, emulate=emulate,
                                time_scale=time_scale, base_url=base_url, quiet=quiet, retry_failed=retry_failed,
-                               html=html, store=store, drain_timeout=drain_timeout), resume_job=job)
+                               html=html, store=store, drain_timeout=drain_timeout,
+                               extra={} if provider_store else {"provider_store": False}), resume_job=job)
         raise typer.Exit(code)
 
     @app.command()

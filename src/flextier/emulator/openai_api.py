@@ -1,5 +1,13 @@
 """OpenAI dialect: ``/v1/chat/completions`` and ``/v1/responses`` (JSON and SSE), ``GET /v1/responses/{id}``.
 
+Stored chat completions (``store: true``): ``GET /v1/chat/completions`` lists them, filtered by
+``model`` and ``metadata[KEY]=VALUE`` pairs (``limit``, ``order``, ``after``), and
+``GET /v1/chat/completions/{id}`` returns one, as OpenAI's API reference describes (list object
+``{"object": "list", "data", "first_id", "last_id", "has_more"}``). A completion is stored when
+its work is billed (a client that left still paid, so its answer is there); flextier's resume
+looks up the answers of sends a crash cut off there (providers/openai, issue 19). Listing is
+free: nothing here touches the ledger.
+
 Structured output, tools, ``n``/``stop``/``seed``/``logprobs`` are read by :mod:`.openai_tools`
 and answered by the engine (:mod:`.tools`, :mod:`.structured`); plain chat keeps its fast path.
 
@@ -11,6 +19,7 @@ usage with ``cached_tokens``/``reasoning_tokens``, flex shed as 429
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, AsyncIterator
 
 from starlette.requests import Request
@@ -58,15 +67,48 @@ def _text_of(content: Any) -> str:
     return ""
 
 
+class ChatStore:
+    """Stored chat completions (bounded, oldest dropped first), with their metadata."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._d: "OrderedDict[str, tuple[dict[str, Any], dict[str, str]]]" = OrderedDict()
+
+    def put(self, obj: dict[str, Any], metadata: dict[str, str]) -> None:
+        self._d[obj["id"]] = (obj, metadata)
+        while len(self._d) > self.limit:
+            self._d.popitem(last=False)
+
+    def get(self, cid: str) -> dict[str, Any] | None:
+        hit = self._d.get(cid)
+        return None if hit is None else {**hit[0], "metadata": hit[1]}
+
+    def list(self, *, model: str | None, metadata: dict[str, str], after: str | None, limit: int,
+             order: str) -> dict[str, Any]:
+        rows = [(o, m) for o, m in self._d.values()
+                if (model is None or o.get("model") == model) and all(m.get(k) == v for k, v in metadata.items())]
+        if order == "desc":
+            rows.reverse()
+        if after is not None:
+            ids = [o["id"] for o, _ in rows]
+            rows = rows[ids.index(after) + 1:] if after in ids else []
+        page = [{**o, "metadata": m} for o, m in rows[:limit]]
+        return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None, "has_more": len(rows) > limit}
+
+
 class OpenAIAPI(WireAPI):
     provider = "openai"
 
     def __init__(self, engine: Any) -> None:
         super().__init__(engine)
         self.store = ResponseStore()
+        self.chats = ChatStore()
 
     def routes(self) -> list[BaseRoute]:
         return [Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1/chat/completions", self.list_chats, methods=["GET"]),
+                Route("/v1/chat/completions/{completion_id}", self.get_chat, methods=["GET"]),
                 Route("/v1/responses", self.responses, methods=["POST"]),
                 Route("/v1/responses/{response_id}", self.get_response, methods=["GET"])]
 
@@ -164,6 +206,29 @@ class OpenAIAPI(WireAPI):
     # -- chat completions ------------------------------------------------------------------------------
     async def chat(self, request: Request) -> Any:
         return await self.run(request, self._build_chat)
+
+    async def list_chats(self, request: Request) -> Any:
+        q = request.query_params
+        meta = {k[len("metadata["):-1]: v for k, v in q.multi_items() if k.startswith("metadata[") and k.endswith("]")}
+        try:
+            limit = int(q.get("limit", "20"))
+        except ValueError:
+            return _err(400, "Invalid 'limit': expected an integer.", "invalid_request_error", "invalid_value", "limit")
+        if not 1 <= limit <= 100:
+            return _err(400, f"Invalid 'limit': expected an integer between 1 and 100, got {limit}.",
+                        "invalid_request_error", "invalid_value", "limit")
+        order = q.get("order", "asc")
+        if order not in ("asc", "desc"):
+            return _err(400, f"Invalid 'order': {order!r}.", "invalid_request_error", "invalid_value", "order")
+        return json_response(self.chats.list(model=q.get("model"), metadata=meta, after=q.get("after"), limit=limit,
+                                             order=order))
+
+    async def get_chat(self, request: Request) -> Any:
+        cid = request.path_params["completion_id"]
+        hit = self.chats.get(cid)
+        if hit is None:
+            return _err(404, f"Chat completion with id '{cid}' not found.", "invalid_request_error", None)
+        return json_response(hit)
 
     def _build_chat(self, body: dict[str, Any], request: Request) -> Call:
         msgs = body.get("messages")
@@ -287,7 +352,15 @@ class OpenAIAPI(WireAPI):
                 yield b"data: " + dumps({**base, "choices": [], "usage": usage(s)}) + b"\n\n"
             yield b"data: [DONE]\n\n"
 
-        return Call(req, render, stream, headers=self._headers, id_prefix="chatcmpl-")
+        keep = None
+        if body.get("store") is True:
+            md = body.get("metadata")
+            meta = {str(k): str(v) for k, v in md.items()} if isinstance(md, dict) else {}
+
+            def keep(s: Session, obj: dict[str, Any]) -> None:
+                self.chats.put(obj, meta)
+
+        return Call(req, render, stream, headers=self._headers, id_prefix="chatcmpl-", keep=keep)
 
     @staticmethod
     def _check_choice(body: dict[str, Any], spec: Any) -> None:

@@ -63,6 +63,9 @@ class Call:
     stream_media: str = "text/event-stream"
     headers: Callable[[Session], dict[str, str]] = field(default=lambda s: {})
     id_prefix: str = ""           # the provider-visible response id is id_prefix + session id
+    #: called with the rendered body once the answer is billed (OpenAI ``store: true``: the
+    #: stored completion exists exactly when the work was paid for, see openai_api.ChatStore)
+    keep: Callable[[Session, dict[str, Any]], None] | None = None
 
 
 class WireAPI:
@@ -156,8 +159,12 @@ class WireAPI:
         headers = call.headers(sess)
         if sess.fault_reset:
             sess.complete("fault:reset", 200, billed=engine.knobs.bill_interrupted)
+            if call.keep is not None and engine.knobs.bill_interrupted:
+                call.keep(sess, body)
             return ResetResponse(200, headers, dumps(body), self.reset_media)
         sess.complete("ok_client_gone" if watch.gone else "ok", 200)
+        if call.keep is not None:
+            call.keep(sess, body)
         return json_response(body, 200, headers)
 
     async def _stream(self, call: Call, sess: Session) -> AsyncIterator[bytes]:

@@ -46,6 +46,9 @@ class RunOptions:
     tick: float | None = None             # planner interval (clock seconds); default from time_scale
     backoff: Backoff = field(default_factory=lambda: Backoff(base=2.0, cap=120.0))
     seed: int | None = None
+    #: ask the provider to keep answers findable by item (OpenAI: ``store: true`` + metadata) so a
+    #: resume reads back what a crash cut off instead of paying twice (README, "Resume without paying twice")
+    provider_store: bool = True
     # [policy hook] a planner class (PlannerConfig -> planner) used instead of Planner; only for
     # bench/policy.py's baselines (flextier.policy.baselines), so all policies share this engine
     policy: Callable[[PlannerConfig], Any] | None = None

@@ -301,6 +301,64 @@ class Runner:
     def _prepare(self, w: Work) -> None:
         prepare_work(w, self.entry, self.opts.params, capped=self.opts.max_cost is not None,
                      input_path=lambda: (self.store.job() or {}).get("input_path"))
+        if self._resume_tag is not None and w.req is not None:
+            w.req.resume_tag = self._resume_tag
+
+    @property
+    def _resume_tag(self) -> str | None:
+        """The job's name at the provider (stored-answer metadata), or None when that is off."""
+        if not self.opts.provider_store or not hasattr(self.adapter, "find_stored"):
+            return None
+        tag = getattr(self, "_tag", None)
+        if tag is None:
+            tag = self._tag = (self.store.job() or {}).get("name") or ""
+        return tag or None
+
+    def _settle_from_provider(self) -> None:
+        """Resume: read back from the provider the answers of sends a crash cut off.
+
+        Every item whose sends are ``unknown`` (possibly billed) is looked up first
+        (:meth:`~flextier.providers.openai.OpenAIAdapter.find_stored`); each answer found was
+        billed, so it is recorded as billed -- the first as the item's result, any more as
+        duplicates -- and that many sends stop being "possibly billed". Items with nothing
+        found are sent again, as before. Committed before the run starts (commit before report).
+        """
+        tag = self._resume_tag
+        if tag is None:
+            return
+        pend = self.store.unknown_send_items()
+        if not pend:
+            return
+        try:
+            found = self.adapter.find_stored(tag, [c.custom_id for c, _, _ in pend])
+        except Exception as exc:  # a lookup never costs an answer: resend instead
+            log.warning("stored answers could not be read back (%s); resending", exc)
+            return
+        now = self.clock.now()
+        settled = 0
+        for c, tier, unknown in pend:
+            bodies = found.get(c.custom_id)
+            if not bodies:
+                continue
+            outcomes = []
+            for b in bodies:
+                try:
+                    outcomes.append(self.adapter.outcome(b, {}, tier or "flex"))
+                except Exception:
+                    continue
+            if not outcomes:
+                continue
+            k = self.store.settle_unknown_sends(c.seq, len(outcomes))
+            w = work_of(c)
+            for i, oc in enumerate(outcomes[:k]):
+                priced = self.accounting.bill(w, tier or oc.served_tier, oc, 0.0, now, duplicate=i > 0)
+                if i == 0:
+                    self.accounting.answered(w, tier or oc.served_tier, oc, priced, 0.0, now)
+            settled += 1
+        if settled:
+            self.store.event(now, "settled_from_provider", {"items": settled})
+            self.store.flush()
+            self.stats.settled_from_provider = settled
 
     # -- the planner tick ------------------------------------------------------------
     def _tick(self, now: float) -> None:
@@ -674,6 +732,7 @@ class Runner:
         self.stats.recovered = n
         if n:
             self.store.event(self.clock.now(), "recovered", {"items": n})
+        self._settle_from_provider()
         self.accounting.load()
         self.stats.possibly_billed = self.store.possibly_billed()[0]
         self.publisher.rebuild()

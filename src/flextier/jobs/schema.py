@@ -138,6 +138,14 @@ ALTER TABLE job ADD COLUMN out_file TEXT;
 ALTER TABLE job ADD COLUMN not_before REAL;
 ALTER TABLE job ADD COLUMN not_before_why TEXT;
 """),
+    # 5 (issue 19): a resume reads back from the provider the answers of sends a crash cut off
+    # (OpenAI stored completions); such a send goes from 'unknown' to 'settled' (billed, in the
+    # ledger, still counted among the cut-off sends). This index finds both on million-item
+    # stores. The same version starts storing request and result lines deflated (jobs/compact.py):
+    # a BLOB in the same TEXT columns, so rows written before it stay readable as they are.
+    (5, "settled sends", """
+CREATE INDEX sends_cut_off ON sends(seq) WHERE state IN ('unknown', 'settled');
+"""),
 ]
 # The schema version of a store is the highest migration id it has applied. Ids run 1, 2, 3...
 # with no gap, in list order: a new version appends one entry and never edits an old one (a store

@@ -33,6 +33,7 @@ class Stats:
     now: float = 0.0
     deadline: float | None = None
     recovered: int = 0
+    settled_from_provider: int = 0   # resumed items whose cut-off answer was read back from the provider
     possibly_billed: int = 0
     paused: str | None = None
     skipped_invalid: int = 0

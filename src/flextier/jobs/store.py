@@ -57,6 +57,7 @@ from typing import Any, Iterable, Iterator
 
 from .._urls import redact_url  # re-exported: flextier.jobs.store.redact_url keeps working
 from ..errors import FlextierError, NoSpace, StoreDamaged, UserInputError  # re-exported
+from .compact import pack, unpack  # request and result lines, deflated (jobs/compact.py)
 from .input import MAX_REPORTED_ERRORS, InvalidInput, InvalidLine, JobItem
 from .schema import MIGRATIONS, SCHEMA_VERSION  # the tables; applied by JobStore._migrate
 
@@ -113,6 +114,12 @@ class ClaimedItem:
     attempts: int
     possibly_billed: int
     line: int
+
+
+def _claimed(row: tuple[Any, ...]) -> "ClaimedItem":
+    """A ClaimedItem from ``seq, custom_id, request, attempts, possibly_billed, line`` (request unpacked)."""
+    seq, cid, req, attempts, pb, line = row
+    return ClaimedItem(seq, cid, unpack(req), attempts, pb, line)
 
 
 @dataclass(slots=True)
@@ -325,7 +332,7 @@ class JobStore:
             nonlocal seq, since_commit
             rows = []
             for it in buf:
-                rows.append((seq, it.custom_id, it.line, it.request))
+                rows.append((seq, it.custom_id, it.line, pack(it.request)))
                 seq += 1
             cur = self.db.executemany(
                 "INSERT INTO items (seq, custom_id, line, request) VALUES (?, ?, ?, ?) "
@@ -377,7 +384,7 @@ class JobStore:
         try:
             for i, it in enumerate(items):
                 cur = self.db.execute("INSERT INTO items (seq, custom_id, line, request) VALUES (?, ?, ?, ?) "
-                                      "ON CONFLICT(custom_id) DO NOTHING", (start + i, it.custom_id, it.line, it.request))
+                                      "ON CONFLICT(custom_id) DO NOTHING", (start + i, it.custom_id, it.line, pack(it.request)))
                 if cur.rowcount == 0:
                     first = self._scalar("SELECT line FROM items WHERE custom_id = ?", (it.custom_id,))
                     dups.append(InvalidLine(it.line, "id", f"duplicate id {it.custom_id[:80]!r} (first at {first})",
@@ -414,6 +421,39 @@ class JobStore:
             raise
         self.unreserve()  # taken for a batch that was never created: never sent, not billed
         return n
+
+    def unknown_send_items(self) -> list[tuple[ClaimedItem, str, int]]:
+        """(item, tier of its latest unknown send, unknown sends) of the pending online items whose
+        sends a crash (or a cut-off answer) left unknown: the ones a provider-side lookup may settle."""
+        rows = self.db.execute(
+            "SELECT i.seq, i.custom_id, i.request, i.attempts, i.possibly_billed, i.line, "
+            "(SELECT tier FROM sends s WHERE s.seq = i.seq AND s.state = 'unknown' ORDER BY s.id DESC LIMIT 1), "
+            "(SELECT COUNT(*) FROM sends s WHERE s.seq = i.seq AND s.state = 'unknown') "
+            "FROM items i WHERE i.state = 'pending' AND i.in_batch IS NULL AND i.seq IN "
+            "(SELECT seq FROM sends WHERE state = 'unknown') ORDER BY i.seq").fetchall()
+        return [(_claimed(r[:6]), r[6], r[7]) for r in rows]
+
+    def settle_unknown_sends(self, seq: int, n: int) -> int:
+        """``n`` of item ``seq``'s unknown sends turned out answered: the provider kept the answers,
+        which the caller records as billed. They become ``settled``: still counted among the sends a
+        crash cut off (``items.possibly_billed``, the report's figure), no longer in the money bound
+        of :meth:`possibly_billed` (their cost is in the ledger now). Returns how many."""
+        ids = [i for (i,) in self.db.execute("SELECT id FROM sends WHERE seq = ? AND state = 'unknown' "
+                                             "ORDER BY id LIMIT ?", (seq, n))]
+        if ids:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.executemany("UPDATE sends SET state = 'settled' WHERE id = ?", [(i,) for i in ids])
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+        return len(ids)
+
+    def settled_sends(self) -> int:
+        """Cut-off sends whose answers were read back from the provider (see :meth:`settle_unknown_sends`)."""
+        return self.db.execute("SELECT COUNT(*) FROM sends WHERE state = 'settled'").fetchone()[0]
 
     def release(self, seqs: Iterable[int], *, possibly_billed: Iterable[int] = ()) -> None:
         """A graceful stop: unsent items go back to pending; interrupted sends are flagged."""
@@ -534,7 +574,7 @@ class JobStore:
                     "UPDATE items SET state = ?, result = ?, tier = ?, attempts = ?, served_tier = ?, cost = ?, "
                     "standard_cost = ?, error_class = ?, latency = ?, finished_at = ?, out_gen = ? "
                     "WHERE seq = ?",
-                    [(f.state, f.result, f.tier, f.attempts, f.served_tier,
+                    [(f.state, pack(f.result), f.tier, f.attempts, f.served_tier,
                       None if f.cost is None else str(f.cost),
                       None if f.standard_cost is None else str(f.standard_cost),
                       f.error_class, f.latency, f.finished_at, gen, f.seq) for f in finished])
@@ -565,7 +605,7 @@ class JobStore:
                     "(SELECT seq FROM items WHERE state = 'pending' ORDER BY seq LIMIT ?) "
                     "RETURNING seq, custom_id, request, attempts, possibly_billed, line", (claim,)).fetchall()
                 rows.sort()
-                claimed = [ClaimedItem(*r) for r in rows]
+                claimed = [_claimed(r) for r in rows]
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -583,8 +623,9 @@ class JobStore:
     # -- output reconstruction -------------------------------------------------------
     def results_after_gen(self, gen: int) -> Iterator[tuple[int, str]]:
         """(seq, output line) of finalised items not yet known to be in the output (unordered mode)."""
-        yield from self.db.execute("SELECT seq, result FROM items WHERE out_gen > ? AND result IS NOT NULL "
-                                   "ORDER BY seq", (gen,))
+        for seq, r in self.db.execute("SELECT seq, result FROM items WHERE out_gen > ? AND result IS NOT NULL "
+                                      "ORDER BY seq", (gen,)):
+            yield seq, unpack(r)
 
     def final_prefix(self, seq: int, limit: int = 1000) -> list[tuple[int, str]]:
         """(seq, output line) of the finalised items from ``seq`` on, up to the first unfinished one.
@@ -601,8 +642,8 @@ class JobStore:
             last = s
         if last is None:
             return []
-        return self.db.execute("SELECT seq, result FROM items WHERE seq >= ? AND seq <= ? ORDER BY seq",
-                               (seq, last)).fetchall()
+        return [(s, unpack(r)) for s, r in self.db.execute(
+            "SELECT seq, result FROM items WHERE seq >= ? AND seq <= ? ORDER BY seq", (seq, last))]
 
     def written_results(self, ordered: bool) -> Iterator[str]:
         """The output lines the store says the results file holds, up to its recorded offset.
@@ -619,7 +660,7 @@ class JobStore:
             cur = self.db.execute("SELECT result FROM items WHERE out_gen IS NOT NULL AND out_gen <= ? "
                                   "AND result IS NOT NULL", (job.get("out_gen", 0),))
         for (r,) in cur:
-            yield r
+            yield unpack(r)
 
     def reset_output(self) -> None:
         """The output file is gone or changed: regenerate it from scratch on the next run."""
@@ -652,6 +693,8 @@ class JobStore:
                                       "AND reserved IS NOT NULL"):
             k, tot = reserved.get(seq, (0, Decimal(0)))
             reserved[seq] = (k + 1, tot + Decimal(r))
+        settled: dict[int, int] = dict(self.db.execute(
+            "SELECT seq, COUNT(*) FROM sends WHERE state = 'settled' GROUP BY seq").fetchall())
         n = 0
         bound = Decimal(0)
         mean: Decimal | None = None
@@ -659,6 +702,7 @@ class JobStore:
                                            "WHERE possibly_billed > 0"):
             n += pb
             k, tot = reserved.get(seq, (0, Decimal(0)))
+            k += settled.get(seq, 0)   # read back from the provider: billed, and in the ledger
             bound += tot
             if pb > k:
                 if not sc and mean is None:
@@ -710,14 +754,16 @@ class JobStore:
     def iter_attempts(self) -> Iterator[tuple[int, str, str, float | None, float]]:
         yield from self.db.execute("SELECT seq, tier, outcome, latency, ts FROM attempts ORDER BY ts, id")
 
-    def iter_items(self, state: str | None = None) -> Iterator[sqlite3.Row]:
-        """Full item rows as sqlite3.Row (for tests and tools)."""
+    def iter_items(self, state: str | None = None) -> Iterator[dict[str, Any]]:
+        """Full item rows as dicts, request and result as text (for tests and tools)."""
         cur = self.db.cursor()
         cur.row_factory = sqlite3.Row
-        if state:
-            yield from cur.execute("SELECT * FROM items WHERE state = ? ORDER BY seq", (state,))
-        else:
-            yield from cur.execute("SELECT * FROM items ORDER BY seq")
+        rows = (cur.execute("SELECT * FROM items WHERE state = ? ORDER BY seq", (state,)) if state
+                else cur.execute("SELECT * FROM items ORDER BY seq"))
+        for r in rows:
+            d = dict(r)
+            d["request"], d["result"] = unpack(d["request"]), unpack(d["result"])
+            yield d
 
     def events(self) -> list[tuple[float, str, Any]]:
         return [(ts, k, json.loads(d) if d else None)
@@ -774,7 +820,7 @@ class JobStore:
     def result_line(self, seq: int) -> str | None:
         """Item ``seq``'s recorded output line, or None (no result yet, or no such item)."""
         row = self.db.execute("SELECT result FROM items WHERE seq = ?", (seq,)).fetchone()
-        return row[0] if row else None
+        return unpack(row[0]) if row else None
 
     @property
     def generation(self) -> int:
@@ -801,7 +847,8 @@ class JobStore:
 
     def requests_of(self, custom_ids: Iterable[str]) -> Iterator[tuple[str, str]]:
         """(custom id, request line) of the items with these ids."""
-        yield from self._by_custom_id(custom_ids, "custom_id, request")
+        for cid, req in self._by_custom_id(custom_ids, "custom_id, request"):
+            yield cid, unpack(req)
 
     def batch_membership(self, custom_ids: Iterable[str]) -> Iterator[tuple[int, str | None]]:
         """(seq, in_batch) of the items with these ids: the batch each one is in, if any."""
@@ -872,7 +919,7 @@ class JobStore:
             raise
 
     def batch_items(self, batch_id: str) -> list[ClaimedItem]:
-        return [ClaimedItem(*r) for r in self.db.execute(
+        return [_claimed(r) for r in self.db.execute(
             "SELECT seq, custom_id, request, attempts, possibly_billed, line FROM items "
             "WHERE in_batch = ? AND state = 'inflight' ORDER BY seq", (batch_id,))]
 
@@ -893,7 +940,7 @@ class JobStore:
 
     def reserved_items(self, after_seq: int = -1, limit: int = 1000) -> list[ClaimedItem]:
         """Items taken by :meth:`claim_for_batch` and not yet in a batch, in input order."""
-        return [ClaimedItem(*r) for r in self.db.execute(
+        return [_claimed(r) for r in self.db.execute(
             "SELECT seq, custom_id, request, attempts, possibly_billed, line FROM items "
             "WHERE in_batch = ? AND state = 'inflight' AND seq > ? ORDER BY seq LIMIT ?",
             (BATCH_RESERVED, after_seq, limit))]

@@ -18,7 +18,8 @@ import json
 from typing import Any, Callable, Mapping
 
 import httpx2
-import openai as _openai
+
+import os
 
 from ..._types import AttemptOutcome, CallRequest
 from ...cost import Usage
@@ -26,6 +27,8 @@ from ...errors import ProviderError, Timeout, Transient
 from ..guard import guard_async_transport, guard_transport
 from ..base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
                    malformed_response, retry_after_of, request_url, route_error, served_tier, tls_context)
+
+from .wire import MAX_META_VALUE, META_ITEM, META_JOB, LeanClient, StoredLookup, loads, status_error
 
 __all__ = ["OpenAIAdapter", "WIRE_TIER", "usage_from_body", "text_from_body", "classify_openai", "make_client",
            "quiet"]
@@ -49,6 +52,13 @@ def aguarded(limits: httpx2.Limits, verify: Any) -> Any:
     return guard_async_transport(httpx2.AsyncHTTPTransport(limits=limits, verify=verify), httpx2)
 
 
+def _sdk() -> Any:
+    """The ``openai`` module, imported on first need: the job path never needs it (see :mod:`.wire`)."""
+    import openai
+
+    return openai
+
+
 def make_client(base_url: str | None = None, api_key: str | None = None, *, sync: bool = True,
                 max_connections: int | None = None, verify: Any = None, guard: bool = True,
                 what: str = "openai", **kw: Any) -> Any:
@@ -66,6 +76,7 @@ def make_client(base_url: str | None = None, api_key: str | None = None, *, sync
     from ..._loopback import check_endpoint
 
     check_endpoint(base_url, what)
+    _openai = _sdk()
     if guard:
         lim = _limits(max_connections or 10)
         if sync:
@@ -116,7 +127,7 @@ def text_from_body(body: Mapping[str, Any]) -> str:
 
 def classify_openai(exc: BaseException, tier: str, provider: str = "openai") -> ProviderError | None:
     """OpenAI/Anthropic-SDK-shaped exceptions -> taxonomy (the two SDKs share a generator)."""
-    return _classify_stainless(exc, tier, provider, _openai)
+    return _classify_stainless(exc, tier, provider, _sdk())
 
 
 def _classify_stainless(exc: BaseException, tier: str, provider: str, sdk: Any) -> ProviderError | None:
@@ -133,16 +144,7 @@ def _classify_stainless(exc: BaseException, tier: str, provider: str, sdk: Any) 
         return Transient(f"connection error: {type(cause).__name__ if cause else 'unknown'}",
                          tier=tier, provider=provider, possibly_billed=sent)
     if isinstance(exc, sdk.APIStatusError):
-        code, err_type, msg = error_fields(exc.body)
-        status = exc.status_code
-        route = route_error(status, exc.body, msg, request_url(exc.response), tier=tier,
-                            provider=provider)
-        if route is not None:
-            return route
-        if status == 200:  # an in-stream "error" event (Anthropic raises it with the stream's 200)
-            status = None
-        return classify_http(status=status, code=code, err_type=err_type, message=msg or str(exc.message),
-                             tier=tier, provider=provider, retry_after=retry_after_of(exc.response.headers))
+        return status_error(exc.status_code, exc.body, str(exc.message), exc.response, tier=tier, provider=provider)
     if isinstance(exc, sdk.APIError):  # in-stream error without a status
         code, err_type, msg = error_fields(exc.body)
         return classify_http(status=None, code=code, err_type=err_type, message=msg or str(exc.message),
@@ -205,13 +207,42 @@ def check_body(body: Mapping[str, Any], tier: str, provider: str = "openai") -> 
         raise malformed_response("neither choices nor output", tier=tier, provider=provider)
 
 
+
+
+def tag_for_resume(body: dict[str, Any], job: str, custom_id: str | None) -> None:
+    """Ask OpenAI to keep this chat completion, findable by (job, item): ``store: true`` + ``metadata``.
+
+    Why: after a crash, a request that was in flight may have been answered and billed; with
+    the answer stored, the resume reads it back (:meth:`OpenAIAdapter.find_stored`) instead of
+    paying for it again. What it means for data: OpenAI keeps stored completions (30 days by
+    default, visible in the dashboard's logs) -- see the README ("Resume without paying twice").
+    A body that says ``store: false`` itself, an item id or job name too long for metadata, or
+    a body whose metadata is already full is left as it is (resent once on a crash, as before).
+    """
+    if custom_id is None or body.get("store") is False or len(custom_id) > MAX_META_VALUE or len(job) > MAX_META_VALUE:
+        return
+    md = body.get("metadata")
+    if md is not None and (not isinstance(md, dict) or len({**md, META_JOB: 1, META_ITEM: 1}) > 16):
+        return
+    body["store"] = True
+    body["metadata"] = {**(md or {}), META_JOB: job, META_ITEM: custom_id}
+
+
 class OpenAIAdapter(BaseAdapter):
     provider = "openai"
 
     @classmethod
     def make_transport(cls, *, base_url: str | None, api_key: str | None, client: Any,
                        timeouts: Mapping[str, float], max_connections: int) -> Transport:
-        return stainless_transport(client, base_url, api_key, max_connections, _openai.AsyncOpenAI, make_client)
+        lean = None
+        key = api_key or os.environ.get("OPENAI_API_KEY") if client is None else None
+        if key:  # without a key the SDK's own "api_key must be set" error stays the behaviour
+            lean = lambda url, n, verify: LeanClient(url, key, transport=aguarded(_limits(n), verify))  # noqa: E731
+        tr = stainless_transport(client, base_url, api_key, max_connections,
+                                 None if client is None else _sdk().AsyncOpenAI, make_client, lean=lean)
+        if key:
+            tr.lookup = StoredLookup(base_url, key, transport=lambda: guarded(_limits(8)))  # type: ignore[attr-defined]
+        return tr
 
     # -- wire ---------------------------------------------------------------------------
     def build_body(self, req: CallRequest, tier: str) -> tuple[str, dict[str, Any]]:
@@ -232,7 +263,21 @@ class OpenAIAdapter(BaseAdapter):
         body.pop("stream", None)
         body.pop("stream_options", None)
         body["service_tier"] = WIRE_TIER[tier]
+        if req.resume_tag is not None and endpoint == "chat":
+            tag_for_resume(body, req.resume_tag, req.custom_id)
         return PATHS[endpoint], body
+
+    def find_stored(self, tag: str, custom_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Answers the provider kept for these items of job ``tag`` (``store: true`` chats), oldest first.
+
+        Called on resume for the items whose sends a crash cut off (see :func:`tag_for_resume`):
+        each one found is an answer that was billed and need not be bought again. Only on the
+        job path's own client (:mod:`.wire`); a user's client, or no lookup route, finds nothing.
+        """
+        look = getattr(self.transport, "lookup", None)
+        if look is None or not custom_ids:
+            return {}
+        return look.find(tag, custom_ids, self.entry.model_id)
 
     def outcome(self, body: dict[str, Any], headers: Mapping[str, str], tier: str, raw: Any = None) -> AttemptOutcome:
         err = error_from_event(body, tier)
@@ -256,8 +301,11 @@ class OpenAIAdapter(BaseAdapter):
 
     async def _asend(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
         path, body = self.build_body(req, tier)
-        resp = await self.transport.aio().post(path, body=body, cast_to=httpx2.Response,
-                                               options=self._opts(timeout, req))
+        c = self.transport.aio()
+        if isinstance(c, LeanClient):
+            resp = await c.post(path, body, tier=tier, timeout=timeout, headers=item_headers(req) or None)
+            return self.outcome(_json(resp), resp.headers, tier)
+        resp = await c.post(path, body=body, cast_to=httpx2.Response, options=self._opts(timeout, req))
         return self.outcome(_json(resp), resp.headers, tier)
 
     def classify(self, exc: BaseException, tier: str) -> ProviderError | None:
@@ -267,22 +315,24 @@ class OpenAIAdapter(BaseAdapter):
 
 
 def _json(resp: httpx2.Response) -> dict[str, Any]:
-    data = json.loads(resp.content)
+    data = loads(resp.content)
     if not isinstance(data, dict):
         raise json.JSONDecodeError("not an object", resp.text[:100], 0)
     return data
 
 
 def stainless_transport(client: Any, base_url: str | None, api_key: str | None, max_connections: int,
-                        async_cls: type, factory: Callable[..., Any]) -> Transport:
+                        async_cls: type | None, factory: Callable[..., Any],
+                        lean: Callable[[str | None, int, Any], Any] | None = None) -> Transport:
     """The Transport of a Stainless SDK (openai, anthropic): the user's client (retries off), or
     ``factory``-built ones. Async pools hold at most SHARD_CONNECTIONS connections (see Transport):
     one httpx pool of 256 spends more CPU scanning its idle connections than on the requests
-    themselves; all shards share one TLS context (building one costs ~70 ms)."""
+    themselves; all shards share one TLS context (building one costs ~70 ms). ``lean(base_url,
+    connections, verify)``, when given, builds the async clients instead (:mod:`.wire`)."""
     sync_c = async_c = None
     if client is not None:
         c = quiet(client)
-        if isinstance(client, async_cls):
+        if async_cls is not None and isinstance(client, async_cls):
             async_c = c
         else:
             sync_c = c
@@ -299,6 +349,8 @@ def stainless_transport(client: Any, base_url: str | None, api_key: str | None, 
             return async_c
         if not tls:
             tls.append(tls_context(base_url, httpx2.create_ssl_context))
+        if lean is not None:
+            return lean(base_url, -(-max_connections // shards), tls[0])
         return factory(base_url, api_key, sync=False, max_connections=-(-max_connections // shards), verify=tls[0])
 
     tr = Transport(make_sync, make_async, shards=shards)

@@ -16,10 +16,8 @@ import io
 import json
 from typing import Any, Iterator
 
-import openai
-
 from ...catalog import ModelEntry
-from . import OpenAIAdapter, classify_openai, make_client, quiet, text_from_body, usage_from_body
+from . import OpenAIAdapter, _sdk, classify_openai, make_client, quiet, text_from_body, usage_from_body
 from ...errors import ProviderError
 from ..batch_base import BatchBackend, BatchHandle, BatchItem, BatchStatus, ItemResult, retryable_status, wire_id
 
@@ -34,7 +32,7 @@ class OpenAIBatch(BatchBackend):
     max_items = 50_000
     max_bytes = 200 * 1024 * 1024
 
-    def __init__(self, entry: ModelEntry, *, client: openai.OpenAI | None = None, base_url: str | None = None,
+    def __init__(self, entry: ModelEntry, *, client: "openai.OpenAI | None" = None, base_url: str | None = None,
                  api_key: str | None = None) -> None:
         super().__init__(entry)
         self._given = client
@@ -42,7 +40,7 @@ class OpenAIBatch(BatchBackend):
         self._builder = OpenAIAdapter(entry, None)
 
     @functools.cached_property
-    def client(self) -> openai.OpenAI:
+    def client(self) -> "openai.OpenAI":
         """The SDK client, made on first use: most jobs never reach the batch lane, and building
         one (its TLS context) costs ~0.1 s at start-up, before the first flex request goes out."""
         if self._given is not None:
@@ -119,7 +117,7 @@ class OpenAIBatch(BatchBackend):
     def cancel(self, handle: BatchHandle) -> None:
         try:
             self.client.batches.cancel(handle.remote_id)
-        except openai.ConflictError:
+        except _sdk().ConflictError:
             pass          # already ended (or already cancelling)
 
     def find(self, local_id: str, item_ids: list[str]) -> BatchHandle | None:
