@@ -28,7 +28,7 @@ def test_route_cache_resolves_like_the_router():
     cases = [("POST", "/v1/chat/completions"), ("POST", "/v1/responses"), ("POST", "/v1/messages"),
              ("POST", "/v1beta/models/gemini-2.5-flash:generateContent"),
              ("POST", "/model/us.amazon.nova-pro-v1:0/converse"), ("GET", "/_emulator/stats"),
-             ("GET", "/v1/chat/completions"), ("POST", "/no/such/path"), ("POST", "/v1/batches")]
+             ("PUT", "/v1/chat/completions"), ("POST", "/no/such/path"), ("POST", "/v1/batches")]
     for method, path in cases:
         scope = _scope(method, path)
         first = next(((r, child) for r in app.routes for match, child in [r.matches(scope)]
@@ -46,7 +46,7 @@ def test_fast_and_slow_paths_over_http(calm):
             assert r.status_code == 200 and r.json()["service_tier"] == "flex"
             assert r.headers["content-type"] == "application/json"
             assert int(r.headers["content-length"]) == len(r.content)
-        wrong = c.get("/v1/chat/completions")       # wrong method: OpenAI's own 404 "Invalid URL" (issue 13)
+        wrong = c.put("/v1/chat/completions")       # wrong method (GET lists stored chats): OpenAI's 404 "Invalid URL"
         assert wrong.status_code == 404 and wrong.json()["error"]["type"] == "invalid_request_error"
         assert c.post("/v1/no-such-endpoint", json={}).status_code == 404
         for model in ("gemini-2.5-flash", "gemini-3-flash-preview"):     # path parameters per path

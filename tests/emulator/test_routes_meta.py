@@ -73,7 +73,7 @@ def test_anthropic_count_tokens_equals_the_billed_prompt_with_tools(calm):
 
 @pytest.mark.parametrize("method,path,headers", [
     ("GET", "/v1/nothing-here", {}),
-    ("GET", "/v1/chat/completions", {}),                    # known path, wrong method
+    ("PUT", "/v1/chat/completions", {}),                    # known path, wrong method (GET lists stored chats)
     ("DELETE", "/v1/embeddings", {"authorization": "Bearer k"}),
 ])
 def test_openai_unknown_routes_and_methods_are_openai_errors(calm, method, path, headers):

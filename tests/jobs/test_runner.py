@@ -217,7 +217,7 @@ def test_safety_net_hedges_stuck_flex(make_store, tmp_path):
 
 
 def test_rpm_limit_paces_without_counting_as_flex_failures(emulator, make_store, run_emulated):
-    emu = emulator("calm", time_scale=3000)
+    emu = emulator("calm", time_scale=600)  # 0.25 s wall: pacing, not load, sets the pace
     st = make_store(20)
     t0 = emu.clock.now()
     s, r = run_emulated(emu, st, deadline_s=None, rpm=6)

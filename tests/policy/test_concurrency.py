@@ -201,3 +201,14 @@ def test_after_a_long_shed_episode_the_window_regrows_fast_to_half_its_old_size_
     for _ in range(9):                      # 8.5 is already the threshold: additive from there
         c.on_success(700.0)
     assert c.limit == 9 and c.window < 10   # slow start would have reached 17.5
+
+
+def test_a_servers_larger_limit_never_lifts_the_users_rpm():
+    """--rpm 6 against a provider that says 10,000/min: still 6 a minute (the headers may only lower it)."""
+    lim = RateLimiter(rpm=6, now=0.0)
+    lim.update_from_headers({"x-ratelimit-limit-requests": "10000", "x-ratelimit-remaining-requests": "9999"}, 0.0)
+    sent = sum(1 for _ in range(100) if lim.try_acquire(1, 0.0) == 0.0)
+    assert sent == 6
+    assert lim.try_acquire(1, 0.0) == pytest.approx(10.0)
+    lim.update_from_headers({"x-ratelimit-limit-requests": "3"}, 0.0)   # a smaller one does lower it
+    assert lim.requests.capacity == 3

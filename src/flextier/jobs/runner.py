@@ -67,6 +67,7 @@ from .lines import error_line
 from .options import RunOptions
 from .output import OutputSink
 from .publish import Publisher, ResultHook
+from .recovery import resume_tag, settle_from_provider
 from .sends import SendBook
 from .stats import Stats
 from .store import FlushResult, JobStore
@@ -110,6 +111,8 @@ class Runner:
         self.accounting = Accounting(store, self.entry, self.budget, self.stats, recorder=self.history)
         self.publisher = Publisher(store, output, ordered=opts.ordered, stats=self.stats, clock=self.clock,
                                    on_result=on_result)
+        # the job's name at the provider, for answers it keeps (see jobs/recovery.py); None: off
+        self.resume_tag = resume_tag(store, adapter, enabled=opts.provider_store)
         self.flex_ok = self.entry.supports_flex and opts.tier_mode in ("auto", "flex", "batch")
         # batch lane: only with a backend, never under a spending cap (a batch cannot
         # be reserved against --max-cost item by item)
@@ -301,64 +304,8 @@ class Runner:
     def _prepare(self, w: Work) -> None:
         prepare_work(w, self.entry, self.opts.params, capped=self.opts.max_cost is not None,
                      input_path=lambda: (self.store.job() or {}).get("input_path"))
-        if self._resume_tag is not None and w.req is not None:
-            w.req.resume_tag = self._resume_tag
-
-    @property
-    def _resume_tag(self) -> str | None:
-        """The job's name at the provider (stored-answer metadata), or None when that is off."""
-        if not self.opts.provider_store or not hasattr(self.adapter, "find_stored"):
-            return None
-        tag = getattr(self, "_tag", None)
-        if tag is None:
-            tag = self._tag = (self.store.job() or {}).get("name") or ""
-        return tag or None
-
-    def _settle_from_provider(self) -> None:
-        """Resume: read back from the provider the answers of sends a crash cut off.
-
-        Every item whose sends are ``unknown`` (possibly billed) is looked up first
-        (:meth:`~flextier.providers.openai.OpenAIAdapter.find_stored`); each answer found was
-        billed, so it is recorded as billed -- the first as the item's result, any more as
-        duplicates -- and that many sends stop being "possibly billed". Items with nothing
-        found are sent again, as before. Committed before the run starts (commit before report).
-        """
-        tag = self._resume_tag
-        if tag is None:
-            return
-        pend = self.store.unknown_send_items()
-        if not pend:
-            return
-        try:
-            found = self.adapter.find_stored(tag, [c.custom_id for c, _, _ in pend])
-        except Exception as exc:  # a lookup never costs an answer: resend instead
-            log.warning("stored answers could not be read back (%s); resending", exc)
-            return
-        now = self.clock.now()
-        settled = 0
-        for c, tier, unknown in pend:
-            bodies = found.get(c.custom_id)
-            if not bodies:
-                continue
-            outcomes = []
-            for b in bodies:
-                try:
-                    outcomes.append(self.adapter.outcome(b, {}, tier or "flex"))
-                except Exception:
-                    continue
-            if not outcomes:
-                continue
-            k = self.store.settle_unknown_sends(c.seq, len(outcomes))
-            w = work_of(c)
-            for i, oc in enumerate(outcomes[:k]):
-                priced = self.accounting.bill(w, tier or oc.served_tier, oc, 0.0, now, duplicate=i > 0)
-                if i == 0:
-                    self.accounting.answered(w, tier or oc.served_tier, oc, priced, 0.0, now)
-            settled += 1
-        if settled:
-            self.store.event(now, "settled_from_provider", {"items": settled})
-            self.store.flush()
-            self.stats.settled_from_provider = settled
+        if self.resume_tag is not None and w.req is not None:
+            w.req.resume_tag = self.resume_tag
 
     # -- the planner tick ------------------------------------------------------------
     def _tick(self, now: float) -> None:
@@ -732,7 +679,8 @@ class Runner:
         self.stats.recovered = n
         if n:
             self.store.event(self.clock.now(), "recovered", {"items": n})
-        self._settle_from_provider()
+        self.stats.settled_from_provider = settle_from_provider(self.store, self.adapter, self.accounting,
+                                                                tag=self.resume_tag, now=self.clock.now())
         self.accounting.load()
         self.stats.possibly_billed = self.store.possibly_billed()[0]
         self.publisher.rebuild()

@@ -277,6 +277,8 @@ class RateLimiter:
         self.capped = 0
         self.requests = self._bucket(rpm, now)
         self.tokens = self._bucket(tpm, now)
+        # the user's own limits (--rpm/--tpm) are ceilings: a server's larger limit never lifts them
+        self._ceiling = {"requests": rpm, "tokens": tpm}
         self._not_before = -math.inf
 
     def _bucket(self, limit: float | None, now: float) -> TokenBucket | None:
@@ -324,7 +326,8 @@ class RateLimiter:
     def update_from_headers(self, headers: Mapping[str, str], now: float) -> None:
         """Learn limits from OpenAI-style ``x-ratelimit-*`` headers (case-insensitive).
 
-        ``limit-{requests,tokens}`` set the bucket size (per ``window``); ``remaining-*`` caps
+        ``limit-{requests,tokens}`` set the bucket size (per ``window``), never above the
+        caller's own ``rpm``/``tpm``; ``remaining-*`` caps
         the level (the server counts requests we have not seen answered yet); when a remaining
         count is 0, ``reset-*`` (a duration such as ``"6m0s"``) pauses the lane until then
         (at most :attr:`max_pause`).
@@ -336,6 +339,9 @@ class RateLimiter:
             remaining = _num(h.get(f"x-ratelimit-remaining-{kind}"))
             reset = h.get(f"x-ratelimit-reset-{kind}")
             bucket = getattr(self, kind)
+            ceiling = self._ceiling.get(kind)
+            if limit is not None and ceiling is not None:
+                limit = min(limit, ceiling)
             if limit is not None and limit > 0:
                 if bucket is None:
                     bucket = TokenBucket(limit / self.window, limit, now)
