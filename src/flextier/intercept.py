@@ -383,13 +383,13 @@ class _Engine:
         return self.hx.Response(resp.status_code, headers=self.headers_of(resp) + flextier_headers(result, serial),
                                 content=content, request=request, extensions=resp.extensions)
 
-    def stream_reply(self, request: Any, result: CallResult, sync: bool) -> Any:
+    def stream_reply(self, request: Any, d: Dialect, result: CallResult, sync: bool) -> Any:
         resp, obs, buf, it = result.raw
         result.raw = None
         rec = Recorder(result, obs)
         serial = remember(result, obs.rid)
         cls = self._classes[0 if sync else 1]
-        stream = cls(self, resp, obs, buf, it, rec, result.model.provider)
+        stream = cls(self, resp, obs, buf, it, rec, d)
         return self.hx.Response(resp.status_code, headers=self.headers_of(resp) + flextier_headers(result, serial),
                                 stream=stream, request=request, extensions=resp.extensions)
 
@@ -403,9 +403,8 @@ def _stream_classes(hx: Any) -> tuple[type, type]:
         """The rest of a stream after the read-ahead: watched, cut detected, priced at the end."""
 
         def __init__(self, eng: _Engine, resp: Any, obs: StreamObserver, buf: list[bytes], it: Iterator[bytes] | None,
-                     rec: Recorder, provider: str) -> None:
-            self.eng, self.resp, self.obs, self.buf, self.it, self.rec, self.provider = \
-                eng, resp, obs, buf, it, rec, provider
+                     rec: Recorder, d: Dialect) -> None:
+            self.eng, self.resp, self.obs, self.buf, self.it, self.rec, self.d = eng, resp, obs, buf, it, rec, d
 
         def __iter__(self) -> Iterator[bytes]:
             obs = self.obs
@@ -421,14 +420,14 @@ def _stream_classes(hx: Any) -> tuple[type, type]:
                     if tail:
                         yield tail
                     if not obs.done:
-                        raise cut_stream(obs, self.provider)
-            except ProviderError:
-                raise
+                        raise cut_stream(obs, self.d.provider)
+            except ProviderError as err:
+                raise self.d.surface(err) from err.__cause__
             except Exception as exc:
-                err = self.eng.classify_exc(exc, obs.tier, self.provider)
+                err = self.eng.classify_exc(exc, obs.tier, self.d.provider)
                 if err is None:
                     raise
-                raise err from exc
+                raise self.d.surface(err) from exc
             finally:
                 self.close()
 
@@ -438,9 +437,8 @@ def _stream_classes(hx: Any) -> tuple[type, type]:
 
     class AsyncFlexByteStream(hx.AsyncByteStream):
         def __init__(self, eng: _Engine, resp: Any, obs: StreamObserver, buf: list[bytes], it: Any,
-                     rec: Recorder, provider: str) -> None:
-            self.eng, self.resp, self.obs, self.buf, self.it, self.rec, self.provider = \
-                eng, resp, obs, buf, it, rec, provider
+                     rec: Recorder, d: Dialect) -> None:
+            self.eng, self.resp, self.obs, self.buf, self.it, self.rec, self.d = eng, resp, obs, buf, it, rec, d
 
         async def __aiter__(self) -> Any:
             obs = self.obs
@@ -456,14 +454,14 @@ def _stream_classes(hx: Any) -> tuple[type, type]:
                     if tail:
                         yield tail
                     if not obs.done:
-                        raise cut_stream(obs, self.provider)
-            except ProviderError:
-                raise
+                        raise cut_stream(obs, self.d.provider)
+            except ProviderError as err:
+                raise self.d.surface(err) from err.__cause__
             except Exception as exc:
-                err = self.eng.classify_exc(exc, obs.tier, self.provider)
+                err = self.eng.classify_exc(exc, obs.tier, self.d.provider)
                 if err is None:
                     raise
-                raise err from exc
+                raise self.d.surface(err) from exc
             finally:
                 await self.aclose()
 
@@ -536,9 +534,9 @@ def transport(inner: Any, hx: Any, dialects: Iterable[Dialect], policy: Policy |
                 result = call_with_policy(send, pol, entry=entry)
             except ProviderError as err:
                 TOTALS.fail(err)
-                raise
+                raise d.surface(err) from err.__cause__
             if call.stream:
-                return eng.stream_reply(request, result, True)
+                return eng.stream_reply(request, d, result, True)
             return eng.reply(request, result, call.extra.get("rid"))
 
         def close(self) -> None:
@@ -551,6 +549,7 @@ def transport(inner: Any, hx: Any, dialects: Iterable[Dialect], policy: Policy |
 def _read_ahead(d: Dialect, call: Call, resp: Any, tier: str) -> AttemptOutcome:
     """Read a stream up to its first content token: until then a failure may still be retried."""
     obs = d.observer(call, tier)
+    obs.on_headers(resp.headers)
     it = resp.iter_bytes()
     buf: list[bytes] = []
     rest: Any = it
@@ -577,6 +576,7 @@ def _read_ahead(d: Dialect, call: Call, resp: Any, tier: str) -> AttemptOutcome:
 
 async def _aread_ahead(d: Dialect, call: Call, resp: Any, tier: str) -> AttemptOutcome:
     obs = d.observer(call, tier)
+    obs.on_headers(resp.headers)
     it = resp.aiter_bytes()
     buf: list[bytes] = []
     rest: Any = it
@@ -656,9 +656,9 @@ def async_transport(inner: Any, hx: Any, dialects: Iterable[Dialect], policy: Po
                 result = await acall_with_policy(send, pol, entry=entry)
             except ProviderError as err:
                 TOTALS.fail(err)
-                raise
+                raise d.surface(err) from err.__cause__
             if call.stream:
-                return eng.stream_reply(request, result, False)
+                return eng.stream_reply(request, d, result, False)
             return eng.reply(request, result, call.extra.get("rid"))
 
         async def aclose(self) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 from ..cost import Usage
 from ..errors import ProviderError
 
-__all__ = ["Call", "Reply", "Dialect", "StreamObserver", "SSEObserver", "KEEP", "DROP", "dumps"]
+__all__ = ["as_sdk_error", "Call", "Reply", "Dialect", "StreamObserver", "SSEObserver", "KEEP", "DROP", "dumps"]
 
 
 def dumps(body: Any) -> bytes:
@@ -76,6 +76,9 @@ class StreamObserver:
         self.first = False          # saw content (a token, a tool call)
         self.error: ProviderError | None = None
         self.rid: str | None = None
+
+    def on_headers(self, headers: Mapping[str, str]) -> None:
+        """The response's headers (some providers name the served tier there)."""
 
     def feed(self, chunk: bytes) -> bytes:
         """Account for ``chunk``; return the bytes to hand on."""
@@ -182,6 +185,37 @@ class Dialect:
 
     def observer(self, call: Call, tier: str) -> StreamObserver:
         return StreamObserver(call, tier)
+
+    def surface(self, err: ProviderError) -> BaseException:
+        """The exception the caller gets when the policy gives up: ``err`` itself, or (for an SDK
+        that wraps foreign exceptions from its transport) ``err`` as its class *and* the SDK's
+        base error (:func:`as_sdk_error`)."""
+        return err
+
+
+_DUAL: dict[tuple[type, type], type] = {}
+
+
+def as_sdk_error(err: ProviderError, base: type) -> ProviderError:
+    """``err`` re-made as an instance of a class that is both ``type(err)`` and ``base``.
+
+    Why: Anthropic's client turns any exception from its transport that is not an
+    ``AnthropicError`` into ``APIConnectionError``; raising the taxonomy class as an
+    ``AnthropicError`` (and, for symmetry, ``OpenAIError``) lets it reach the caller as is,
+    so ``except flextier.RateLimited`` and ``except anthropic.AnthropicError`` both work.
+    """
+    if isinstance(err, base):
+        return err
+    cls = type(err)
+    dual = _DUAL.get((cls, base))
+    if dual is None:
+        dual = _DUAL[(cls, base)] = type(cls.__name__, (cls, base), {"__module__": cls.__module__,
+                                                                      "__doc__": cls.__doc__})
+    new = dual.__new__(dual)
+    new.__dict__.update(err.__dict__)
+    new.args = err.args
+    new.__cause__ = err.__cause__
+    return new
 
 
 def json_or_text(content: bytes) -> Any:

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from ...errors import ProviderError
 from ...tiers import normalize_tier
 from ..base import classify_http, error_fields, retry_after_of, route_error, served_tier
-from ..wire import DROP, KEEP, Call, Dialect, Reply, SSEObserver, dumps, json_or_text
+from ..wire import as_sdk_error, DROP, KEEP, Call, Dialect, Reply, SSEObserver, dumps, json_or_text
 from . import WIRE_TIER, check_body, error_from_event, text_from_body, usage_from_body
 
 __all__ = ["OpenAIDialect", "explicit_tier"]
@@ -90,6 +90,11 @@ class OpenAIDialect(Dialect):
 
     def observer(self, call: Call, tier: str) -> SSEObserver:
         return ChatObserver(call, tier) if call.kind == "chat" else ResponsesObserver(call, tier)
+
+    def surface(self, err: ProviderError) -> BaseException:
+        import openai
+
+        return as_sdk_error(err, openai.OpenAIError)
 
 
 def classify_status(status: int, headers: Mapping[str, str], content: bytes, url: Any, tier: str,
