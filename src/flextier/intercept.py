@@ -32,14 +32,16 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from ._types import AttemptOutcome, CallResult
 from .catalog import Catalog, ModelEntry, default_catalog
 from .cost import Usage, price_usage
 from .errors import ProviderError, Timeout, Transient
 from .policy.fallback import Policy, acall_with_policy, call_with_policy
-from .providers.wire import Call, Dialect, StreamObserver
+
+if TYPE_CHECKING:  # the dialects import this module; it needs their types only for hints
+    from .providers.wire import Call, Dialect, StreamObserver
 
 __all__ = ["transport", "async_transport", "info", "totals", "Tally", "lookup", "Recorder", "HEADERS",
            "cut_stream", "finalize_stream", "flextier_headers", "remember"]

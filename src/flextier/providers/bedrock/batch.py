@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 from ...catalog import ModelEntry
 from . import BedrockAdapter, classify_bedrock, make_client, text_from_body, usage_from_body
 from ...errors import ProviderError
-from ...batch.base import BatchBackend, BatchHandle, BatchItem, BatchStatus, ItemResult, retryable_status, wire_id
+from ..batch_base import BatchBackend, BatchHandle, BatchItem, BatchStatus, ItemResult, retryable_status, wire_id
 
 __all__ = ["BedrockBatch", "DEFAULT_ROLE", "MIN_RECORDS"]
 
