@@ -279,7 +279,8 @@ def _money(v: Decimal | None) -> str:
 
 
 def flextier_headers(result: CallResult, serial: str) -> list[tuple[str, str]]:
-    return [(H_TIER, result.tier or ""), (H_ATTEMPTS, str(len(result.attempts))), (H_COST, _money(result.cost)),
+    tier = "" if result.tier in (None, "unknown") else result.tier   # a stream naming its tier at the end
+    return [(H_TIER, tier), (H_ATTEMPTS, str(len(result.attempts))), (H_COST, _money(result.cost)),
             (H_STD, _money(result.standard_cost)), (H_CALL, serial)]
 
 
