@@ -44,7 +44,7 @@ def test_help_paths_import_nothing_heavy(tmp_path, argv):
 
 @pytest.mark.parametrize("tier", [["--tier", "flex"], ["--tier", "auto", "--deadline", "24h"]])
 def test_an_openai_job_against_an_endpoint_never_imports_the_sdks(tmp_path, tier):
-    """``flextier run --base-url`` on OpenAI sends through :mod:`flextier.providers.openai.wire`:
+    """``flextier run --base-url`` on OpenAI sends through :mod:`flextier.providers.openai.lean`:
     no provider SDK, no emulator code, no progress panel in the client process (``auto`` with a
     deadline builds the batch backend too: it loads the SDK only when a batch is really sent)."""
     from flextier.emulator import serve

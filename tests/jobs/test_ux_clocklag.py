@@ -92,9 +92,9 @@ def test_sdk_and_tls_load_before_the_emulated_clock(tmp_path):
         import flextier.emulator as emu
         real_serve = emu.serve
         def serve(*a, **k):
-            # the job path's HTTP stack (httpx2 under providers.openai.wire; the openai SDK is no
+            # the job path's HTTP stack (httpx2 under providers.openai.lean; the openai SDK is no
             # longer imported on it at all, issue 19) is loaded before the clock starts
-            seen["sdk_loaded_first"] = "flextier.providers.openai.wire" in sys.modules and "httpx2" in sys.modules
+            seen["sdk_loaded_first"] = "flextier.providers.openai.lean" in sys.modules and "httpx2" in sys.modules
             return real_serve(*a, **k)
         emu.serve = serve
         from flextier.cli import main

@@ -26,9 +26,9 @@ from ...cost import Usage
 from ...errors import ProviderError, Timeout, Transient
 from ..guard import guard_async_transport, guard_transport
 from ..base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
-                   malformed_response, retry_after_of, request_url, route_error, served_tier, tls_context)
+                   malformed_response, served_tier, tls_context)
 
-from .wire import MAX_META_VALUE, META_ITEM, META_JOB, LeanClient, StoredLookup, loads, status_error
+from .lean import MAX_META_VALUE, META_ITEM, META_JOB, LeanClient, StoredLookup, loads, status_error
 
 __all__ = ["OpenAIAdapter", "WIRE_TIER", "usage_from_body", "text_from_body", "classify_openai", "make_client",
            "quiet"]

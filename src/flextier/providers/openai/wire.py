@@ -1,194 +1,214 @@
-"""The job path's OpenAI HTTP client: JSON over one httpx pool, without the SDK.
+"""OpenAI's wire as the transport engine sees it: Chat Completions and Responses.
 
-Why: a job posts prebuilt JSON bodies and reads the JSON back (see the package docstring);
-the SDK adds nothing to that but cost. Importing ``openai`` takes 0.35-0.5 s (its ``types``
-package is most of it), which alone broke the 0.5 s budget from process start to the first
-request (issue 19, ``bench/startup.py``), and its ``post`` builds options, headers and a
-retry loop per request on the hot path. This client sends what the SDK would send for the
-same call (``Authorization: Bearer``, JSON, the SDK's default 600 s / 5 s connect timeout,
-``OPENAI_BASE_URL`` / ``OPENAI_ORG_ID`` / ``OPENAI_PROJECT_ID`` from the environment,
-redirects followed) through the same guarded transport, and classifies failures exactly as
-:func:`flextier.providers.openai._classify_stainless` classifies the SDK's exceptions (the
-status branch is shared: :func:`status_error`). A user's own client (``client=``), the sync
-path and the batch backend still go through the SDK.
+Recognised: ``POST .../chat/completions`` and ``POST .../responses`` (JSON). Everything else
+(files, batches, models, embeddings, ``/responses/{id}``) passes through untouched.
+
+Tier: ``service_tier`` in the body. Missing or null (the SDK's ``NOT_GIVEN``/``omit`` are
+never sent) means "not set" and ``flex`` means flex with fallback: the policy writes the
+attempt's tier. ``default``, ``priority``, ``fast`` (an alias of ``priority``), ``auto`` or
+``scale`` are the caller's choice and are sent unchanged.
+
+Streams: a Chat stream reports usage only when asked (``stream_options.include_usage``), so
+flextier asks, and when the caller did not it drops the extra usage-only chunk and the
+``"usage": null`` the option adds to every other chunk: the caller sees what it would have
+seen. Responses streams always carry usage in ``response.completed``.
 """
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, Mapping
 
-import httpx2
+from ...errors import ProviderError
+from ...tiers import normalize_tier
+from ..base import classify_http, error_fields, retry_after_of, route_error, served_tier
+from ..wire import as_sdk_error, DROP, KEEP, Call, Dialect, Reply, SSEObserver, dumps, json_or_text
+from . import WIRE_TIER, check_body, error_from_event, text_from_body, usage_from_body
 
-from ...errors import ProviderError, Timeout, Transient
-from ..base import classify_http, error_fields, request_url, retry_after_of, route_error
-
-try:  # orjson encodes a request body ~5x faster than json.dumps; json is the fallback
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - orjson is a dependency
-    _orjson = None
-
-__all__ = ["LeanClient", "StoredLookup", "dumps", "loads", "connection_error", "sdk_body", "status_error"]
-
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-#: Metadata keys flextier adds to a stored chat completion (OpenAI allows 16 pairs, keys <= 64
-#: characters, values <= 512): see ``tag_for_resume`` in this package.
-META_JOB, META_ITEM = "flextier_job", "flextier_item"
-MAX_META_VALUE = 512
-#: The SDK's default timeout (openai ``DEFAULT_TIMEOUT``): 600 s overall, 5 s to connect.
-DEFAULT_TIMEOUT = httpx2.Timeout(600.0, connect=5.0)
-_OPT_ORJSON = 0 if _orjson is None else _orjson.OPT_NON_STR_KEYS
+__all__ = ["OpenAIDialect", "explicit_tier"]
 
 
-def dumps(body: Any) -> bytes:
-    """JSON bytes of a request body (orjson; json for what orjson refuses, e.g. ints past 64 bits)."""
-    if _orjson is not None:
+def explicit_tier(value: Any) -> str | None:
+    """The caller's own tier choice, canonical; None for "not set" and for flex."""
+    if value is None:
+        return None
+    t = normalize_tier(value)
+    if t == "flex":
+        return None
+    return t if t in ("standard", "priority") else "standard"
+
+
+class OpenAIDialect(Dialect):
+    provider = "openai"
+
+    def recognise(self, method: str, path: str, body: bytes) -> Call | None:
+        if method != "POST":
+            return None
+        if path.endswith("/chat/completions"):
+            kind = "chat"
+        elif path.endswith("/responses"):
+            kind = "responses"
+        else:
+            return None
         try:
-            return _orjson.dumps(body, option=_OPT_ORJSON)
-        except TypeError:
-            pass
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            b = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(b, dict):
+            return None
+        stream = bool(b.get("stream"))
+        call = Call("openai", kind, b.get("model"), stream, explicit_tier(b.get("service_tier")), b)
+        if stream and kind == "chat":
+            so = b.get("stream_options")
+            call.hide_usage = not (isinstance(so, dict) and so.get("include_usage") is True)
+        return call
+
+    def attempt_body(self, call: Call, tier: str, raw: bytes) -> tuple[bytes, dict[str, str | None]]:
+        if call.explicit is not None and not call.hide_usage:
+            return raw, {}
+        if not call.hide_usage:  # the common case: edit the bytes, not a re-serialised body
+            have = call.body.get("service_tier")
+            if have == WIRE_TIER[tier]:
+                return raw, {}
+            if "service_tier" not in call.body and raw.rstrip().endswith(b"}"):
+                head = raw.rstrip()[:-1].rstrip()
+                sep = b"," if not head.endswith(b"{") else b""
+                return head + sep + b'"service_tier":"' + WIRE_TIER[tier].encode() + b'"}', {}
+        b = dict(call.body)
+        if call.explicit is None:
+            b["service_tier"] = WIRE_TIER[tier]
+        if call.hide_usage:
+            so = b.get("stream_options")
+            b["stream_options"] = {**(so if isinstance(so, dict) else {}), "include_usage": True}
+        return dumps(b), {}
+
+    def reply(self, call: Call, headers: Mapping[str, str], content: bytes, tier: str) -> Reply:
+        body = json.loads(content)
+        if not isinstance(body, dict):
+            raise json.JSONDecodeError("not an object", str(content[:100]), 0)
+        err = error_from_event(body, tier)
+        if err is not None:
+            raise err
+        check_body(body, tier)
+        return Reply(served_tier(body.get("service_tier")), usage_from_body(body.get("usage")),
+                     text_from_body(body), body.get("id"))
+
+    def classify(self, status: int, headers: Mapping[str, str], content: bytes, url: Any,
+                 tier: str) -> ProviderError:
+        return classify_status(status, headers, content, url, tier, "openai")
+
+    def observer(self, call: Call, tier: str) -> SSEObserver:
+        return ChatObserver(call, tier) if call.kind == "chat" else ResponsesObserver(call, tier)
+
+    def surface(self, err: ProviderError) -> BaseException:
+        import openai
+
+        return as_sdk_error(err, openai.OpenAIError)
 
 
-def loads(data: bytes) -> Any:
-    """Parse a response body; raises ``json.JSONDecodeError`` (a ValueError) either way."""
-    if _orjson is not None:
-        try:
-            return _orjson.loads(data)
-        except _orjson.JSONDecodeError:
-            pass  # let json raise its own error type, which the adapter classifies
-    return json.loads(data)
-
-
-def sdk_body(response: httpx2.Response) -> tuple[Any, str]:
-    """(body, message) of an error response as the Stainless SDKs build them.
-
-    The SDK parses the text as JSON (else keeps the text), names it ``"Error code: N - body"``
-    and, for OpenAI, hands the exception ``body["error"]`` when there is one.
-    """
-    text = response.text.strip()
-    body: Any = text
-    try:
-        body = json.loads(text)
-        msg = f"Error code: {response.status_code} - {body}"
-    except ValueError:
-        msg = text or f"Error code: {response.status_code}"
-    if isinstance(body, Mapping):
-        body = body.get("error", body)
-    return body, msg
-
-
-def connection_error(exc: BaseException, tier: str, provider: str) -> ProviderError:
-    """What the SDK's APITimeoutError / APIConnectionError classify as, from the httpx exception."""
-    if isinstance(exc, httpx2.TimeoutException):
-        if isinstance(exc, (httpx2.ConnectTimeout, httpx2.PoolTimeout)):
-            return Transient("connect timeout", tier=tier, provider=provider)
-        return Timeout("the call ran past its timeout", tier=tier, provider=provider, possibly_billed=True)
-    sent = isinstance(exc, (httpx2.ReadError, httpx2.RemoteProtocolError, httpx2.WriteError))
-    return Transient(f"connection error: {type(exc).__name__}", tier=tier, provider=provider, possibly_billed=sent)
-
-
-def status_error(status: int, body: Any, sdk_message: str, response: Any, *, tier: str,
-                 provider: str) -> ProviderError:
-    """An HTTP error status -> taxonomy, for the SDK's APIStatusError and :class:`.wire.LeanClient` alike.
-
-    ``body`` is what the SDK hands its exception (the inner ``error`` object when there is one),
-    ``sdk_message`` its ``"Error code: N - ..."`` text.
-    """
+def classify_status(status: int, headers: Mapping[str, str], content: bytes, url: Any, tier: str,
+                    provider: str) -> ProviderError:
+    """An OpenAI-style (Stainless: OpenAI, Anthropic) HTTP error response -> taxonomy."""
+    body = json_or_text(content)
     code, err_type, msg = error_fields(body)
-    route = route_error(status, body, msg, request_url(response), tier=tier, provider=provider)
+    route = route_error(status, body, msg, url, tier=tier, provider=provider)
     if route is not None:
         return route
-    if status == 200:  # an in-stream "error" event (Anthropic raises it with the stream's 200)
-        status = None  # type: ignore[assignment]
-    return classify_http(status=status, code=code, err_type=err_type, message=msg or sdk_message,
-                         tier=tier, provider=provider, retry_after=retry_after_of(response.headers))
+    return classify_http(status=status, code=code, err_type=err_type, message=msg or f"HTTP {status}",
+                         tier=tier, provider=provider, retry_after=retry_after_of(headers))
 
 
-class LeanClient:
-    """POST JSON to ``base_url + path`` on one guarded async httpx pool; errors are taxonomy errors."""
-
-    def __init__(self, base_url: str | None, api_key: str, *, transport: Any, provider: str = "openai") -> None:
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-        self.api_key = api_key
-        self.provider = provider
-        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
-                   "Accept": "application/json", "User-Agent": "flextier (httpx2)"}
-        org, project = os.environ.get("OPENAI_ORG_ID"), os.environ.get("OPENAI_PROJECT_ID")
-        if org:
-            headers["OpenAI-Organization"] = org
-        if project:
-            headers["OpenAI-Project"] = project
-        self._http = httpx2.AsyncClient(transport=transport, headers=headers, timeout=DEFAULT_TIMEOUT,
-                                        follow_redirects=True)
-
-    async def request(self, method: str, path: str, *, body: Any = None, tier: str = "", timeout: float | None = None,
-                      headers: Mapping[str, str] | None = None, params: Mapping[str, Any] | None = None
-                      ) -> httpx2.Response:
-        """One exchange; a 2xx response is returned (body read), anything else raises ProviderError."""
-        kw: dict[str, Any] = {}
-        if timeout is not None:
-            kw["timeout"] = timeout
-        try:
-            resp = await self._http.request(method, self.base_url + path, content=None if body is None else dumps(body),
-                                            headers=headers, params=params, **kw)
-        except ProviderError:
-            raise
-        except Exception as exc:  # what the SDK wraps as APIConnectionError / APITimeoutError
-            raise connection_error(exc, tier, self.provider) from exc
-        if resp.status_code >= 400 or resp.status_code < 200:
-            err_body, msg = sdk_body(resp)
-            raise status_error(resp.status_code, err_body, msg, resp, tier=tier, provider=self.provider)
-        return resp
-
-    async def post(self, path: str, body: Any, *, tier: str, timeout: float | None,
-                   headers: Mapping[str, str] | None = None) -> httpx2.Response:
-        return await self.request("POST", path, body=body, tier=tier, timeout=timeout, headers=headers)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+class ChatObserver(SSEObserver):
+    def event(self, name: str | None, d: Any) -> Any:
+        if not isinstance(d, dict):
+            return KEEP
+        if d.get("error"):
+            code, err_type, msg = error_fields(d)
+            self.error = classify_http(status=None, code=code, err_type=err_type or "server_error", message=msg,
+                                       tier=self.tier, provider="openai")
+            return KEEP
+        if self.rid is None:
+            self.rid = d.get("id")
+        st = d.get("service_tier")
+        if st is not None:
+            self.served = served_tier(st)
+        choices = d.get("choices") or []
+        for c in choices:
+            if c.get("finish_reason"):
+                self.done = True
+            delta = c.get("delta") or {}
+            if delta.get("content") or delta.get("tool_calls") or delta.get("refusal") or delta.get("function_call"):
+                self.first = True
+        u = d.get("usage")
+        if u:
+            self.usage = usage_from_body(u)
+            self.usage_final = True   # Chat sends usage once, in the last chunk
+            if self.call.hide_usage and not choices:
+                return DROP
+        if self.call.hide_usage and "usage" in d:
+            d = dict(d)
+            del d["usage"]            # the option adds "usage": null to every chunk
+            return d
+        return KEEP
 
 
-class StoredLookup:
-    """Reads back stored chat completions by metadata, on resume (sync: it runs before the job's loop).
+class ResponsesObserver(SSEObserver):
+    def event(self, name: str | None, d: Any) -> Any:
+        if not isinstance(d, dict):
+            return KEEP
+        typ = str(d.get("type") or name or "")
+        err = error_from_event(d, self.tier)
+        if err is not None:
+            self.error = err
+            self.done = True
+            return KEEP
+        resp = d.get("response")
+        if isinstance(resp, dict):
+            if self.rid is None:
+                self.rid = resp.get("id")
+            st = resp.get("service_tier")
+            if st is not None and (typ != "response.created" or self.served is None):
+                self.served = served_tier(st)
+            if typ in ("response.completed", "response.incomplete"):
+                self.done = True
+                if resp.get("usage"):
+                    self.usage = usage_from_body(resp["usage"])
+                    self.usage_final = True
+        elif typ.endswith(".delta") or typ in ("response.output_text.done", "response.function_call_arguments.done"):
+            self.first = True
+        return KEEP
 
-    ``GET /chat/completions?metadata[flextier_job]=JOB&metadata[flextier_item]=ID&model=M``: the
-    completions OpenAI kept for that item (``store: true``), oldest first. Any failure (no such
-    route, an error, a timeout) finds nothing for that item: it is sent again, as without a
-    store, so a lookup can cost time but never an answer. Up to 8 lookups run at once.
+
+def wrap_stainless(client: Any, dialect: Dialect, policy: Any, catalog: Any, async_cls: type) -> Any:
+    """A copy of a Stainless SDK client (OpenAI, Anthropic) whose HTTP client runs flextier's
+    transport over the original's transport (same pool, same TLS), SDK retries off.
+
+    The user's client is unchanged; closing the copy does not close the shared pool.
     """
+    import httpx
+    import httpx2
 
-    def __init__(self, base_url: str | None, api_key: str, *, transport: Any, timeout: float = 30.0) -> None:
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-        self._key = api_key
-        self._transport = transport
-        self.timeout = timeout
+    from ...intercept import async_transport, transport
 
-    def find(self, job: str, custom_ids: list[str], model: str) -> dict[str, list[dict[str, Any]]]:
-        from concurrent.futures import ThreadPoolExecutor
+    http = client._client  # noqa: SLF001 - the SDK's httpx client: its transport is the seam
+    hx = httpx2 if isinstance(http, (httpx2.Client, httpx2.AsyncClient)) else httpx
+    inner = http._transport  # noqa: SLF001
+    if isinstance(client, async_cls):
+        tr = async_transport(inner, hx, [dialect], policy, catalog)
+        tr.owns_inner = False
+        new_http = hx.AsyncClient(transport=tr, timeout=http.timeout, trust_env=False,
+                                  follow_redirects=http.follow_redirects)
+    else:
+        tr = transport(inner, hx, [dialect], policy, catalog)
+        tr.owns_inner = False
+        new_http = hx.Client(transport=tr, timeout=http.timeout, trust_env=False,
+                             follow_redirects=http.follow_redirects)
+    return client.with_options(http_client=new_http, max_retries=0)
 
-        headers = {"Authorization": f"Bearer {self._key}", "Accept": "application/json",
-                   "User-Agent": "flextier (httpx2)"}
-        out: dict[str, list[dict[str, Any]]] = {}
-        with httpx2.Client(transport=self._transport(), headers=headers, timeout=self.timeout,
-                           follow_redirects=True) as http:
-            def one(cid: str) -> tuple[str, list[dict[str, Any]]]:
-                params = {f"metadata[{META_JOB}]": job, f"metadata[{META_ITEM}]": cid, "model": model,
-                          "limit": "100", "order": "asc"}
-                try:
-                    r = http.get(self.base_url + "/chat/completions", params=params)
-                    if r.status_code != 200:
-                        return cid, []
-                    data = loads(r.content)
-                except Exception:
-                    return cid, []
-                rows = data.get("data") if isinstance(data, dict) else None
-                meta_ok = [d for d in rows or [] if isinstance(d, dict) and
-                           (d.get("metadata") or {}).get(META_ITEM, cid) == cid]
-                return cid, meta_ok
 
-            with ThreadPoolExecutor(8) as pool:
-                for cid, found in pool.map(one, custom_ids):
-                    if found:
-                        out[cid] = found
-        return out
+def wrap(client: Any, policy: Any = None, catalog: Any = None) -> Any:
+    """:func:`flextier.wrap` for ``openai.OpenAI``/``AsyncOpenAI``."""
+    import openai
+
+    if not isinstance(client, (openai.OpenAI, openai.AsyncOpenAI)):
+        raise TypeError(f"cannot wrap {type(client).__name__}; wrap the OpenAI/AsyncOpenAI client itself")
+    return wrap_stainless(client, OpenAIDialect(), policy, catalog, openai.AsyncOpenAI)
