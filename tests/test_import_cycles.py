@@ -181,7 +181,7 @@ def test_walker_sees_known_edges() -> None:
     """Guard against a walker that finds nothing because it reads nothing."""
     graph = import_graph()
     assert len(graph) > 50
-    assert "flextier.cost" in graph["flextier.client"]
+    assert "flextier.cost" in graph["flextier.intercept"]
     assert "flextier.emulator.batch_core" in graph["flextier.emulator.batch_openai"]
 
 

@@ -3,6 +3,8 @@
 Public API (everything else is private and may change):
 
 * :func:`wrap` / :func:`info` - wrap an OpenAI, Gemini, Bedrock or Anthropic client you already have.
+* :func:`http_client` / :func:`async_http_client` - an httpx client with flex, for libraries that take one.
+* :func:`totals` - the running tally (calls, tiers, cost, saving) for the process.
 * :func:`complete` / :func:`acomplete` - one provider-neutral call with flex, backoff and fallback.
 * :func:`run_job` - the deadline-aware bulk runner, from Python.
 * :class:`Policy` - timeouts, backoff and fallback, shared by all of the above.
@@ -27,6 +29,10 @@ _LAZY = {
     "info": "flextier.client",
     "complete": "flextier.client",
     "acomplete": "flextier.client",
+    "totals": "flextier.client",
+    "Tally": "flextier.client",
+    "http_client": "flextier.client",
+    "async_http_client": "flextier.client",
     "CallResult": "flextier._types",
     "Policy": "flextier.policy.fallback",
     "run_job": "flextier.jobs.api",

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 import flextier
-from flextier.client import _synthetic_entry
+from flextier.intercept import _synthetic_entry
 from flextier.errors import BadRequest, QuotaExhausted, TierNotSupported, Timeout
 
 # This directory's conftest, by path: a bare ``from conftest import`` picks up whichever

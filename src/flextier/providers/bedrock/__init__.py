@@ -46,11 +46,11 @@ from botocore.config import Config
 from botocore.exceptions import (ClientError, ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError,
                                  HTTPClientError, NoCredentialsError, PartialCredentialsError, ReadTimeoutError)
 
-from .._types import AttemptOutcome, CallRequest
-from ..cost import Usage
-from ..errors import (BadRequest, EndpointNotFound, FlexCapacityUnavailable, ProviderError, QuotaExhausted,
+from ..._types import AttemptOutcome, CallRequest
+from ...cost import Usage
+from ...errors import (BadRequest, EndpointNotFound, FlexCapacityUnavailable, ProviderError, QuotaExhausted,
                       RateLimited, TierNotSupported, Timeout, Transient, Unauthorized)
-from .base import (ITEM_HEADER, TIMEOUT_MARGIN, BaseAdapter, check_usage, item_header_value, malformed_response,
+from ..base import (ITEM_HEADER, TIMEOUT_MARGIN, BaseAdapter, check_usage, item_header_value, malformed_response,
                    retry_after_of, route_error, served_tier, split_system, text_of_content)
 
 # botocore takes no per-call headers: the item id rides a thread-local that a
@@ -196,7 +196,7 @@ def make_client(endpoint_url: str | None = None, *, service: str = "bedrock-runt
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     client = create(service, region_name=region, endpoint_url=endpoint_url, config=cfg, **kw)
     if what is not None:
-        from .._loopback import check_client
+        from ..._loopback import check_client
         check_client(client, what)
     return client
 
