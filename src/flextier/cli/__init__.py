@@ -54,6 +54,7 @@ _COMMAND_MODULES = (
     "flextier.cli.catalog",    # estimate, models, advise
     "flextier.cli.emulate",    # emulate
     "flextier.cli.run",        # run, resume, status, report
+    "flextier.cli.serve",      # serve (the gateway)
 )
 
 for _mod in _COMMAND_MODULES:

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import UnknownModel
@@ -94,7 +94,7 @@ def build_app(gw: Gateway) -> Starlette:
             return denied
         data = []
         for e in gw.catalog:
-            ids = [e.model_id, e.name] if e.provider == "openai" else [e.name]
+            ids = ([e.model_id] if e.provider == "openai" else []) + [e.name, *e.aliases]
             for i in ids:
                 if key is None or key.allows_model(e.name, i):
                     data.append({"id": i, "object": "model", "created": 0, "owned_by": e.provider})
@@ -172,6 +172,7 @@ def build_app(gw: Gateway) -> Starlette:
         Route("/v1/batches{rest:path}", openai_pass, methods=any_m),
         Route("/v1/responses/{rest:path}", openai_pass, methods=any_m),
         Route("/v1beta/{rest:path}", gemini, methods=any_m),
+        Route("/v1/models/{rest:path}", gemini, methods=any_m),     # google-genai's v1 spelling
         Route("/upload/v1beta/{rest:path}", gemini, methods=any_m),
         Route("/v1/messages", messages, methods=["POST"]),
         Route("/v1/messages/{rest:path}", anthropic_pass, methods=any_m),
@@ -184,6 +185,3 @@ def build_app(gw: Gateway) -> Starlette:
     ]
     return Starlette(routes=routes, exception_handlers={404: not_found}, lifespan=lifespan)
 
-
-def _unused(_: Any) -> None:  # pragma: no cover
-    return None
