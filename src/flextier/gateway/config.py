@@ -105,8 +105,9 @@ def _line(text: str, table: str | None, key: str | None) -> int | None:
             if pat.match(ln):
                 start = i
                 break
-        else:
-            return None
+        else:   # an inline table (upstream = { ... }): the line of its key in the parent table
+            parent, _, last = table.rpartition(".")
+            return _line(text, parent or None, last) if last else None
     if key is None:
         return start + 1
     kp = re.compile(r"^\s*\"?" + re.escape(key) + r"\"?\s*=")

@@ -58,13 +58,21 @@ def dashboard_page(embedded: dict[str, Any] | None = None) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _calc_page(models_json: str) -> str:
-    return _fill("calculator.html", MODELS=models_json, DEFAULTS=_json_for_html(DEFAULT_CALC))
+def _calc_page(models_json: str, defaults_json: str) -> str:
+    return _fill("calculator.html", MODELS=models_json, DEFAULTS=defaults_json)
 
 
 def calculator_page(catalog: Catalog) -> str:
     models = [{"name": e.name, "flex": e.supports("flex"), "batch": e.supports("batch")} for e in catalog]
-    return _calc_page(_json_for_html(models))
+    defaults = dict(DEFAULT_CALC)
+    picked = []
+    for n in DEFAULT_CALC["models"]:
+        try:
+            picked.append(catalog.resolve(n).name)   # aliases -> the option values (catalog names)
+        except UserInputError:
+            continue
+    defaults["models"] = picked
+    return _calc_page(_json_for_html(models), _json_for_html(defaults))
 
 
 def summary(gw: "Gateway", since: str) -> dict[str, Any]:
