@@ -2,7 +2,7 @@
 
 Run as a child process by ``bench/overhead.py``; one provider per invocation:
 
-    python bench/raw_baseline.py openai  BASE_URL jobs.jsonl out.jsonl MODEL CONCURRENCY
+    python bench/raw_baseline.py openai  BASE_URL jobs.jsonl out.jsonl MODEL CONCURRENCY [wrap]
     python bench/raw_baseline.py gemini  BASE_URL ...
     python bench/raw_baseline.py bedrock BASE_URL ...
 
@@ -82,6 +82,9 @@ async def run_openai(base: str, lines: list[dict], out, model: str, conc: int) -
                            http_client=DefaultAsyncHttpxClient(verify=tls, limits=httpx2.Limits(
                                max_connections=per, max_keepalive_connections=per)))
                for _ in range(k)]
+    if WRAP:  # the same loop through flextier.wrap (bench/overhead.py's "openai-wrap" row)
+        import flextier
+        clients = [flextier.wrap(c) for c in clients]
     sem = asyncio.Semaphore(conc)
 
     async def one(i: int, item: dict) -> None:
@@ -148,8 +151,13 @@ async def run_bedrock(base: str, lines: list[dict], out, model: str, conc: int) 
     await asyncio.gather(*(one(x) for x in lines))
 
 
+WRAP = False
+
+
 def main() -> None:
+    global WRAP
     provider, base, jobs, out_path, model, conc = sys.argv[1:7]
+    WRAP = sys.argv[7:8] == ["wrap"]
     lines = [json.loads(x) for x in open(jobs)]
     runner = {"openai": run_openai, "gemini": run_gemini, "bedrock": run_bedrock}[provider]
     with open(out_path, "w") as out:

@@ -340,20 +340,25 @@ class _Engine:
         return entry, pol
 
     def attempt(self, request: Any, d: Dialect, call: Call, raw: bytes, tier: str, timeout: float | None) -> Any:
+        """The SDK's request, re-bodied for this attempt's tier. Updated in place (building a new
+        httpx request per call cost more than everything else flextier does): ``raw``, the body
+        the caller sent, is kept aside for the next attempt."""
         body, changes = d.attempt_body(call, tier, raw)
-        headers = request.headers.copy()
+        headers = request.headers
         for k, v in changes.items():
             if v is None:
                 headers.pop(k, None)
             else:
                 headers[k] = v
-        headers["content-length"] = str(len(body))
-        ext = dict(request.extensions)
+        if body is not request.content:
+            headers["content-length"] = str(len(body))
+            request._content = body  # noqa: SLF001 - what Request.read() returns
+            request.stream = self.hx.ByteStream(body)
         if timeout is not None:
-            t = dict(ext.get("timeout") or {})
+            t = dict(request.extensions.get("timeout") or {})
             t["read"] = timeout
-            ext["timeout"] = t
-        return self.hx.Request(request.method, request.url, headers=headers, content=body, extensions=ext)
+            request.extensions["timeout"] = t
+        return request
 
     def classify_exc(self, exc: BaseException, tier: str, provider: str) -> ProviderError | None:
         hx = self.hx
@@ -384,12 +389,18 @@ class _Engine:
         return [(k, v) for k, v in resp.headers.multi_items() if k.lower() not in _DROP_HEADERS]
 
     def reply(self, request: Any, result: CallResult, rid: str | None) -> Any:
+        """The provider's response itself (its body already read and decoded), with flextier's headers."""
         resp, content = result.raw
         result.raw = None
         serial = remember(result, rid)
         TOTALS.add(result)
-        return self.hx.Response(resp.status_code, headers=self.headers_of(resp) + flextier_headers(result, serial),
-                                content=content, request=request, extensions=resp.extensions)
+        h = resp.headers
+        for k in _DROP_HEADERS:
+            if k in h:
+                del h[k]
+        for k, v in flextier_headers(result, serial):
+            h[k] = v
+        return resp
 
     def stream_reply(self, request: Any, d: Dialect, result: CallResult, sync: bool) -> Any:
         resp, obs, buf, it = result.raw

@@ -65,6 +65,14 @@ class OpenAIDialect(Dialect):
     def attempt_body(self, call: Call, tier: str, raw: bytes) -> tuple[bytes, dict[str, str | None]]:
         if call.explicit is not None and not call.hide_usage:
             return raw, {}
+        if not call.hide_usage:  # the common case: edit the bytes, not a re-serialised body
+            have = call.body.get("service_tier")
+            if have == WIRE_TIER[tier]:
+                return raw, {}
+            if "service_tier" not in call.body and raw.rstrip().endswith(b"}"):
+                head = raw.rstrip()[:-1].rstrip()
+                sep = b"," if not head.endswith(b"{") else b""
+                return head + sep + b'"service_tier":"' + WIRE_TIER[tier].encode() + b'"}', {}
         b = dict(call.body)
         if call.explicit is None:
             b["service_tier"] = WIRE_TIER[tier]
