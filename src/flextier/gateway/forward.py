@@ -86,3 +86,53 @@ def response_headers(raw: Iterable[tuple[str, str]]) -> dict[str, str]:
         if lk not in _DROP_RESP:
             out[lk] = v
     return out
+
+
+class ShardedTransport:
+    """Upstream connections as several small httpx pools, the least busy one per request.
+
+    Why: httpcore's pool scans every connection for each request it places, so one pool of
+    hundreds of connections spends more CPU choosing a connection than sending on it (the same
+    reason the provider adapters shard at ``SHARD_CONNECTIONS``, ``providers/openai``). Small
+    pools keep that scan short; the gateway's concurrency is the sum of the shards.
+    """
+
+    def __init__(self, hx, shards: int = 16, per_shard: int = 32) -> None:
+        lim = hx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
+        self._pools = [hx.AsyncHTTPTransport(limits=lim) for _ in range(shards)]
+        self._busy = [0] * shards
+        base = hx.AsyncBaseTransport
+        outer = self
+
+        class _T(base):  # an AsyncBaseTransport, as the engine expects of ``inner``
+            async def handle_async_request(self, request):
+                i = min(range(len(outer._pools)), key=outer._busy.__getitem__)
+                outer._busy[i] += 1
+                try:
+                    resp = await outer._pools[i].handle_async_request(request)
+                except BaseException:
+                    outer._busy[i] -= 1
+                    raise
+                stream = resp.stream
+
+                class _Counted(hx.AsyncByteStream):
+                    async def __aiter__(self):
+                        async for c in stream:
+                            yield c
+
+                    async def aclose(self):
+                        try:
+                            await stream.aclose()
+                        finally:
+                            if self is not None and not getattr(self, "_done", False):
+                                self._done = True
+                                outer._busy[i] -= 1
+
+                resp.stream = _Counted()
+                return resp
+
+            async def aclose(self):
+                for p in outer._pools:
+                    await p.aclose()
+
+        self.transport = _T()

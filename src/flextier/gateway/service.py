@@ -17,6 +17,7 @@ one record per call in the ledger, the metrics, an OpenTelemetry span and the hi
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -43,7 +44,7 @@ from .budgets import Budgets, Refusal
 from .config import PROVIDERS, GatewayConfig, KeyConfig
 from .controls import Controls, read_controls
 from .errors import error_response, provider_error_response, scrub
-from .forward import presented_key, response_headers, strip_key_query, upstream_headers, upstream_url
+from .forward import ShardedTransport, presented_key, response_headers, strip_key_query, upstream_headers, upstream_url
 from .ledger import CallRow, Ledger
 from .metrics import Metrics
 
@@ -94,7 +95,7 @@ class Gateway:
         self.metrics = Metrics()
         self.emulated = emulated
         self.budgets = Budgets({k.name: (k.daily_usd, k.monthly_usd) for k in cfg.keys}, ledger.spent, wall)
-        inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=2048, max_keepalive_connections=2048))
+        inner = ShardedTransport(httpx).transport
         self.dialects = {"openai": OpenAIDialect(), "gemini": GeminiDialect(), "anthropic": AnthropicDialect()}
         self.transport = async_transport(inner, httpx, list(self.dialects.values()), self.base_policy, self.catalog)
         self.in_flight = 0
@@ -419,11 +420,19 @@ class Gateway:
                  status, outcome, cost, latency)
 
 
-def _history(ctx: Ctx, attempts: list[Attempt], usage: Any, emulated: bool) -> None:
-    """Each attempt into the per-user history (issue 17's recorder), when that module is installed."""
+@functools.lru_cache(maxsize=1)
+def _history_recorder() -> Any:
     try:
         from ..history.recorder import record_attempt  # type: ignore[import-not-found]
     except ImportError:
+        return None
+    return record_attempt
+
+
+def _history(ctx: Ctx, attempts: list[Attempt], usage: Any, emulated: bool) -> None:
+    """Each attempt into the per-user history (issue 17's recorder), when that module is installed."""
+    record_attempt = _history_recorder()
+    if record_attempt is None:
         return   # HOOK: flextier.history (issue 17) not merged yet; nothing else to do here
     for i, a in enumerate(attempts):
         if a.outcome == "ok":
