@@ -29,7 +29,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import UnknownModel
-from . import pages
+from .pages import calculator_page, dashboard_page, estimate_json, summary as summary_of
 from .config import PROVIDERS
 from .errors import error_response
 from .metrics import CONTENT_TYPE_LATEST
@@ -135,21 +135,21 @@ def build_app(gw: Gateway) -> Starlette:
         return Response(gw.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def dashboard(request: Request) -> Response:
-        return HTMLResponse(pages.dashboard_page())
+        return HTMLResponse(dashboard_page())
 
     async def calculator(request: Request) -> Response:
-        return HTMLResponse(pages.calculator_page(gw.catalog))
+        return HTMLResponse(calculator_page(gw.catalog))
 
     async def summary(request: Request) -> Response:
         since = request.query_params.get("since", "24h")
         try:
-            return JSONResponse(pages.summary(gw, since))
+            return JSONResponse(summary_of(gw, since))
         except ValueError as e:
             return JSONResponse({"error": str(e)}, status_code=400)
 
     async def estimate(request: Request) -> Response:
         try:
-            return JSONResponse(pages.estimate_json(gw.catalog, request.query_params))
+            return JSONResponse(estimate_json(gw.catalog, request.query_params))
         except ValueError as e:
             return JSONResponse({"error": str(e)}, status_code=400)
 

@@ -39,7 +39,8 @@ from ..providers import get_adapter
 from ..providers.anthropic.wire import AnthropicDialect
 from ..providers.gemini.wire import GeminiDialect
 from ..providers.openai.wire import OpenAIDialect, explicit_tier
-from . import telemetry, translate
+from .telemetry import enabled as otel_enabled, record_call as otel_record
+from .translate import call_request, chat_chunks, chat_completion
 from .budgets import Budgets, Refusal
 from .config import PROVIDERS, GatewayConfig, KeyConfig
 from .controls import Controls, read_controls
@@ -321,7 +322,7 @@ class Gateway:
                   stream=bool(body.get("stream")), shape="openai")
         try:
             ctl = read_controls(request.headers, key, self.cfg)
-            creq = translate.call_request(entry, body)
+            creq = call_request(entry, body)
         except (UserInputError, ValueError) as e:
             return self._bad("openai", e.one_line() if isinstance(e, UserInputError) else str(e))
         explicit = explicit_tier(body.get("service_tier"))
@@ -352,13 +353,13 @@ class Gateway:
         if ctx.stream:
             so = body.get("stream_options")
             inc = isinstance(so, dict) and so.get("include_usage") is True
-            chunks = translate.chat_chunks(result, requested_name, inc)
+            chunks = chat_chunks(result, requested_name, inc)
 
             async def gen() -> AsyncIterator[bytes]:
                 for c in chunks:
                     yield c
             return StreamingResponse(gen(), media_type="text/event-stream", headers=hdrs)
-        return JSONResponse(translate.chat_completion(result, requested_name), headers=hdrs)
+        return JSONResponse(chat_completion(result, requested_name), headers=hdrs)
 
     # -- passthrough ---------------------------------------------------------------------------------
     async def passthrough(self, request: Request, provider: str, key: KeyConfig | None) -> Response:
@@ -409,8 +410,8 @@ class Gateway:
         self.metrics.observe(key=ctx.key_name, model=ctx.model, route=ctx.route, served=served, outcome=outcome,
                              sheds=sheds, fallback=fallback, cost=cost, standard_cost=std, latency=latency,
                              queue=max(0.0, queue))
-        if telemetry.enabled():
-            telemetry.record_call(provider=ctx.provider, model=ctx.model, wire_model=ctx.wire_model,
+        if otel_enabled():
+            otel_record(provider=ctx.provider, model=ctx.model, wire_model=ctx.wire_model,
                                   stream=ctx.stream, requested=ctx.requested, served=served, attempts=attempts,
                                   usage=u, cost=cost, standard_cost=std, key=ctx.key_name, outcome=outcome,
                                   started_wall=ctx.started, ended_wall=now)
