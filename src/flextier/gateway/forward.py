@@ -94,45 +94,47 @@ class ShardedTransport:
     Why: httpcore's pool scans every connection for each request it places, so one pool of
     hundreds of connections spends more CPU choosing a connection than sending on it (the same
     reason the provider adapters shard at ``SHARD_CONNECTIONS``, ``providers/openai``). Small
-    pools keep that scan short; the gateway's concurrency is the sum of the shards.
+    pools keep that scan short; the gateway's concurrency is the sum of the shards. A shard
+    counts as busy from the request until its response is closed.
     """
 
     def __init__(self, hx, shards: int = 16, per_shard: int = 32) -> None:
         lim = hx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
-        self._pools = [hx.AsyncHTTPTransport(limits=lim) for _ in range(shards)]
-        self._busy = [0] * shards
-        base = hx.AsyncBaseTransport
-        outer = self
+        pools = [hx.AsyncHTTPTransport(limits=lim) for _ in range(shards)]
+        busy = [0] * shards
 
-        class _T(base):  # an AsyncBaseTransport, as the engine expects of ``inner``
-            async def handle_async_request(self, request):
-                i = min(range(len(outer._pools)), key=outer._busy.__getitem__)
-                outer._busy[i] += 1
+        class Counted(hx.AsyncByteStream):
+            __slots__ = ("stream", "i", "done")
+
+            def __init__(self, stream, i: int) -> None:
+                self.stream, self.i, self.done = stream, i, False
+
+            async def __aiter__(self):
+                async for c in self.stream:
+                    yield c
+
+            async def aclose(self) -> None:
                 try:
-                    resp = await outer._pools[i].handle_async_request(request)
+                    await self.stream.aclose()
+                finally:
+                    if not self.done:
+                        self.done = True
+                        busy[self.i] -= 1
+
+        class Sharded(hx.AsyncBaseTransport):  # what the engine expects of ``inner``
+            async def handle_async_request(self, request):
+                i = min(range(shards), key=busy.__getitem__)
+                busy[i] += 1
+                try:
+                    resp = await pools[i].handle_async_request(request)
                 except BaseException:
-                    outer._busy[i] -= 1
+                    busy[i] -= 1
                     raise
-                stream = resp.stream
-
-                class _Counted(hx.AsyncByteStream):
-                    async def __aiter__(self):
-                        async for c in stream:
-                            yield c
-
-                    async def aclose(self):
-                        try:
-                            await stream.aclose()
-                        finally:
-                            if self is not None and not getattr(self, "_done", False):
-                                self._done = True
-                                outer._busy[i] -= 1
-
-                resp.stream = _Counted()
+                resp.stream = Counted(resp.stream, i)
                 return resp
 
-            async def aclose(self):
-                for p in outer._pools:
+            async def aclose(self) -> None:
+                for p in pools:
                     await p.aclose()
 
-        self.transport = _T()
+        self.transport = Sharded()
