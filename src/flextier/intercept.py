@@ -44,13 +44,15 @@ if TYPE_CHECKING:  # the dialects import this module; it needs their types only 
     from .providers.wire import Call, Dialect, StreamObserver
 
 __all__ = ["transport", "async_transport", "info", "totals", "Tally", "lookup", "Recorder", "HEADERS",
-           "cut_stream", "finalize_stream", "flextier_headers", "remember"]
+           "cut_stream", "finalize_stream", "flextier_headers", "remember", "POLICY_EXTENSION"]
 
 H_TIER = "x-flextier-served-tier"
 H_ATTEMPTS = "x-flextier-attempts"
 H_COST = "x-flextier-cost-usd"
 H_STD = "x-flextier-standard-cost-usd"
 H_CALL = "x-flextier-call"
+#: request extension holding a per-request :class:`Policy` (see :meth:`_Engine.setup`)
+POLICY_EXTENSION = "flextier.policy"
 HEADERS = (H_TIER, H_ATTEMPTS, H_COST, H_STD, H_CALL)
 
 _DROP_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
@@ -327,9 +329,12 @@ class _Engine:
                 return d, call, body
         return None
 
-    def setup(self, d: Dialect, call: Call) -> tuple[ModelEntry, Policy]:
+    def setup(self, d: Dialect, call: Call, request: Any = None) -> tuple[ModelEntry, Policy]:
         entry = lookup(self.catalog, d.provider, call.model)
-        pol = self.policy
+        # a caller that decides per request (the gateway: headers, per-key policy) puts its
+        # Policy in the request's extensions under POLICY_EXTENSION; else the transport's own
+        ext = getattr(request, "extensions", None) or {}
+        pol = ext.get(POLICY_EXTENSION) or self.policy
         if call.explicit is not None:
             pol = pol.replace(tier=call.explicit)
         return entry, pol
@@ -512,7 +517,7 @@ def transport(inner: Any, hx: Any, dialects: Iterable[Dialect], policy: Policy |
             if rec is None:
                 return inner.handle_request(request)
             d, call, raw = rec
-            entry, pol = eng.setup(d, call)
+            entry, pol = eng.setup(d, call, request)
 
             def send(tier: str, timeout: float | None) -> AttemptOutcome:
                 req = eng.attempt(request, d, call, raw, tier, timeout)
@@ -634,7 +639,7 @@ def async_transport(inner: Any, hx: Any, dialects: Iterable[Dialect], policy: Po
             if rec is None:
                 return await inner.handle_async_request(request)
             d, call, raw = rec
-            entry, pol = eng.setup(d, call)
+            entry, pol = eng.setup(d, call, request)
 
             async def send(tier: str, timeout: float | None) -> AttemptOutcome:
                 req = eng.attempt(request, d, call, raw, tier, timeout)

@@ -55,6 +55,7 @@ _COMMAND_MODULES = (
     "flextier.cli.emulate",    # emulate
     "flextier.cli.run",        # run, resume, status, report
     "flextier.cli.when",       # when (time of day, from history)
+    "flextier.cli.serve",      # serve (the gateway)
 )
 
 for _mod in _COMMAND_MODULES:

@@ -751,12 +751,20 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def report(
-        job: str = typer.Argument(..., help="Job name or store path."),
+        job: Optional[str] = typer.Argument(None, help="Job name or store path."),
         store: Optional[str] = typer.Option(None, "--store"),
         html: Optional[str] = typer.Option(None, "--html", help="Write a self-contained HTML report here."),
         as_json: bool = typer.Option(False, "--json"),
+        gateway: bool = typer.Option(False, "--gateway", help="Report the gateway's ledger (--store = its path)."),
+        since: str = typer.Option("24h", "--since", help="With --gateway: how far back (e.g. 24h, 7d)."),
     ) -> None:
-        """Summary of a job: tiers, cost against standard, % saved, latency, deadline."""
+        """Summary of a job: tiers, cost against standard, % saved, latency, deadline (or of the gateway)."""
+        if gateway:
+            from .serve import report_gateway
+
+            return report_gateway(store, since, html, as_json)
+        if job is None:
+            raise UserInputError("give a job name or store path (or --gateway)", field="JOB")
         from ..jobs.report import build_report, format_report, report_json, write_html
         from ..jobs.store import JobStore
 

@@ -1,0 +1,187 @@
+"""The gateway's routes (Starlette): OpenAI, Gemini and Anthropic wire, operations, pages.
+
+===========================================  ==============================================
+``POST /v1/chat/completions``                OpenAI Chat (a ``provider/model`` name goes
+                                             through that provider's adapter)
+``POST /v1/responses``                       OpenAI Responses
+``GET  /v1/models``                          the catalog, as OpenAI's model list
+``/v1/embeddings``, ``/v1/files...``,        passed through to OpenAI (same transport)
+``/v1/batches...``
+``POST /v1beta/models/{m}:generateContent``  Gemini (and ``:streamGenerateContent``); other
+                                             ``/v1beta`` paths pass through
+``POST /v1/messages``                        Anthropic Messages (standard; batches pass through)
+``GET  /healthz``, ``GET /metrics``          liveness; Prometheus text
+``GET  /``, ``GET /calculator``              the dashboard and the savings calculator
+``GET  /api/summary``, ``GET /api/estimate`` their data (JSON)
+===========================================  ==============================================
+
+Every call handler is in :mod:`.service`; this module only maps paths to it.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from ..errors import UnknownModel
+from .pages import calculator_page, dashboard_page, estimate_json, summary as summary_of
+from .config import PROVIDERS
+from .errors import error_response
+from .metrics import CONTENT_TYPE_LATEST
+from .service import Gateway, TooLarge
+
+__all__ = ["build_app"]
+
+
+def build_app(gw: Gateway) -> Starlette:
+    async def chat(request: Request) -> Response:
+        key, denied = gw.authenticate(request, "openai")
+        if denied is not None:
+            return denied
+        try:
+            raw = await gw.read_body(request)
+        except TooLarge:
+            return gw._too_large("openai")  # noqa: SLF001
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            return error_response("openai", 400, "request body is not JSON")
+        model = body.get("model") if isinstance(body, dict) else None
+        if isinstance(model, str) and "/" in model and model.split("/", 1)[0] in PROVIDERS:
+            try:
+                entry = gw.catalog.resolve(model)
+            except UnknownModel as e:
+                return error_response("openai", 404, e.one_line(), code="model_not_found")
+            if entry.provider == "openai":
+                return await gw.native(request, "openai", "chat", body_override={**body, "model": entry.model_id},
+                                       key=key)
+            return await gw.routed(request, entry, body, key, model)
+        return await gw.native(request, "openai", "chat", raw_body=raw, key=key)
+
+    async def responses(request: Request) -> Response:
+        key, denied = gw.authenticate(request, "openai")
+        if denied is not None:
+            return denied
+        try:
+            raw = await gw.read_body(request)
+        except TooLarge:
+            return gw._too_large("openai")  # noqa: SLF001
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            return error_response("openai", 400, "request body is not JSON")
+        model = body.get("model") if isinstance(body, dict) else None
+        if isinstance(model, str) and "/" in model and model.split("/", 1)[0] in PROVIDERS:
+            if not model.startswith("openai/"):
+                return error_response("openai", 400, "the Responses API is OpenAI's: use /v1/chat/completions for "
+                                                     f"{model}")
+            try:
+                entry = gw.catalog.resolve(model)
+            except UnknownModel as e:
+                return error_response("openai", 404, e.one_line(), code="model_not_found")
+            return await gw.native(request, "openai", "responses", body_override={**body, "model": entry.model_id},
+                                   key=key)
+        return await gw.native(request, "openai", "responses", raw_body=raw, key=key)
+
+    async def models(request: Request) -> Response:
+        key, denied = gw.authenticate(request, "openai")
+        if denied is not None:
+            return denied
+        data = []
+        for e in gw.catalog:
+            ids = ([e.model_id] if e.provider == "openai" else []) + [e.name, *e.aliases]
+            for i in ids:
+                if key is None or key.allows_model(e.name, i):
+                    data.append({"id": i, "object": "model", "created": 0, "owned_by": e.provider})
+        return JSONResponse({"object": "list", "data": data})
+
+    async def openai_pass(request: Request) -> Response:
+        key, denied = gw.authenticate(request, "openai")
+        if denied is not None:
+            return denied
+        return await gw.passthrough(request, "openai", key)
+
+    async def gemini(request: Request) -> Response:
+        key, denied = gw.authenticate(request, "gemini")
+        if denied is not None:
+            return denied
+        path = request.url.path
+        verb = path.rpartition(":")[2]
+        if request.method == "POST" and verb in ("generateContent", "streamGenerateContent") and "/models/" in path:
+            return await gw.native(request, "gemini", "generate", path=path, key=key)
+        return await gw.passthrough(request, "gemini", key)
+
+    async def messages(request: Request) -> Response:
+        key, denied = gw.authenticate(request, "anthropic")
+        if denied is not None:
+            return denied
+        return await gw.native(request, "anthropic", "messages", key=key)
+
+    async def anthropic_pass(request: Request) -> Response:
+        key, denied = gw.authenticate(request, "anthropic")
+        if denied is not None:
+            return denied
+        return await gw.passthrough(request, "anthropic", key)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True, "in_flight": gw.in_flight})
+
+    async def metrics(request: Request) -> Response:
+        return Response(gw.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    async def dashboard(request: Request) -> Response:
+        return HTMLResponse(dashboard_page())
+
+    async def calculator(request: Request) -> Response:
+        return HTMLResponse(calculator_page(gw.catalog))
+
+    async def summary(request: Request) -> Response:
+        since = request.query_params.get("since", "24h")
+        try:
+            return JSONResponse(summary_of(gw, since))
+        except ValueError as e:
+            return JSONResponse({"error": str(e)}, status_code=400)
+
+    async def estimate(request: Request) -> Response:
+        try:
+            return JSONResponse(estimate_json(gw.catalog, request.query_params))
+        except ValueError as e:
+            return JSONResponse({"error": str(e)}, status_code=400)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error_response("openai", 404, f"no such route: {request.method} {request.url.path}")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        gw.ledger.flush()
+        await gw.aclose()
+
+    any_m = ["GET", "POST", "DELETE", "PUT", "PATCH"]
+    routes = [
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/responses", responses, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/embeddings", openai_pass, methods=["POST"]),
+        Route("/v1/files{rest:path}", openai_pass, methods=any_m),
+        Route("/v1/batches{rest:path}", openai_pass, methods=any_m),
+        Route("/v1/responses/{rest:path}", openai_pass, methods=any_m),
+        Route("/v1beta/{rest:path}", gemini, methods=any_m),
+        Route("/v1/models/{rest:path}", gemini, methods=any_m),     # google-genai's v1 spelling
+        Route("/upload/v1beta/{rest:path}", gemini, methods=any_m),
+        Route("/v1/messages", messages, methods=["POST"]),
+        Route("/v1/messages/{rest:path}", anthropic_pass, methods=any_m),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/", dashboard, methods=["GET"]),
+        Route("/calculator", calculator, methods=["GET"]),
+        Route("/api/summary", summary, methods=["GET"]),
+        Route("/api/estimate", estimate, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={404: not_found}, lifespan=lifespan)
+
