@@ -208,12 +208,34 @@ class Tally:
                 "sheds": self.sheds, "fallbacks": self.fallbacks}
 
 
+def _history(entry: ModelEntry | None, provider: str | None, attempts: Sequence[Any], output_tokens: int,
+             url: Any) -> None:
+    """Every intercepted call's attempts go into the per-user history (docs/history.md).
+
+    A call to a loopback endpoint (the emulator, or any local stand-in) or made while flextier is
+    offline (``--emulate``) is kept with the emulated history, never mixed into the real one.
+    """
+    if not attempts:
+        return
+    from ._loopback import is_loopback_url, offline_active
+    from .history.recorder import record_call
+
+    name = entry.name if entry is not None else f"{provider}/unknown"
+    record_call(provider=(entry.provider if entry is not None else provider) or "unknown", model=name,
+                attempts=attempts, output_tokens=output_tokens,
+                emulated=offline_active() or (url is not None and is_loopback_url(str(url))))
+
+
 class _Totals:
+    """The process's tally (``totals()``), and the one place an intercepted call is accounted:
+    every call, answered or failed, also goes into the per-user history."""
+
     def __init__(self) -> None:
         self._t = Tally()
         self._lock = threading.Lock()
 
-    def add(self, r: CallResult) -> None:
+    def add(self, r: CallResult, url: Any = None) -> None:
+        _history(r.model, None, r.attempts, r.usage.output_tokens if r.usage is not None else 0, url)
         sheds = sum(1 for a in r.attempts if a.outcome == "FlexCapacityUnavailable")
         fell = any(a.tier == "flex" for a in r.attempts) and r.attempts and r.attempts[-1].tier != "flex"
         with self._lock:
@@ -228,8 +250,9 @@ class _Totals:
             t.sheds += sheds
             t.fallbacks += 1 if fell else 0
 
-    def fail(self, err: BaseException) -> None:
+    def fail(self, err: BaseException, entry: ModelEntry | None = None, url: Any = None) -> None:
         attempts = getattr(err, "attempts", None) or []
+        _history(entry, getattr(err, "provider", None), attempts, 0, url)
         with self._lock:
             self._t.calls += 1
             self._t.failed += 1
@@ -289,17 +312,17 @@ def flextier_headers(result: CallResult, serial: str) -> list[tuple[str, str]]:
 class Recorder:
     """One stream's end: priced once (when it ends, is closed, or is abandoned), then tallied."""
 
-    __slots__ = ("result", "obs", "_done")
+    __slots__ = ("result", "obs", "_done", "url")
 
-    def __init__(self, result: CallResult, obs: StreamObserver) -> None:
-        self.result, self.obs, self._done = result, obs, False
+    def __init__(self, result: CallResult, obs: StreamObserver, url: Any = None) -> None:
+        self.result, self.obs, self._done, self.url = result, obs, False, url
         finalize_stream(result, obs)
 
     def finish(self) -> None:
         if not self._done:
             self._done = True
             finalize_stream(self.result, self.obs)
-            TOTALS.add(self.result)
+            TOTALS.add(self.result, self.url)
 
 
 # -- the httpx engine ----------------------------------------------------------------------------
@@ -393,7 +416,7 @@ class _Engine:
         resp, content = result.raw
         result.raw = None
         serial = remember(result, rid)
-        TOTALS.add(result)
+        TOTALS.add(result, request.url)
         h = resp.headers
         for k in _DROP_HEADERS:
             if k in h:
@@ -405,7 +428,7 @@ class _Engine:
     def stream_reply(self, request: Any, d: Dialect, result: CallResult, sync: bool) -> Any:
         resp, obs, buf, it = result.raw
         result.raw = None
-        rec = Recorder(result, obs)
+        rec = Recorder(result, obs, request.url)
         serial = remember(result, obs.rid)
         cls = self._classes[0 if sync else 1]
         stream = cls(self, resp, obs, buf, it, rec, d)
@@ -552,7 +575,7 @@ def transport(inner: Any, hx: Any, dialects: Iterable[Dialect], policy: Policy |
             try:
                 result = call_with_policy(send, pol, entry=entry)
             except ProviderError as err:
-                TOTALS.fail(err)
+                TOTALS.fail(err, entry, request.url)
                 raise d.surface(err) from err.__cause__
             if call.stream:
                 return eng.stream_reply(request, d, result, True)
@@ -674,7 +697,7 @@ def async_transport(inner: Any, hx: Any, dialects: Iterable[Dialect], policy: Po
             try:
                 result = await acall_with_policy(send, pol, entry=entry)
             except ProviderError as err:
-                TOTALS.fail(err)
+                TOTALS.fail(err, entry, request.url)
                 raise d.surface(err) from err.__cause__
             if call.stream:
                 return eng.stream_reply(request, d, result, False)

@@ -17,7 +17,6 @@ one record per call in the ledger, the metrics, an OpenTelemetry span and the hi
 """
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -29,9 +28,10 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from .._loopback import is_loopback_url
 from .._types import Attempt, CallResult
 from ..catalog import Catalog, ModelEntry, default_catalog
-from ..errors import ProviderError, Timeout, UnknownModel, UserInputError
+from ..errors import ProviderError, Timeout, UserInputError
 from ..intercept import HEADERS, POLICY_EXTENSION, async_transport, flextier_headers, info, lookup
 from ..policy.budget import estimate_cost, output_bound, prompt_tokens_upper_bound
 from ..policy.fallback import Policy, acall_with_policy
@@ -344,11 +344,13 @@ class Gateway:
             adapter = get_adapter(entry, base_url=base, api_key=api_key, timeouts=pol.timeouts())
             result = await acall_with_policy(lambda t, to: adapter.asend(creq, t, to), pol, entry=entry)
         except ProviderError as err:
+            _history(ctx, getattr(err, "attempts", None) or [], None, self.emulated or is_loopback_url(base))
             return self._failed(ctx, err, request)
         finally:
             self._done()
         self._settle(ctx, result)
         self._record(ctx, result, list(result.attempts), 200, "ok")
+        _history(ctx, list(result.attempts), result.usage, self.emulated or is_loopback_url(base))
         hdrs = {k: v for k, v in flextier_headers(result, "") if k != HEADERS[-1]}
         if ctx.stream:
             so = body.get("stream_options")
@@ -415,38 +417,18 @@ class Gateway:
                                   stream=ctx.stream, requested=ctx.requested, served=served, attempts=attempts,
                                   usage=u, cost=cost, standard_cost=std, key=ctx.key_name, outcome=outcome,
                                   started_wall=ctx.started, ended_wall=now)
-        _history(ctx, attempts, u, self.emulated)
         log.info("call key=%s model=%s route=%s requested=%s served=%s attempts=%d status=%d outcome=%s "
                  "cost=%s latency=%.3f", ctx.key_name, ctx.model, ctx.route, ctx.requested, served, len(attempts),
                  status, outcome, cost, latency)
 
 
-@functools.lru_cache(maxsize=1)
-def _history_recorder() -> Any:
-    try:
-        from ..history.recorder import record_attempt  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    return record_attempt
-
-
 def _history(ctx: Ctx, attempts: list[Attempt], usage: Any, emulated: bool) -> None:
-    """Each attempt into the per-user history (issue 17's recorder), when that module is installed."""
-    record_attempt = _history_recorder()
-    if record_attempt is None:
-        return   # HOOK: flextier.history (issue 17) not merged yet; nothing else to do here
-    for i, a in enumerate(attempts):
-        if a.outcome == "ok":
-            oc = "ok"
-        elif a.outcome == "FlexCapacityUnavailable":
-            oc = "timeout" if a.latency_s >= 60 else "shed"
-        elif a.outcome == "Timeout":
-            oc = "timeout"
-        else:
-            oc = "error"
-        out_tokens = usage.output_tokens if (usage is not None and i == len(attempts) - 1 and oc == "ok") else 0
-        try:
-            record_attempt(provider=ctx.provider, model=ctx.model, tier=a.served_tier or a.tier, outcome=oc,
-                           latency=a.latency_s, output_tokens=out_tokens, emulated=emulated)
-        except Exception:  # noqa: BLE001 - history is advice, never fails a call
-            return
+    """A routed call's attempts into the per-user history (docs/history.md); never fails a call.
+
+    Native routes need not call this: they go through the intercept engine, which records every
+    call it carries (``flextier.intercept._Totals``)."""
+    from ..history.recorder import record_call
+
+    record_call(provider=ctx.provider, model=ctx.model, attempts=attempts,
+                output_tokens=usage.output_tokens if usage is not None else 0, emulated=emulated)
+

@@ -10,9 +10,10 @@ from __future__ import annotations
 from .db import EMULATED, HISTORY_ENV, REAL, CellRow, HistoryDB, default_history_path, history_disabled
 from .forecast import (MIN_CELLS, MIN_OBS, CellEstimate, Forecast, build_forecast, learned_availability,
                        load_forecast)
-from .recorder import OUTCOMES, Recorder, default_recorder, hour_of_week, outcome_of, record_attempt, week_of
+from .recorder import (OUTCOMES, Recorder, default_recorder, hour_of_week, outcome_of, record_attempt, record_call,
+                       week_of)
 
-__all__ = ["HistoryDB", "CellRow", "Recorder", "record_attempt", "default_recorder", "outcome_of", "OUTCOMES",
+__all__ = ["HistoryDB", "CellRow", "Recorder", "record_attempt", "record_call", "default_recorder", "outcome_of", "OUTCOMES",
            "Forecast", "CellEstimate", "load_forecast", "build_forecast", "learned_availability",
            "default_history_path", "history_disabled", "HISTORY_ENV", "REAL", "EMULATED", "MIN_OBS", "MIN_CELLS",
            "hour_of_week", "week_of"]

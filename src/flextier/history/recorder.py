@@ -20,12 +20,12 @@ import bisect
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 from .db import EMULATED, REAL, CellRow, HistoryDB, default_history_path, history_disabled
 from .schema import LATENCY_EDGES
 
-__all__ = ["Recorder", "record_attempt", "default_recorder", "outcome_of", "OUTCOMES", "ACTIVE_GAP",
+__all__ = ["Recorder", "record_attempt", "record_call", "default_recorder", "outcome_of", "OUTCOMES", "ACTIVE_GAP",
            "hour_of_week", "week_of", "WEEK", "MONDAY0"]
 
 log = logging.getLogger("flextier.history")
@@ -46,20 +46,24 @@ def hour_of_week(ts: float) -> int:
     return int(((ts - MONDAY0) % WEEK) // 3600)
 
 
-def outcome_of(exc: BaseException | None, latency: float | None = None) -> str:
-    """The history outcome of an attempt that raised ``exc`` (None = served).
+def outcome_of(exc: BaseException | str | None, latency: float | None = None) -> str:
+    """The history outcome of an attempt that raised ``exc`` (None or "ok" = served; a string is
+    an error class name, as :class:`flextier._types.Attempt` keeps it).
 
     A flex capacity error is a shed, unless it came after the request sat in the provider's
     queue for ``QUEUED_SHED_S`` or more (providers answer a queue timeout with the same capacity
     error, docs/capacity-model.md §3): then it is a timeout, like a client-side timeout.
     """
-    if exc is None:
+    if exc is None or exc == "ok":
         return "ok"
-    from ..errors import FlexCapacityUnavailable, Timeout
+    from .. import errors
 
-    if isinstance(exc, Timeout):
+    cls = getattr(errors, exc, None) if isinstance(exc, str) else type(exc)
+    if not isinstance(cls, type):
+        return "error"
+    if issubclass(cls, errors.Timeout):
         return "timeout"
-    if isinstance(exc, FlexCapacityUnavailable):
+    if issubclass(cls, errors.FlexCapacityUnavailable):
         return "timeout" if latency is not None and latency >= QUEUED_SHED_S else "shed"
     return "error"
 
@@ -167,3 +171,20 @@ def record_attempt(*, provider: str, model: str, tier: str, outcome: str, ts: fl
     """
     default_recorder(emulated).record_attempt(provider=provider, model=model, tier=tier, outcome=outcome, ts=ts,
                                               latency=latency, output_tokens=output_tokens)
+
+
+def record_call(*, provider: str, model: str, attempts: Sequence[Any], output_tokens: int = 0,
+                emulated: bool = False, ts: float | None = None) -> None:
+    """Every attempt of one finished call (``wrap``'s engine, the gateway): each
+    :class:`flextier._types.Attempt` becomes one history attempt; the answer's output tokens go
+    with the last one when it was served. Never raises: history is advice."""
+    try:
+        rec = default_recorder(emulated)
+        last = len(attempts) - 1
+        for i, a in enumerate(attempts):
+            oc = outcome_of(a.outcome, a.latency_s)
+            rec.record_attempt(provider=provider, model=model, tier=a.served_tier or a.tier, outcome=oc,
+                               latency=a.latency_s, output_tokens=output_tokens if (i == last and oc == "ok") else 0,
+                               ts=ts)
+    except Exception:  # noqa: BLE001 - an unwritable history must never fail a call
+        pass

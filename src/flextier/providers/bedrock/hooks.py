@@ -204,7 +204,7 @@ class _Hook:
         try:
             result = call_with_policy(send, pol, entry=entry)
         except ProviderError as err:
-            TOTALS.fail(err)
+            TOTALS.fail(err, entry, self.client.meta.endpoint_url)
             raise
         return self._deliver(call, result)
 
@@ -253,10 +253,10 @@ class _Hook:
         rid = meta.get("RequestId")
         if streaming is not None:
             key, inner, rest, buf, obs = streaming
-            rec = Recorder(result, obs)
+            rec = Recorder(result, obs, self.client.meta.endpoint_url)
             parsed[key] = FlexEventStream(inner, rest, buf, obs, rec)
         else:
-            TOTALS.add(result)
+            TOTALS.add(result, self.client.meta.endpoint_url)
         serial = remember(result, rid)
         h = meta.setdefault("HTTPHeaders", {})
         for k, v in flextier_headers(result, serial):
