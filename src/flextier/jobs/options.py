@@ -57,6 +57,12 @@ class RunOptions:
     # the planner's uniform line toward the hours flex is expected to be plentiful (docs/deadline-policy.md
     # §3 rule 5); None = a straight line. The safety net does not depend on it.
     availability: Callable[[float], float] | None = None
+    # [permit hook] where the flex window, the budget's headroom and the planner's decisions come
+    # from when this runner is one of many on one job (flextier.ray: a cluster-wide controller).
+    # An object with ``flex_window(concurrency, cooldown)`` (an AimdController-like window),
+    # ``budget(max_cost)`` (a Budget, usually with a ``lease``) and ``planner(config)`` (a
+    # planner-like object); None (the default): this runner decides alone, as it always has.
+    permits: Any = None
 
     @property
     def std_concurrency(self) -> int:
