@@ -145,7 +145,7 @@ def final_rows(store: Any, table: Any, entry: Any, *, id_column: str, paused: st
                                                      "message": why})}
         keep.append(i)
         out_rows.append(r)
-    base = table.take(keep) if table is not None else pa.table({})
+    base = table.take(pa.array(keep, pa.int64())) if table is not None else pa.table({})
     for name, typ in result_schema():
         if name in base.column_names:
             base = base.drop_columns([name])
@@ -193,7 +193,7 @@ class FlextierWorker:
         keep = [i for i, (cid, _) in enumerate(items) if cid not in self.done]
         if not keep:
             return _strip(_empty(batch, idc), idc, cfg)
-        batch = batch.take(keep).append_column(idc, pa.array([items[i][0] for i in keep], pa.string()))
+        batch = batch.take(pa.array(keep, pa.int64())).append_column(idc, pa.array([items[i][0] for i in keep], pa.string()))
         items = [items[i] for i in keep]
         key = batch_key(cid for cid, _ in items)
         if self.state.published(key):  # an earlier attempt of this batch finished it (Ray retried it)
