@@ -161,3 +161,11 @@ def test_outage_falls_back_to_standard_and_meets_the_deadline(cluster, tmp_path)
     rep = _report(tmp_path, "out")
     assert sum(r["cost_usd"] for r in out) == rep["spent"] and rep["billed_total"] == ledger
     assert rep["deadline_met"] is True
+    # `flextier report STATE/JOB` reads a Ray job's state directory (all its batch stores)
+    from typer.testing import CliRunner
+
+    from flextier.cli import app
+
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "state" / "out"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert '"done": 600' in res.output

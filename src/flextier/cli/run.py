@@ -765,9 +765,23 @@ def register(app: typer.Typer) -> None:
         from ..jobs.report import build_report, format_report, report_json, write_html
         from ..jobs.store import JobStore
 
-        path = find_store(job, store)
-        with _reading(path), JobStore(path, create=False) as st:
-            r = build_report(st)
+        ray_dir = Path(store or job)
+        if (ray_dir / "job.json").is_file() and (ray_dir / "stores").is_dir():
+            # a Ray job's state directory (flextier.ray): its batch stores, merged into one
+            import tempfile
+
+            from ..ray.state import merged_store
+
+            with tempfile.TemporaryDirectory(prefix="flextier-ray-report-") as tmp:
+                st = merged_store(ray_dir, Path(tmp) / "job.db")
+                try:
+                    r = build_report(st)
+                finally:
+                    st.close()
+        else:
+            path = find_store(job, store)
+            with _reading(path), JobStore(path, create=False) as st:
+                r = build_report(st)
         typer.echo(report_json(r) if as_json else format_report(r))
         if html:
             typer.echo(f"report: {write_html(r, html)}", err=as_json)
