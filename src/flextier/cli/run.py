@@ -129,36 +129,13 @@ def _is_loopback(url: str) -> bool:
 
 
 def _remote_emulator_clock(base_url: str) -> Any:
-    """When ``--base-url`` is a flextier emulator on this machine, run on its (scaled) clock.
-
-    The emulator publishes ``GET /_emulator/clock``; a local :class:`ScaledClock` started at
-    the same instant and scale keeps deadlines and backoff in emulated time. Anything else
-    (a real provider, a proxy) answers differently and the wall clock is used.
-    """
+    """When ``--base-url`` is a flextier emulator on this machine, run on its (scaled) clock
+    (:func:`flextier.emulator.clock.remote_clock`); else None (the wall clock is used)."""
     if not _is_loopback(base_url):
         return None
-    # the standard library, not httpx: on the Bedrock path nothing else needs httpx, and its
-    # import (with httpcore's) is a noticeable share of a short job's start-up
-    import http.client
+    from ..emulator.clock import remote_clock
 
-    parts = urlsplit(base_url)
-    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    try:
-        conn = conn_cls(parts.hostname, parts.port, timeout=2.0)
-        try:
-            conn.request("GET", "/_emulator/clock")
-            r = conn.getresponse()
-            if r.status != 200:
-                return None
-            data = json.loads(r.read())
-        finally:
-            conn.close()
-        now, scale = float(data["now"]), float(data["time_scale"])
-    except Exception:
-        return None
-    from ..emulator.clock import ScaledClock
-
-    return ScaledClock(scale, now)
+    return remote_clock(base_url)
 
 
 def _api_key(provider: str, emulate: bool, base_url: Optional[str]) -> Optional[str]:

@@ -116,10 +116,10 @@ def process(ds: Any, *, model: str, prompt_column: str | None = None, template: 
     from ..errors import UserInputError
     from ..jobs.api import TIER_CHOICES, parse_deadline, parse_money
     from ..jobs.clock import WallClock
-    from ..jobs.input import JOB_PARAM_KEYS  # noqa: F401  (the params simple rows inherit)
     from .controller import JobController, controller_name
     from .state import JobState
-    from .worker import FlextierWorker, _strip, final_rows, job_clock
+    from .controller import job_clock
+    from .worker import FlextierWorker, _strip, final_rows
 
     if tier not in TIER_CHOICES or tier == "batch":
         raise UserInputError("tier must be auto, flex or standard on Ray (the batch lane is not distributed yet)",

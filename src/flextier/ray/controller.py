@@ -33,9 +33,22 @@ from ..policy.concurrency import AimdConfig, AimdController
 from ..policy.planner import SAFETY, Decision, InFlight, Observation, Planner, PlannerConfig, \
     changeover_delay_for, standard_capacity
 
-__all__ = ["JobController", "controller_name"]
+__all__ = ["JobController", "controller_name", "job_clock", "summary_line"]
 
 ZERO = Decimal(0)
+
+
+def job_clock(spec: dict[str, Any]) -> Any:
+    """The job's clock in this process: the emulator's (synced over ``/_emulator/clock``) or the wall."""
+    if spec.get("kind") == "emulator":
+        from ..emulator.clock import remote_clock
+
+        c = remote_clock(spec["base_url"])
+        if c is not None:
+            return c
+    from ..jobs.clock import WallClock
+
+    return WallClock()
 
 
 def controller_name(job: str) -> str:
@@ -74,8 +87,6 @@ class JobController:
                  concurrency: int, std_concurrency: int, max_cost: str | None, spent0: str, possibly_billed0: str,
                  clock_spec: dict[str, Any], planner_opts: dict[str, Any] | None = None) -> None:
         from ..catalog import default_catalog
-        from .worker import job_clock
-
         self.job = job
         self.entry = default_catalog().resolve(model)
         self.clock = job_clock(clock_spec)

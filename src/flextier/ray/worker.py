@@ -15,22 +15,10 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from .controller import job_clock
 from .state import JobState, batch_key
 
 __all__ = ["FlextierWorker", "job_clock", "final_rows", "row_items", "result_schema"]
-
-def job_clock(spec: dict[str, Any]) -> Any:
-    """The job's clock in this process: the emulator's (synced over ``/_emulator/clock``) or the wall."""
-    if spec.get("kind") == "emulator":
-        from ..cli.run import _remote_emulator_clock
-
-        c = _remote_emulator_clock(spec["base_url"])
-        if c is not None:
-            return c
-    from ..jobs.clock import WallClock
-
-    return WallClock()
-
 
 def _money_type() -> Any:
     import pyarrow as pa
@@ -131,7 +119,6 @@ def final_rows(store: Any, table: Any, entry: Any, *, id_column: str, paused: st
             "standard_cost_usd": _q(Decimal(r["standard_cost"])) if r["standard_cost"] is not None else None,
             "attempts": int(r["attempts"]),
             "error": None if err is None else json.dumps(err, ensure_ascii=False)}
-    rows = table.to_pylist() if table is not None else []
     keep, out_rows = [], []
     ids = [str(x) for x in table.column(id_column).to_pylist()] if table is not None else []
     for i, cid in enumerate(ids):
