@@ -85,7 +85,11 @@ def cluster():
             p.terminate()
         for p in reversed(procs):
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=3)
             except subprocess.TimeoutExpired:
+                pass
+            try:  # each `ray start` is its own session: its raylet, GCS and workers go with it
                 os.killpg(p.pid, 9)
+            except ProcessLookupError:
+                pass
         shutil.rmtree(tmp, ignore_errors=True)
