@@ -129,36 +129,13 @@ def _is_loopback(url: str) -> bool:
 
 
 def _remote_emulator_clock(base_url: str) -> Any:
-    """When ``--base-url`` is a flextier emulator on this machine, run on its (scaled) clock.
-
-    The emulator publishes ``GET /_emulator/clock``; a local :class:`ScaledClock` started at
-    the same instant and scale keeps deadlines and backoff in emulated time. Anything else
-    (a real provider, a proxy) answers differently and the wall clock is used.
-    """
+    """When ``--base-url`` is a flextier emulator on this machine, run on its (scaled) clock
+    (:func:`flextier.emulator.clock.remote_clock`); else None (the wall clock is used)."""
     if not _is_loopback(base_url):
         return None
-    # the standard library, not httpx: on the Bedrock path nothing else needs httpx, and its
-    # import (with httpcore's) is a noticeable share of a short job's start-up
-    import http.client
+    from ..emulator.clock import remote_clock
 
-    parts = urlsplit(base_url)
-    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    try:
-        conn = conn_cls(parts.hostname, parts.port, timeout=2.0)
-        try:
-            conn.request("GET", "/_emulator/clock")
-            r = conn.getresponse()
-            if r.status != 200:
-                return None
-            data = json.loads(r.read())
-        finally:
-            conn.close()
-        now, scale = float(data["now"]), float(data["time_scale"])
-    except Exception:
-        return None
-    from ..emulator.clock import ScaledClock
-
-    return ScaledClock(scale, now)
+    return remote_clock(base_url)
 
 
 def _quiet_libraries() -> None:
@@ -768,9 +745,23 @@ def register(app: typer.Typer) -> None:
         from ..jobs.report import build_report, format_report, report_json, write_html
         from ..jobs.store import JobStore
 
-        path = find_store(job, store)
-        with _reading(path), JobStore(path, create=False) as st:
-            r = build_report(st)
+        ray_dir = Path(store or job)
+        if (ray_dir / "job.json").is_file() and (ray_dir / "stores").is_dir():
+            # a Ray job's state directory (flextier.ray): its batch stores, merged into one
+            import tempfile
+
+            from ..ray.state import merged_store
+
+            with tempfile.TemporaryDirectory(prefix="flextier-ray-report-") as tmp:
+                st = merged_store(ray_dir, Path(tmp) / "job.db")
+                try:
+                    r = build_report(st)
+                finally:
+                    st.close()
+        else:
+            path = find_store(job, store)
+            with _reading(path), JobStore(path, create=False) as st:
+                r = build_report(st)
         typer.echo(report_json(r) if as_json else format_report(r))
         if html:
             typer.echo(f"report: {write_html(r, html)}", err=as_json)

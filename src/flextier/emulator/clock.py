@@ -12,7 +12,7 @@ import asyncio
 import time
 from datetime import datetime, timezone
 
-__all__ = ["ScaledClock", "parse_start"]
+__all__ = ["ScaledClock", "parse_start", "remote_clock"]
 
 
 def parse_start(start: str | float | int | datetime | None) -> float:
@@ -88,3 +88,35 @@ class ScaledClock:
 
     def __repr__(self) -> str:
         return f"ScaledClock(time_scale={self.time_scale}, now={self.isoformat()})"
+
+
+def remote_clock(base_url: str) -> "ScaledClock | None":
+    """The clock of the flextier emulator at ``base_url`` (on this machine), for another process.
+
+    The emulator publishes ``GET /_emulator/clock``; a local :class:`ScaledClock` started at
+    the same instant and scale keeps deadlines and backoff in emulated time (``flextier run
+    --base-url``, and every Ray worker of a rehearsed job). Anything else (a real provider, a
+    proxy) answers differently: None. The caller checks that ``base_url`` is loopback.
+    """
+    # the standard library, not httpx: on the Bedrock path nothing else needs httpx, and its
+    # import (with httpcore's) is a noticeable share of a short job's start-up
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    try:
+        conn = conn_cls(parts.hostname, parts.port, timeout=2.0)
+        try:
+            conn.request("GET", "/_emulator/clock")
+            r = conn.getresponse()
+            if r.status != 200:
+                return None
+            data = json.loads(r.read())
+        finally:
+            conn.close()
+        now, scale = float(data["now"]), float(data["time_scale"])
+    except Exception:
+        return None
+    return ScaledClock(scale, now)

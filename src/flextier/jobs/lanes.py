@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Callable
+from typing import Any, Callable
 
 from ..policy.concurrency import AimdConfig, AimdController
 from .work import Work
@@ -104,12 +104,16 @@ class FlexLane(Lane):
     tier = "flex"
     alpha = 0.1
 
-    def __init__(self, concurrency: int, cooldown: float) -> None:
+    def __init__(self, concurrency: int, cooldown: float, window: Any = None) -> None:
         super().__init__()
         # slow start: on a calm provider the window reaches --concurrency within about
-        # --concurrency successes; the first shed switches to plain AIMD (see AimdConfig)
-        self.aimd = AimdController(AimdConfig(max_concurrency=max(1, concurrency), cooldown=cooldown,
-                                              slow_start=True))
+        # --concurrency successes; the first shed switches to plain AIMD (see AimdConfig).
+        # ``window``: an object with the AimdController interface (``limit``, ``window``,
+        # ``on_success(now)``, ``on_capacity_error(now)``) that stands in for this lane's own:
+        # flextier.ray passes a share of the cluster-wide window (RunOptions.permits), so many
+        # runners together put no more flex pressure on the provider than one would.
+        self.aimd = window if window is not None else AimdController(
+            AimdConfig(max_concurrency=max(1, concurrency), cooldown=cooldown, slow_start=True))
         self.fail_streak = 0
         self.backoff_until = -math.inf
         self.throughput = RateBuckets(bucket=60.0, n=32)

@@ -66,6 +66,12 @@ class RunOptions:
     # where attempts are recorded: "auto" = the per-user history of the clock's domain (emulated
     # clocks never write the real history), a flextier.history.Recorder, or None (record nothing)
     history: Any = "auto"
+    # [permit hook] where the flex window, the budget's headroom and the planner's decisions come
+    # from when this runner is one of many on one job (flextier.ray: a cluster-wide controller).
+    # An object with ``flex_window(concurrency, cooldown)`` (an AimdController-like window),
+    # ``budget(max_cost)`` (a Budget, usually with a ``lease``) and ``planner(config)`` (a
+    # planner-like object); None (the default): this runner decides alone, as it always has.
+    permits: Any = None
 
     @property
     def std_concurrency(self) -> int:

@@ -95,10 +95,13 @@ class Runner:
         # d: the user's, or the default scaled down for a close deadline (see changeover_delay_for)
         self.d = opts.changeover_delay if opts.changeover_delay is not None else changeover_delay_for(
             None if opts.deadline is None else max(0.0, opts.deadline - now))
-        self.flex = FlexLane(opts.concurrency, cooldown=max(1.0, 2 * self.d / 60))
+        permits = opts.permits  # [permit hook] see RunOptions.permits; None: this runner decides alone
+        cooldown = max(1.0, 2 * self.d / 60)
+        self.flex = FlexLane(opts.concurrency, cooldown=cooldown,
+                             window=None if permits is None else permits.flex_window(opts.concurrency, cooldown))
         self.std = StandardLane(opts.std_concurrency, now)
         self.limiter = RateLimiter(opts.rpm, opts.tpm, now=now, max_pause=opts.backoff.retry_after_cap)
-        self.budget = Budget(max_cost=opts.max_cost)
+        self.budget = Budget(max_cost=opts.max_cost) if permits is None else permits.budget(opts.max_cost)
         self.sends = SendBook(store)   # a durable record of every request out
         self.stats = Stats()
         from .._loopback import offline_active
@@ -241,6 +244,8 @@ class Runner:
             model_has_batch=self.entry.supports_batch, batch_window=o.batch_window,
             batch_min_runway=o.batch_min_runway, done0=done, availability=self._availability(now),
             peak_hours=self.entry.peak_hours)
+        if o.policy is None and o.permits is not None:
+            return o.permits.planner(cfg)  # [permit hook] the cluster's planner decides (flextier.ray)
         return (o.policy or Planner)(cfg)  # [policy hook] see RunOptions.policy
 
     def _history_recorder(self, h: Any) -> Any:

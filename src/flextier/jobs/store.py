@@ -754,6 +754,18 @@ class JobStore:
     def iter_attempts(self) -> Iterator[tuple[int, str, str, float | None, float]]:
         yield from self.db.execute("SELECT seq, tier, outcome, latency, ts FROM attempts ORDER BY ts, id")
 
+    def iter_attempt_rows(self) -> Iterator[tuple[int, str, str, float | None, float, int | None, str | None, int]]:
+        """Every attempt row in full (seq, tier, outcome, latency, ts, status, error_code,
+        possibly_billed): for merging the batch stores of a Ray job (flextier.ray.state)."""
+        yield from self.db.execute("SELECT seq, tier, outcome, latency, ts, status, error_code, possibly_billed "
+                                   "FROM attempts ORDER BY id")
+
+    def iter_ledger_rows(self) -> Iterator[tuple[float, int, str, str | None, str | None, int, int, str]]:
+        """Every ledger row in full (ts, seq, tier, cost, standard_cost, input_tokens,
+        output_tokens, kind): for merging the batch stores of a Ray job (flextier.ray.state)."""
+        yield from self.db.execute("SELECT ts, seq, tier, cost, standard_cost, input_tokens, output_tokens, kind "
+                                   "FROM ledger ORDER BY id")
+
     def iter_items(self, state: str | None = None) -> Iterator[dict[str, Any]]:
         """Full item rows as dicts, request and result as text (for tests and tools)."""
         cur = self.db.cursor()

@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Hashable, Iterable
+from typing import Any, Callable, Hashable, Iterable
 
 from ..catalog import ModelEntry
 from ..cost import Usage, tier_cost
@@ -71,6 +71,13 @@ class Budget:
     _reserved_total: Decimal = field(default=ZERO, init=False, repr=False)
     overrun: Decimal = field(default=ZERO, init=False)
     """Sum of (actual - estimate) over settles that exceeded their estimate."""
+    lease: Callable[[Decimal], Decimal] | None = None
+    """Where more headroom comes from when a reservation does not fit (None: the cap is final).
+
+    ``lease(shortfall)`` returns the amount granted (0 when none is left); the cap grows by it.
+    flextier.ray gives each runner a budget that starts at 0 and leases from the job's one
+    controller, which never grants past the job's ``--max-cost`` (so the runners together never
+    pass it). The amount not used by the end is :meth:`unused`, handed back by the caller."""
 
     def __post_init__(self) -> None:
         if self.max_cost is not None:
@@ -96,10 +103,20 @@ class Budget:
         return max(ZERO, self.max_cost - self.committed)
 
     def fits(self, estimate: Decimal) -> bool:
-        """Would a reservation of ``estimate`` be accepted now?"""
+        """Would a reservation of ``estimate`` be accepted now? (With a :attr:`lease`, asks it for
+        the shortfall first.)"""
         if self.max_cost is None:
             return True
-        return self.committed + _money(estimate, "estimate") <= self.max_cost
+        need = self.committed + _money(estimate, "estimate") - self.max_cost
+        if need > 0 and self.lease is not None:
+            granted = _money(self.lease(need), "lease")
+            self.max_cost += granted
+            need -= granted
+        return need <= 0
+
+    def unused(self) -> Decimal:
+        """Headroom the cap holds beyond what is committed (what a leased budget hands back)."""
+        return ZERO if self.max_cost is None else max(ZERO, self.max_cost - self.committed)
 
     def shortfall(self, estimate: Decimal) -> Decimal:
         """How much the cap must rise for ``estimate`` to fit (0 if it fits), for the pause message."""
