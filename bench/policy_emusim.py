@@ -257,7 +257,7 @@ FORECASTS = ("none", "oracle", "learned-1w", "learned-4w")
 def learned_forecast(seed: int, weeks: int, start: str, tmpdir: str) -> Any:
     """The planner's forecast learned from ``weeks`` emulated weeks of history before the job's week.
 
-    The weeks are made by :func:`flextier.history.synth.synthesise_weeks` (the emulator's capacity
+    The weeks are made by :func:`flextier.emulator.history_synth.synthesise_weeks` (the emulator's capacity
     model, other burst seeds than the job's), written by a real history recorder to a real
     emulated-domain history file, and read back by :func:`flextier.history.load_forecast`: the
     same path ``run_job`` takes. Returns the availability callable (None: too little history).
@@ -265,7 +265,7 @@ def learned_forecast(seed: int, weeks: int, start: str, tmpdir: str) -> Any:
     import os
 
     from flextier.history import Recorder, load_forecast
-    from flextier.history.synth import synthesise_weeks, week_start
+    from flextier.emulator.history_synth import synthesise_weeks, week_start
 
     knobs = build_knobs("weekday", KNOBS)
     t = parse_start(start)

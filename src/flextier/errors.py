@@ -12,10 +12,12 @@ the runner and user code branch on meaning, not on wire details::
     │   ├── JobBusy               another live process owns this job or writes its results file
     │   ├── StoreDamaged          the job store is not a readable SQLite database
     │   ├── OfflineViolation      a client would leave loopback while emulating (nothing was sent)
-    │   └── KnobError             an unknown emulator knob or a value of the wrong type/range
+    │   ├── KnobError             an unknown emulator knob or a value of the wrong type/range
+    │   └── RequestTooLarge       a request to the gateway over its body cap (413; nothing sent)
     ├── JobPaused                 the job stopped resumably (budget cap, quota, bad key, interrupt):
     │                             ``kind`` says why; CLI exit 3; resume it once the cause is fixed
     ├── NoSpace                   the disk holding the store or results file is full -> the job pauses
+    ├── BudgetRefused             a gateway key's daily/monthly USD budget cannot hold the call (429; nothing sent)
     └── ProviderError             anything a provider call can end with
         ├── FlexCapacityUnavailable   flex shed: OpenAI 429 resource_unavailable / flex_unavailable,
         │                             Gemini 503 UNAVAILABLE or 429 RESOURCE_EXHAUSTED on flex,
@@ -154,6 +156,19 @@ class NoSpace(FlextierError):
                          f"space and resume it")
 
 
+class RequestTooLarge(UserInputError):
+    """A request to the gateway is larger than its body cap; it is refused with 413 and not sent."""
+
+
+class BudgetRefused(FlextierError):
+    """A gateway key's USD budget (``window`` ``day`` or ``month``) cannot hold the call's reserved
+    cost, or cannot bound it (unknown price); the call is refused (429) and nothing is sent."""
+
+    def __init__(self, message: str, window: str) -> None:
+        super().__init__(message)
+        self.window = window
+
+
 class ProviderError(FlextierError):
     """A provider call failed. Subclasses say what to do about it."""
 
@@ -256,6 +271,7 @@ class EndpointNotFound(BadRequest):
 __all__ = [
     "Unauthorized", "EndpointNotFound",
     "InvalidInput", "JobBusy", "StoreDamaged", "OfflineViolation", "KnobError", "JobPaused", "NoSpace",
+    "RequestTooLarge", "BudgetRefused",
     "FlextierError", "UserInputError", "UnknownModel", "ProviderError",
     "FlexCapacityUnavailable", "RateLimited", "QuotaExhausted", "TierNotSupported",
     "Transient", "Timeout", "Overloaded", "BadRequest",

@@ -21,7 +21,7 @@ def weekday_knobs():
 def seeded_week(tmp_path_factory, weekday_knobs) -> Path:
     """One emulated week of flex attempts (the week before START), in an emulated history file."""
     from flextier.history import Recorder
-    from flextier.history.synth import synthesise_weeks, week_start
+    from flextier.emulator.history_synth import synthesise_weeks, week_start
 
     path = tmp_path_factory.mktemp("hist") / "history.emulated.db"
     rec = Recorder(str(path), emulated=True, flush_every=1e9)

@@ -8,7 +8,7 @@ from flextier.cli import main
 from flextier.emulator.capacity import expected_headroom
 from flextier.emulator.clock import parse_start
 from flextier.history import Recorder, build_forecast, load_forecast
-from flextier.history.synth import week_start
+from flextier.history.recorder import week_start
 
 from .conftest import START
 

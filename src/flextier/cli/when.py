@@ -77,7 +77,7 @@ def when_data(model: str, *, items: int = 1000, input_tokens: int = 1000, output
 
 
 def _week0(t: float) -> float:
-    from ..history.synth import week_start
+    from ..history.recorder import week_start
 
     return week_start(t)
 

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Callable, Hashable
 
+from ..errors import BudgetRefused
 from ..policy.budget import Budget
 
 __all__ = ["Budgets", "Refusal", "day_start", "month_start"]
@@ -37,12 +38,7 @@ def month_start(ts: float) -> float:
     return datetime(d.year, d.month, 1, tzinfo=timezone.utc).timestamp()
 
 
-class Refusal(Exception):
-    """The call does not fit a budget (or cannot be bounded); nothing was sent."""
-
-    def __init__(self, message: str, window: str) -> None:
-        super().__init__(message)
-        self.window = window
+Refusal = BudgetRefused  # the gateway's name for it (flextier.errors.BudgetRefused)
 
 
 class Budgets:

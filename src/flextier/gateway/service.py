@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from .._loopback import is_loopback_url
 from .._types import Attempt, CallResult
 from ..catalog import Catalog, ModelEntry, default_catalog
-from ..errors import ProviderError, Timeout, UserInputError
+from ..errors import ProviderError, RequestTooLarge, Timeout, UserInputError
 from ..intercept import HEADERS, POLICY_EXTENSION, async_transport, flextier_headers, info, lookup
 from ..policy.budget import estimate_cost, output_bound, prompt_tokens_upper_bound
 from ..policy.fallback import Policy, acall_with_policy
@@ -55,8 +55,7 @@ log = logging.getLogger("flextier.gateway")
 SINGLE_USER = "-"
 
 
-class TooLarge(Exception):
-    pass
+TooLarge = RequestTooLarge  # the gateway's name for it (flextier.errors.RequestTooLarge)
 
 
 @dataclass
@@ -132,12 +131,12 @@ class Gateway:
         cap = self.cfg.max_body_bytes
         cl = request.headers.get("content-length")
         if cl is not None and cl.isdigit() and int(cl) > cap:
-            raise TooLarge()
+            raise TooLarge("request body over the gateway's cap")
         chunks, n = [], 0
         async for c in request.stream():
             n += len(c)
             if n > cap:
-                raise TooLarge()
+                raise TooLarge("request body over the gateway's cap")
             chunks.append(c)
         return b"".join(chunks)
 

@@ -26,7 +26,7 @@ from .db import EMULATED, REAL, CellRow, HistoryDB, default_history_path, histor
 from .schema import LATENCY_EDGES
 
 __all__ = ["Recorder", "record_attempt", "record_call", "default_recorder", "outcome_of", "OUTCOMES", "ACTIVE_GAP",
-           "hour_of_week", "week_of", "WEEK", "MONDAY0"]
+           "hour_of_week", "week_of", "week_start", "WEEK", "MONDAY0"]
 
 log = logging.getLogger("flextier.history")
 
@@ -66,6 +66,11 @@ def outcome_of(exc: BaseException | str | None, latency: float | None = None) ->
     if issubclass(cls, errors.FlexCapacityUnavailable):
         return "timeout" if latency is not None and latency >= QUEUED_SHED_S else "shed"
     return "error"
+
+
+def week_start(ts: float) -> float:
+    """Monday 00:00 UTC of the week holding ``ts``."""
+    return MONDAY0 + ((ts - MONDAY0) // WEEK) * WEEK
 
 
 class Recorder:

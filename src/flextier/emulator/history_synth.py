@@ -14,21 +14,16 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from .recorder import MONDAY0, WEEK, Recorder
+from ..history.recorder import MONDAY0, WEEK, Recorder, week_start
 
 __all__ = ["synthesise_weeks", "week_start"]
-
-
-def week_start(ts: float) -> float:
-    """Monday 00:00 UTC of the week holding ``ts``."""
-    return MONDAY0 + ((ts - MONDAY0) // WEEK) * WEEK
 
 
 def synthesise_weeks(recorder: Recorder, knobs: Any, *, first_week: float, weeks: int = 1, seed: Any = 1,
                      provider: str = "openai", model: str = "openai/gpt-5.4-mini", concurrency: int = 32,
                      window_s: float = 600.0, step: float = 2.0, service_s: float | None = None) -> int:
     """Record ``weeks`` weeks of attempts starting at Monday ``first_week``; returns the attempt count."""
-    from ..emulator.capacity import FlexPool, StandardLoad, Verdict
+    from .capacity import FlexPool, StandardLoad, Verdict
 
     S = service_s if service_s is not None else (knobs.ttft_s + knobs.per_output_token_s * 64) \
         * knobs.latency_scale * knobs.flex_slowdown
