@@ -114,7 +114,7 @@ def test_sigkilled_driver_then_rerun_loses_and_duplicates_nothing(cluster, tmp_p
     job, n = "crash", 600
     state = tmp_path / "state"
     with serve(profile="calm", seed=7, time_scale=300) as emu:
-        emu.set_knobs(latency_scale=8.0)
+        emu.set_knobs(latency_scale=30.0)  # slow enough that the kill lands mid-run
         p = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_driver.py")), cluster["address"],
                               emu.openai_base_url, str(state), str(n)], env=cluster["env"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
