@@ -27,7 +27,7 @@ def _done(db) -> int:
 
 def test_kill9_and_resume(emulator, simple_jobs, tmp_path, billed):
     n = 100
-    emu = emulator("calm", time_scale=400)
+    emu = emulator("calm", time_scale=100)  # slow enough that each kill lands mid-job (start-up is 0.4 s now)
     jobs = simple_jobs(n)
     db = tmp_path / "store.db"
     out = tmp_path / "results.jsonl"
