@@ -45,6 +45,12 @@ def _module_names() -> dict[str, Path]:
     return out
 
 
+# Parsed once, at collection: CPython 3.11.7's ast.parse can raise "AST constructor recursion depth
+# mismatch" (gh-106905, fixed in 3.11.8) after another test in the same process hit deep recursion.
+_TREES: dict[Path, ast.Module] = {p: ast.parse(p.read_text(encoding="utf-8"), filename=str(p))
+                                  for p in _module_names().values()}
+
+
 def _is_type_checking(test: ast.expr) -> bool:
     if isinstance(test, ast.Name):
         return test.id == "TYPE_CHECKING"
@@ -88,7 +94,7 @@ def import_graph(*, deferred: bool = False) -> dict[str, set[str]]:
     for mod, path in modules.items():
         is_pkg = path.name == "__init__.py"
         package = mod if is_pkg else mod.rpartition(".")[0]
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        tree = _TREES.get(path) or ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         targets: list[str] = []
         for node in _import_nodes(tree.body, deferred=deferred):
             if isinstance(node, ast.Import):
