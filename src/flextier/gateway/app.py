@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -39,7 +39,8 @@ __all__ = ["build_app"]
 
 
 def build_app(gw: Gateway) -> Starlette:
-    async def chat(request: Request) -> Response:
+    async def _openai_json(request: Request) -> tuple[Any, bytes, Any] | Response:
+        """An OpenAI-route request's key, raw body and parsed JSON, or the error response to send."""
         key, denied = gw.authenticate(request, "openai")
         if denied is not None:
             return denied
@@ -48,9 +49,15 @@ def build_app(gw: Gateway) -> Starlette:
         except TooLarge:
             return gw._too_large("openai")  # noqa: SLF001
         try:
-            body = json.loads(raw or b"null")
+            return key, raw, json.loads(raw or b"null")
         except ValueError:
             return error_response("openai", 400, "request body is not JSON")
+
+    async def chat(request: Request) -> Response:
+        got = await _openai_json(request)
+        if isinstance(got, Response):
+            return got
+        key, raw, body = got
         model = body.get("model") if isinstance(body, dict) else None
         if isinstance(model, str) and "/" in model and model.split("/", 1)[0] in PROVIDERS:
             try:
@@ -64,17 +71,10 @@ def build_app(gw: Gateway) -> Starlette:
         return await gw.native(request, "openai", "chat", raw_body=raw, key=key)
 
     async def responses(request: Request) -> Response:
-        key, denied = gw.authenticate(request, "openai")
-        if denied is not None:
-            return denied
-        try:
-            raw = await gw.read_body(request)
-        except TooLarge:
-            return gw._too_large("openai")  # noqa: SLF001
-        try:
-            body = json.loads(raw or b"null")
-        except ValueError:
-            return error_response("openai", 400, "request body is not JSON")
+        got = await _openai_json(request)
+        if isinstance(got, Response):
+            return got
+        key, raw, body = got
         model = body.get("model") if isinstance(body, dict) else None
         if isinstance(model, str) and "/" in model and model.split("/", 1)[0] in PROVIDERS:
             if not model.startswith("openai/"):

@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .._migrate import apply_migrations
 from ..errors import StoreDamaged, UserInputError
 from .schema import MIGRATIONS, N_BUCKETS
 
@@ -110,25 +110,8 @@ class HistoryDB:
 
     # -- schema -------------------------------------------------------------------------
     def _migrate(self) -> None:
-        self.db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
-                        "(id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
-        done = {r[0] for r in self.db.execute("SELECT id FROM schema_migrations")}
-        for mid, name, sql in MIGRATIONS:
-            if mid in done:
-                continue
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                if mid not in {r[0] for r in self.db.execute("SELECT id FROM schema_migrations")}:
-                    code = "\n".join(ln.split("--", 1)[0] for ln in sql.splitlines())
-                    for stmt in code.split(";"):
-                        if stmt.strip():
-                            self.db.execute(stmt)
-                    self.db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                                    (mid, name, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+        """Apply, in order, each migration this file has not recorded (:func:`flextier._migrate.apply_migrations`)."""
+        apply_migrations(self.db, MIGRATIONS)
 
     def _check_domain(self) -> None:
         self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('domain', ?)", (self.domain,))

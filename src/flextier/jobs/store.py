@@ -49,12 +49,12 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from .._migrate import apply_migrations
 from .._urls import redact_url  # re-exported: flextier.jobs.store.redact_url keeps working
 from ..errors import FlextierError, NoSpace, StoreDamaged, UserInputError  # re-exported
 from .compact import pack, unpack  # request and result lines, deflated (jobs/compact.py)
@@ -201,28 +201,8 @@ class JobStore:
 
     # -- schema ----------------------------------------------------------------------
     def _migrate(self) -> None:
-        """Apply, in order, each migration this store has not recorded, one transaction per version.
-
-        The version check is the set of ids in ``schema_migrations``: an id there is never run again.
-        """
-        self.db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
-                        "(id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
-        done = {r[0] for r in self.db.execute("SELECT id FROM schema_migrations")}
-        for mid, name, sql in MIGRATIONS:
-            if mid in done:
-                continue
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                code = "\n".join(ln.split("--", 1)[0] for ln in sql.splitlines())
-                for stmt in code.split(";"):
-                    if stmt.strip():
-                        self.db.execute(stmt)
-                self.db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                                (mid, name, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+        """Apply, in order, each migration this file has not recorded (:func:`flextier._migrate.apply_migrations`)."""
+        apply_migrations(self.db, MIGRATIONS)
 
     def migrations(self) -> list[tuple[int, str]]:
         """(id, name) of every migration this store has applied, in order."""
