@@ -162,12 +162,18 @@ def test_reset_marks_survive_kills_per_item(tmp_path):
     with serve(profile="calm", time_scale=200, start=START, seed=9, fault_reset_p=0.4) as emu:
         cmd = [PY, "-m", "flextier", "run", str(job), "--model", MODEL, "--base-url", emu.openai_base_url,
                "--store", str(db), "--out", str(out), "--concurrency", "24", "--max-tokens", "30", "-q"]
+        kills = 0
         for _ in range(6):
             before = len(emu.ledger())
+            if before >= 0.8 * n:  # a fast machine got through most of the job already: enough kills landed
+                break
             p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
             sigkill_when(p, lambda: len(emu.ledger()) >= before + 30, within=60, what="no answers",
-                         settle=rng.uniform(0.0, 0.3), alive_after_settle=False)
+                         settle=rng.uniform(0.0, 0.1), alive_after_settle=False)
             p.stderr.close()
+            kills += 1
+            print(f"kill {kills}: the emulator has {len(emu.ledger())} requests")
+        assert kills >= 3, kills
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
         assert r.returncode in (0, 1), r.stderr[-2000:]
         time.sleep(0.2)
