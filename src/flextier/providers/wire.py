@@ -22,7 +22,8 @@ from typing import Any, Mapping
 from ..cost import Usage
 from ..errors import ProviderError
 
-__all__ = ["as_sdk_error", "Call", "Reply", "Dialect", "StreamObserver", "SSEObserver", "KEEP", "DROP", "dumps"]
+__all__ = ["as_sdk_error", "Call", "Reply", "Dialect", "StreamObserver", "SSEObserver", "KEEP", "DROP", "dumps",
+           "request_object", "reply_object", "json_or_text"]
 
 
 def dumps(body: Any) -> bytes:
@@ -216,6 +217,28 @@ def as_sdk_error(err: ProviderError, base: type) -> ProviderError:
     new.args = err.args
     new.__cause__ = err.__cause__
     return new
+
+
+def request_object(body: bytes) -> dict[str, Any] | None:
+    """The JSON object a generation request carries, or None when it is not one.
+
+    None means "not ours to touch": the engine passes such a request through unchanged and the
+    provider answers it with its own error, so a dialect never guesses at a malformed body.
+    """
+    try:
+        b = json.loads(body)
+    except ValueError:
+        return None
+    return b if isinstance(b, dict) else None
+
+
+def reply_object(content: bytes) -> dict[str, Any]:
+    """A successful response's JSON object; a non-object raises ``JSONDecodeError`` like bad JSON,
+    so the engine's one "malformed response" path handles both."""
+    body = json.loads(content)
+    if not isinstance(body, dict):
+        raise json.JSONDecodeError("not an object", str(content[:100]), 0)
+    return body
 
 
 def json_or_text(content: bytes) -> Any:

@@ -9,12 +9,11 @@ priority capacity when available, ``standard_only``) is the caller's choice, sen
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping
 
 from ...errors import ProviderError
 from ..base import classify_http, error_fields, served_tier
-from ..wire import as_sdk_error, KEEP, Call, Dialect, Reply, SSEObserver, dumps
+from ..wire import as_sdk_error, KEEP, Call, Dialect, Reply, SSEObserver, dumps, reply_object, request_object
 from . import text_from_body, usage_from_body
 
 __all__ = ["AnthropicDialect", "wrap"]
@@ -26,11 +25,8 @@ class AnthropicDialect(Dialect):
     def recognise(self, method: str, path: str, body: bytes) -> Call | None:
         if method != "POST" or not path.endswith("/v1/messages"):
             return None
-        try:
-            b = json.loads(body)
-        except ValueError:
-            return None
-        if not isinstance(b, dict):
+        b = request_object(body)
+        if b is None:
             return None
         st = b.get("service_tier")
         explicit = None if st is None else ("priority" if st == "auto" else "standard")
@@ -44,9 +40,7 @@ class AnthropicDialect(Dialect):
     def reply(self, call: Call, headers: Mapping[str, str], content: bytes, tier: str) -> Reply:
         from . import AnthropicAdapter
 
-        body = json.loads(content)
-        if not isinstance(body, dict):
-            raise json.JSONDecodeError("not an object", str(content[:100]), 0)
+        body = reply_object(content)
         out = AnthropicAdapter(None, None).outcome(body, headers, tier=tier)  # type: ignore[arg-type]
         return Reply(out.served_tier, out.usage, text_from_body(body), body.get("id"))
 

@@ -14,12 +14,11 @@ errors are classified by :func:`~flextier.providers.gemini.classify_gemini` (the
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping
 
 from ...errors import ProviderError
 from ...tiers import normalize_tier
-from ..wire import KEEP, Call, Dialect, Reply, SSEObserver, dumps, json_or_text
+from ..wire import KEEP, Call, Dialect, Reply, SSEObserver, dumps, json_or_text, reply_object, request_object
 from . import WIRE_TIER, GeminiAdapter, classify_gemini, served_from, text_from_body, usage_from_body
 
 __all__ = ["GeminiDialect", "wrap"]
@@ -37,11 +36,8 @@ class GeminiDialect(Dialect):
         if not sep or verb not in ("generateContent", "streamGenerateContent"):
             return None
         model = head.rpartition("/models/")[2] or head.rpartition("/")[2]
-        try:
-            b = json.loads(body)
-        except ValueError:
-            return None
-        if not isinstance(b, dict):
+        b = request_object(body)
+        if b is None:
             return None
         raw = next((b[k] for k in _TIER_KEYS if b.get(k) is not None), None)
         explicit = None
@@ -60,9 +56,7 @@ class GeminiDialect(Dialect):
         return dumps(b), {}
 
     def reply(self, call: Call, headers: Mapping[str, str], content: bytes, tier: str) -> Reply:
-        body = json.loads(content)
-        if not isinstance(body, dict):
-            raise json.JSONDecodeError("not an object", str(content[:100]), 0)
+        body = reply_object(content)
         GeminiAdapter._check(GeminiAdapter(None, None), body, tier)  # type: ignore[arg-type]
         usage = body.get("usageMetadata") or {}
         return Reply(served_from(headers, usage.get("serviceTier")), usage_from_body(usage), text_from_body(body),

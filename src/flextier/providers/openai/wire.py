@@ -15,13 +15,12 @@ seen. Responses streams always carry usage in ``response.completed``.
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping
 
 from ...errors import ProviderError
 from ...tiers import normalize_tier
 from ..base import classify_http, error_fields, retry_after_of, route_error, served_tier
-from ..wire import as_sdk_error, DROP, KEEP, Call, Dialect, Reply, SSEObserver, dumps, json_or_text
+from ..wire import as_sdk_error, DROP, KEEP, Call, Dialect, Reply, SSEObserver, dumps, json_or_text, reply_object, request_object
 from . import WIRE_TIER, check_body, error_from_event, text_from_body, usage_from_body
 
 __all__ = ["OpenAIDialect", "explicit_tier"]
@@ -49,11 +48,8 @@ class OpenAIDialect(Dialect):
             kind = "responses"
         else:
             return None
-        try:
-            b = json.loads(body)
-        except ValueError:
-            return None
-        if not isinstance(b, dict):
+        b = request_object(body)
+        if b is None:
             return None
         stream = bool(b.get("stream"))
         call = Call("openai", kind, b.get("model"), stream, explicit_tier(b.get("service_tier")), b)
@@ -82,9 +78,7 @@ class OpenAIDialect(Dialect):
         return dumps(b), {}
 
     def reply(self, call: Call, headers: Mapping[str, str], content: bytes, tier: str) -> Reply:
-        body = json.loads(content)
-        if not isinstance(body, dict):
-            raise json.JSONDecodeError("not an object", str(content[:100]), 0)
+        body = reply_object(content)
         err = error_from_event(body, tier)
         if err is not None:
             raise err
