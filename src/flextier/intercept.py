@@ -142,6 +142,8 @@ def info(obj: Any) -> CallResult | None:
         return None
     if isinstance(obj, CallResult):
         return obj
+    if hasattr(type(obj), "_flextier_result"):   # an object that knows its call (complete's streams)
+        return obj._flextier_result
     seen: set[int] = set()
     todo = [obj]
     for _depth in range(4):

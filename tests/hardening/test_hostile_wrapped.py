@@ -150,3 +150,14 @@ def test_httpx_module_reexported_streams_still_decode_gzip():
     assert "content-encoding" not in resp.headers
     pieces = list(resp.stream)
     assert b"".join(pieces) == body and len(pieces) >= 1
+
+
+def test_complete_stream_gets_the_guard_too(hostile):
+    """``complete(stream=True)`` rides the same engine: the trickled stream is cut at the deadline."""
+    hostile.trickle_gap = 0.05
+    s = flextier.complete("openai/gpt-5.4-mini", MSG, base_url=hostile.base_url("stream_trickle"),
+                          api_key="sk-hostile-test", policy=_pol(flex_timeout=0.5), stream=True)
+    with pytest.raises(Timeout):
+        for _ in s:
+            pass
+    assert s.text and not s.done and flextier.info(s).cost is None

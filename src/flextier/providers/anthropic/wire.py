@@ -98,3 +98,34 @@ def wrap(client: Any, policy: Any = None, catalog: Any = None) -> Any:
     if not isinstance(client, (anthropic.Anthropic, anthropic.AsyncAnthropic)):
         raise TypeError(f"cannot wrap {type(client).__name__}; wrap the Anthropic/AsyncAnthropic client itself")
     return wrap_stainless(client, AnthropicDialect(), policy, catalog, anthropic.AsyncAnthropic)
+
+
+# -- complete(stream=True) --------------------------------------------------------------------------
+
+def _text(event: Any) -> str | None:
+    if getattr(event, "type", "") != "content_block_delta":
+        return None
+    d = event.delta
+    return getattr(d, "text", None) if getattr(d, "type", "") == "text_delta" else None
+
+
+def _args(adapter: Any, req: Any) -> dict[str, Any]:
+    body = adapter.build_body(req, "standard")
+    body.pop("service_tier", None)   # the engine writes each attempt's tier
+    return body
+
+
+def stream_text(client: Any, adapter: Any, req: Any) -> tuple[Any, Any, Any]:
+    """``complete(stream=True)`` on Claude through a wrapped ``Anthropic`` client (see
+    :func:`flextier.providers.openai.wire.stream_text`)."""
+    b = _args(adapter, req)
+    s = client.messages.create(model=b.pop("model"), messages=b.pop("messages"), max_tokens=b.pop("max_tokens"),
+                               stream=True, extra_body=b or None)
+    return s, s, _text
+
+
+async def astream_text(client: Any, adapter: Any, req: Any) -> tuple[Any, Any, Any]:
+    b = _args(adapter, req)
+    s = await client.messages.create(model=b.pop("model"), messages=b.pop("messages"),
+                                     max_tokens=b.pop("max_tokens"), stream=True, extra_body=b or None)
+    return s, s, _text

@@ -281,3 +281,19 @@ def wrap(client: Any, policy: Policy | None = None, catalog: Catalog | None = No
     return new
 
 
+
+
+# -- complete(stream=True) --------------------------------------------------------------------------
+
+def _text(event: Any) -> str | None:
+    d = event.get("contentBlockDelta") if isinstance(event, dict) else None
+    return ((d or {}).get("delta") or {}).get("text") or None
+
+
+def stream_text(client: Any, adapter: Any, req: Any) -> tuple[Any, Any, Any]:
+    """``complete(stream=True)`` on Bedrock: ``converse_stream`` through a wrapped client (the
+    hook), the request the adapter builds minus its tier (the hook writes each attempt's)."""
+    kw = adapter.build(req, "standard")
+    kw.pop("serviceTier", None)
+    r = client.converse_stream(**kw)
+    return r, r["stream"], _text

@@ -172,3 +172,31 @@ def _module_of(http: Any) -> Any:
         return httpx
     import httpx2
     return httpx2
+
+
+# -- complete(stream=True) --------------------------------------------------------------------------
+
+def _text(chunk: Any) -> str | None:
+    try:
+        return chunk.text or None
+    except Exception:  # noqa: BLE001 - a chunk without text parts (a function call, a finish)
+        return None
+
+
+def _args(adapter: Any, req: Any) -> tuple[str, Any, Any]:
+    model, contents, config = adapter.build(req, "standard", None)   # no tier: the engine writes it
+    return model, contents, config.model_copy(update={"should_return_http_response": None})
+
+
+def stream_text(client: Any, adapter: Any, req: Any) -> tuple[Any, Any, Any]:
+    """``complete(stream=True)`` on Gemini through a wrapped ``genai.Client``. Its stream is a
+    plain generator, so the handle is None: ``info()`` is asked about the last chunk."""
+    model, contents, config = _args(adapter, req)
+    return None, client.models.generate_content_stream(model=model, contents=contents, config=config), _text
+
+
+async def astream_text(client: Any, adapter: Any, req: Any) -> tuple[Any, Any, Any]:
+    model, contents, config = _args(adapter, req)
+    aio = getattr(client, "aio", client)   # a wrapped Client, or the .aio of one
+    it = await aio.models.generate_content_stream(model=model, contents=contents, config=config)
+    return None, it, _text
