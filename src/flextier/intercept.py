@@ -39,7 +39,7 @@ from .catalog import Catalog, ModelEntry, default_catalog
 from .cost import Usage, price_usage
 from .errors import ProviderError, Timeout, Transient
 from .policy.fallback import Policy, acall_with_policy, call_with_policy
-from .providers import guard
+from . import guard
 
 if TYPE_CHECKING:  # the dialects import this module; it needs their types only for hints
     from .providers.wire import Call, Dialect, StreamObserver
@@ -382,7 +382,7 @@ class _Engine:
             request.stream = self.hx.ByteStream(body)
         if timeout is not None:
             # the policy's attempt timeout bounds the whole exchange (the guard's total deadline is
-            # the largest of these, providers/guard.py): no phase may wait longer than it
+            # the largest of these, flextier/guard.py): no phase may wait longer than it
             t = {k: (timeout if v is None else min(v, timeout))
                  for k, v in (request.extensions.get("timeout") or {}).items()}
             t["read"] = timeout
@@ -598,7 +598,7 @@ def transport(inner: Any, hx: Any, dialects: Iterable[Dialect], policy: Policy |
 
 def _hold(held: int, out: bytes) -> int:
     """Bytes the read-ahead holds before the first content token, capped like a whole body
-    (:data:`flextier.providers.guard.MAX_RESPONSE_BYTES`): a stream of empty events is refused
+    (:data:`flextier.guard.MAX_RESPONSE_BYTES`): a stream of empty events is refused
     and retried, not buffered without end."""
     held += len(out)
     if held > guard.MAX_RESPONSE_BYTES:

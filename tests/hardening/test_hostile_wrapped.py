@@ -1,7 +1,7 @@
 """The guard under ``wrap()``, ``http_client()`` and their streams (issue 14 leftover).
 
 ``complete()`` and the job path always had the total deadline and the decoded-body cap
-(``providers/guard.py``); a wrapped client or an ``http_client()`` ran on the user's own
+(``flextier/guard.py``); a wrapped client or an ``http_client()`` ran on the user's own
 transport and had neither: a trickled answer ran as long as the server liked, a gzip bomb was
 inflated in full. The engine (``flextier.intercept``) now puts every generation attempt under
 the guard, so each attack here ends in the classified error on the normal retry path. Streams
@@ -22,7 +22,7 @@ from hostile_server import serve_hostile
 import flextier
 from flextier.errors import Timeout, Transient
 from flextier.policy.fallback import Policy
-from flextier.providers.guard import MAX_RESPONSE_BYTES
+from flextier.guard import MAX_RESPONSE_BYTES
 
 MSG = [{"role": "user", "content": "hi"}]
 pytestmark = pytest.mark.timeout(60)
@@ -139,7 +139,7 @@ def test_httpx_module_reexported_streams_still_decode_gzip():
     """The streamed path decodes gzip piece by piece (a well-behaved compressed stream)."""
     import zlib
 
-    from flextier.providers import guard
+    from flextier import guard
 
     body = b"".join(b"data: {\"i\": %d}\n\n" % i for i in range(2000))
     z = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)

@@ -91,7 +91,7 @@ class StreamObserver:
 
 
 #: Most bytes one server-sent event may take before its end (the guard's body cap,
-#: :data:`flextier.providers.guard.MAX_RESPONSE_BYTES`): the framer holds an unfinished event, so a
+#: :data:`flextier.guard.MAX_RESPONSE_BYTES`): the framer holds an unfinished event, so a
 #: stream that never sends its blank line would otherwise grow without bound.
 MAX_EVENT_BYTES = 32 * 1024 * 1024
 
@@ -132,7 +132,7 @@ class SSEObserver(StreamObserver):
         left = len(buf) - start
         if left > MAX_EVENT_BYTES:   # one event that never ends: refuse, do not hold it
             self._buf, self._scan = bytearray(), 0
-            from .guard import response_too_large
+            from ..guard import response_too_large
             raise response_too_large(f"stream event over {MAX_EVENT_BYTES // (1024 * 1024)} MiB")
         if left == 0:
             if self._buf:

@@ -31,7 +31,7 @@ import time
 import zlib
 from typing import Any, AsyncIterator, Iterator
 
-from ..errors import Transient
+from .errors import Transient
 
 __all__ = ["MAX_RESPONSE_BYTES", "ACCEPT_ENCODING", "guard_transport", "guard_async_transport",
            "response_too_large", "begin", "take_over"]
