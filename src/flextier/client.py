@@ -74,7 +74,7 @@ def complete(model: str | ModelEntry, messages: list[dict[str, Any]] | None = No
              policy: Policy | None = None, tier: str | None = None, endpoint: str = "chat",
              native: dict[str, Any] | None = None, deadline: float | None = None,
              base_url: str | None = None, api_key: str | None = None, client: Any = None,
-             catalog: Catalog | None = None, **params: Any) -> CallResult:
+             catalog: Catalog | None = None, **params: Any) -> "CallResult | CompletionStream":
     """One provider-neutral call on flex, with backoff and fallback per ``policy``.
 
     ``model`` is a catalog name or alias (``"gemini/gemini-3-flash"``); ``messages`` are
@@ -106,7 +106,7 @@ async def acomplete(model: str | ModelEntry, messages: list[dict[str, Any]] | No
                     policy: Policy | None = None, tier: str | None = None, endpoint: str = "chat",
                     native: dict[str, Any] | None = None, deadline: float | None = None,
                     base_url: str | None = None, api_key: str | None = None, client: Any = None,
-                    catalog: Catalog | None = None, **params: Any) -> CallResult:
+                    catalog: Catalog | None = None, **params: Any) -> "CallResult | AsyncCompletionStream":
     """Async twin of :func:`complete`; ``stream=True`` returns an :class:`AsyncCompletionStream`."""
     if params.pop("stream", False):
         return await _astream(model, messages, policy, tier, endpoint, native, deadline, base_url, api_key, client,
@@ -302,6 +302,10 @@ def _stream_setup(model: str | ModelEntry, messages: list[dict[str, Any]] | None
 
     if client is not None:
         check_client(client, entry.provider)
+        is_async = type(client).__name__.startswith("Async")   # AsyncOpenAI, AsyncAnthropic, genai AsyncClient
+        if entry.provider in ("openai", "anthropic") and is_async == sync:
+            raise TypeError(f"complete(stream=True) was given {'an async' if is_async else 'a sync'} "
+                            f"{type(client).__name__}; use {'acomplete' if is_async else 'complete'}(stream=True)")
     base = client if client is not None else _sdk_client(entry, base_url, api_key, sync)
     wrapped = wrap(base, pol, catalog=catalog)
     adapter = adapter_class(entry.provider)(entry, None)   # its request builder only: no transport

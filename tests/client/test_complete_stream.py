@@ -121,3 +121,29 @@ def test_abandoned_stream_is_left_unpriced(emu, make_policy):
     r = flextier.info(s)
     assert r is not None and r.cost is None and not s.done
     assert flextier.totals().unpriced == 1
+
+
+def test_stream_deadline_is_the_policys(emu, make_policy):
+    """``deadline=`` reaches the engine: too close for flex (the standard budget is 120 s), so the
+    one attempt is standard and the outage's flex sheds are never met."""
+    emu.set_profile("outage", latency_scale=0)
+    before = len(emu.ledger())
+    s = flextier.complete("openai/gpt-5.4", MSGS, base_url=base_url(emu, "openai/gpt-5.4"), api_key="test",
+                          policy=make_policy(), max_tokens=40, stream=True, deadline=120.5)
+    "".join(s)
+    rows = emu.ledger()[before:]
+    assert [a.tier for a in flextier.info(s).attempts] == ["standard"]
+    assert [r["outcome"] for r in rows] == ["ok"] and rows[0]["served_tier"] == "standard"
+
+
+def test_a_client_of_the_other_kind_is_refused_before_sending(emu, make_policy):
+    from flextier.emulator import clients as C
+
+    before = len(emu.ledger())
+    with pytest.raises(TypeError, match="acomplete"):
+        flextier.complete("openai/gpt-5.4", MSGS, client=C.async_openai_client(emu), policy=make_policy(),
+                          stream=True)
+    with pytest.raises(TypeError, match=r"use complete\(stream=True\)"):
+        asyncio.run(flextier.acomplete("openai/gpt-5.4", MSGS, client=C.openai_client(emu), policy=make_policy(),
+                                       stream=True))
+    assert len(emu.ledger()) == before
