@@ -147,3 +147,4 @@ def test_a_client_of_the_other_kind_is_refused_before_sending(emu, make_policy):
         asyncio.run(flextier.acomplete("openai/gpt-5.4", MSGS, client=C.openai_client(emu), policy=make_policy(),
                                        stream=True))
     assert len(emu.ledger()) == before
+
