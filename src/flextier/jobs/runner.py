@@ -98,9 +98,12 @@ class Runner:
         permits = opts.permits  # [permit hook] see RunOptions.permits; None: this runner decides alone
         cooldown = max(1.0, 2 * self.d / 60)
         self.flex = FlexLane(opts.concurrency, cooldown=cooldown,
-                             window=None if permits is None else permits.flex_window(opts.concurrency, cooldown))
+                             window=None if permits is None else permits.flex_window(opts.concurrency, cooldown),
+                             pause=None if permits is None else permits.flex_pause())
         self.std = StandardLane(opts.std_concurrency, now)
-        self.limiter = RateLimiter(opts.rpm, opts.tpm, now=now, max_pause=opts.backoff.retry_after_cap)
+        # [permit hook] on Ray the RPM/TPM buckets are the job's (leased from its controller)
+        self.limiter = RateLimiter(opts.rpm, opts.tpm, now=now, max_pause=opts.backoff.retry_after_cap) \
+            if permits is None else permits.limiter(opts.rpm, opts.tpm, now=now, max_pause=opts.backoff.retry_after_cap)
         self.budget = Budget(max_cost=opts.max_cost) if permits is None else permits.budget(opts.max_cost)
         self.sends = SendBook(store)   # a durable record of every request out
         self.stats = Stats()

@@ -13,6 +13,13 @@ out with Ray"). Here every runner of the job (one per batch on each worker actor
 * **Budget.** Members reserve from a leased :class:`~flextier.policy.budget.Budget`; a lease is
   granted only while ``spent + possibly billed + granted`` stays under the cap (across earlier
   runs too: the durable state's spend is the starting point).
+* **Lane backoff and rate limits.** A flex shed one member sees (the one decision table,
+  :func:`flextier.policy.rules.decide`: lane backoff) pauses flex on every member until the
+  same instant; the RPM/TPM buckets are one :class:`~flextier.policy.concurrency.RateLimiter`
+  holding the user's ``rpm``/``tpm`` and learning the server's limits from the
+  ``x-ratelimit-*`` headers every member forwards, exactly as a lone runner's does; members
+  lease requests and tokens from it in chunks (:meth:`JobController.rate_lease`), and a 429
+  anywhere pauses every member for its retry-after.
 * **Planner.** One :class:`~flextier.policy.planner.Planner` over the job's total, fed by the
   members' summed progress, decides the mode and the standard rate (split among members by
   their unfinished items) and which flex requests to hedge at the safety net
@@ -29,7 +36,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from ..policy.concurrency import AimdConfig, AimdController
+from ..policy.concurrency import AimdConfig, AimdController, RateLimiter
 from ..policy.planner import SAFETY, Decision, InFlight, Observation, Planner, PlannerConfig, \
     changeover_delay_for, standard_capacity
 
@@ -85,7 +92,8 @@ class JobController:
 
     def __init__(self, *, job: str, model: str, total: int, done0: int, deadline: float | None, tier: str,
                  concurrency: int, std_concurrency: int, max_cost: str | None, spent0: str, possibly_billed0: str,
-                 clock_spec: dict[str, Any], planner_opts: dict[str, Any] | None = None) -> None:
+                 clock_spec: dict[str, Any], planner_opts: dict[str, Any] | None = None,
+                 rpm: float | None = None, tpm: float | None = None) -> None:
         from ..catalog import default_catalog
         self.job = job
         self.entry = default_catalog().resolve(model)
@@ -104,6 +112,11 @@ class JobController:
         from ..jobs.lanes import RateBuckets
 
         self.flex_done = RateBuckets(bucket=60.0, n=32)
+        self.limiter = RateLimiter(rpm, tpm, now=now)
+        self.rpm = rpm
+        self.flex_until = -math.inf
+        self.rate_limited = 0   # 429s members reported (for progress and tests)
+        self.flex_backoffs = 0
         self.max_cost = None if max_cost is None else Decimal(max_cost)
         self.committed = Decimal(spent0) + Decimal(possibly_billed0)   # spent + possibly billed + granted
         self.spent_total = Decimal(spent0)
@@ -127,7 +140,7 @@ class JobController:
         lat = float(po.get("assumed_standard_latency", 20.0))
         self.planner = Planner(PlannerConfig(
             t0=t0, total=max(total, done0), deadline=dl, tier_mode=mode,
-            standard_rate=standard_capacity(std_concurrency, lat, po.get("rpm")), d=self.d,
+            standard_rate=standard_capacity(std_concurrency, lat, rpm), d=self.d,
             margin=float(po.get("margin", 60.0)), tail=lat, flex_timeout=float(po.get("flex_timeout", 900.0)),
             allow_batch=False, model_has_flex=flex_ok, model_has_batch=self.entry.supports_batch,
             done0=done0, availability=po.get("availability")))
@@ -154,6 +167,8 @@ class JobController:
         now = self.clock.now()
         for t in report.get("sheds", ()):
             self.window.on_capacity_error(t)
+        if report.get("rate_headers"):
+            self.limiter.update_from_headers(report["rate_headers"], now)
         for _ in range(int(report.get("successes", 0))):
             self.window.on_success(now)
             self.flex_done.add(now)
@@ -184,6 +199,39 @@ class JobController:
             m.allowance += grant
         return str(grant)
 
+    def flex_backoff(self, member: str, until: float) -> None:
+        """A member's flex lane backs off after a shed: every member's does, until the same instant."""
+        self.flex_backoffs += 1
+        self.flex_until = max(self.flex_until, float(until))
+
+    def rate_limited(self, member: str, retry_after: float | None, at: float) -> None:
+        """A member got a 429: the job's buckets send nothing until its retry-after."""
+        self.rate_limited += 1
+        self.limiter.on_rate_limited(retry_after, max(float(at), self.clock.now()))
+
+    def rate_headers(self, member: str, headers: dict[str, str]) -> None:
+        """A member's answer said the minute is used up (remaining 0): the job's buckets hold until its reset."""
+        self.limiter.update_from_headers(headers, self.clock.now())
+
+    def rate_lease(self, member: str, requests: int, tokens: int, headers: dict[str, str] | None) -> dict[str, Any]:
+        """Learn from ``headers`` (a member's latest ``x-ratelimit-*``), then grant up to ``requests``
+        sends and ``tokens`` tokens from the job's buckets: at most a share of a bucket per lease
+        (its capacity over four times the live members), so no member hoards the minute."""
+        now = self.clock.now()
+        if headers:
+            self.limiter.update_from_headers(headers, now)
+        out = self._rate_view(now)
+        if not self.limiter.limited:
+            return dict(out, requests=0, tokens=0, wait=0.0, at=now)
+        live = max(1, len(self._live()))
+        n, t, wait = self.limiter.grant(requests, tokens, now, max_share=1.0 / (4 * live))
+        return dict(out, requests=n, tokens=t, wait=wait, at=now)
+
+    def _rate_view(self, now: float) -> dict[str, Any]:
+        nb = self.limiter.not_before()
+        return {"limited": self.limiter.limited, "tokens_limited": self.limiter.tokens is not None,
+                "rate_until": nb if nb > now else None, "flex_until": self.flex_until if self.flex_until > now else None}
+
     def leave(self, member: str, result: dict[str, Any]) -> None:
         """A runner finished (or paused): its unused allowance comes back, its spend stays."""
         m = self.members.get(member)
@@ -199,6 +247,13 @@ class JobController:
         m.done = int(result["done"])
         m.remaining = 0
         m.live = False
+        left = result.get("rate_left")
+        if left:  # leased sends it did not use go back into the job's buckets
+            now = self.clock.now()
+            if self.limiter.requests is not None and left[0]:
+                self.limiter.requests.give_back(int(left[0]), now)
+            if self.limiter.tokens is not None and left[1]:
+                self.limiter.tokens.give_back(float(left[1]), now)
         for t, n in result.get("by_tier", {}).items():
             self.by_tier[t] = self.by_tier.get(t, 0) + int(n)
         self.cost += Decimal(result.get("cost", "0"))
@@ -230,6 +285,8 @@ class JobController:
             return
         live = self._live()
         caps = [m.std_cap for _, m in live if m.std_cap]
+        if caps and self.limiter.requests is not None:  # members each count the whole rpm: the job has it once
+            caps = [min(sum(caps), self.limiter.requests.capacity / 60.0)]
         lats = [m.std_lat for _, m in live if m.std_lat is not None]
         flats = [m.flex_lat for _, m in live if m.flex_lat is not None]
         total = max(self.total, self.planner.total)
@@ -262,10 +319,11 @@ class JobController:
         rem = sum(x.remaining for _, x in live) or 1
         rate = 0.0 if d is None else d.standard_rate * (m.remaining / rem)
         hedge = self._hedges.pop(member, [])
+        view = self._rate_view(self.clock.now())
         if d is None:
-            return {"share": m.share, "mode": None}
-        return {"share": m.share, "mode": d.mode, "flex_open": d.flex_open, "standard_rate": rate,
-                "standard_all": d.standard_all, "hedge": hedge, "reason": d.reason}
+            return dict(view, share=m.share, mode=None)
+        return dict(view, share=m.share, mode=d.mode, flex_open=d.flex_open, standard_rate=rate,
+                    standard_all=d.standard_all, hedge=hedge, reason=d.reason)
 
     # -- progress ------------------------------------------------------------------------------
     def progress(self) -> dict[str, Any]:
@@ -278,6 +336,8 @@ class JobController:
                 "mode": None if d is None else d.mode, "slack": None if d is None else d.slack,
                 "deadline_left": None if self.deadline is None else self.deadline - now,
                 "flex_window": self.window.limit, "members": len(self._live()), "failed": self.failed,
+                "rate_limited": self.rate_limited, "flex_backoffs": self.flex_backoffs,
+                "rpm_limit": None if self.limiter.requests is None else self.limiter.requests.capacity,
                 "paused": self.paused, "wall": time.time()}
 
     def summary(self) -> str:

@@ -204,7 +204,8 @@ class FlextierWorker:
         try:
             remaining = st.counts()
             member = Member(self.controller, f"{key}-{uuid.uuid4().hex[:6]}",
-                            remaining["total"] - remaining["done"] - remaining["failed"])
+                            remaining["total"] - remaining["done"] - remaining["failed"],
+                            time_scale=float(getattr(clk, "time_scale", 1.0) or 1.0))
             runner = build_runner(st, self.entry, clock=clk, tier=cfg["tier"], deadline=cfg["deadline"],
                                   concurrency=cfg["concurrency"], standard_concurrency=cfg["member_std_concurrency"],
                                   rpm=cfg.get("rpm"), tpm=cfg.get("tpm"),
