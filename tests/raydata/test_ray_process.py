@@ -188,3 +188,36 @@ def test_rate_limit_is_the_jobs_four_workers_do_not_multiply_429s(cluster, tmp_p
     n1, n4 = seen[1][0], seen[4][0]
     assert seen[4][1]["rpm_limit"] == 30  # learned from the headers
     assert n4 <= 2 * n1 + 10, (n1, n4)
+
+
+def test_cli_run_on_ray_same_file_flags_output_and_report(cluster, tmp_path, monkeypatch, capsys):
+    """`flextier run JOBS.jsonl ... --ray ADDRESS`: the job file `flextier run` reads, its flags, its
+    results file (one line per id, the same line shape) and `flextier report JOB`; the same
+    command again resumes (nothing sent twice)."""
+    import json
+
+    from flextier.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    jobs = tmp_path / "jobs.jsonl"
+    lines = [{"custom_id": f"c{i}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "gpt-5.4-mini", "messages": [{"role": "user", "content": f"hello {i}"}]}}
+             for i in range(150)] + [{"id": f"s{i}", "prompt": f"simple {i}"} for i in range(50)]
+    jobs.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    with serve(profile="calm", seed=17, time_scale=300) as emu:
+        argv = ["run", str(jobs), "--model", MODEL, "--base-url", emu.openai_base_url, "--job", "clij",
+                "--deadline", "2h", "--max-tokens", "16", "--ray", cluster["address"], "--ray-workers", "2"]
+        rc = main(argv)
+        cap = capsys.readouterr()
+        assert rc == 0, cap.err
+        n_sent = len(emu.ledger())
+        ledger = _ledger(emu)
+        assert main(argv + ["--quiet"]) == 0   # the same command again: everything is done already
+        assert len(emu.ledger()) == n_sent and capsys.readouterr().out == ""
+    out = [json.loads(x) for x in open("clij.results.jsonl")]
+    assert [o["custom_id"] for o in out] == [x.get("custom_id") or x["id"] for x in lines]  # input order
+    assert all(o["error"] is None and o["response"]["status_code"] == 200 for o in out)
+    assert "deadline" in cap.out and "Traceback" not in cap.err
+    assert main(["report", "clij", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["counts"]["done"] == 200 and Decimal(str(rep["billed_total"])) == ledger

@@ -138,6 +138,8 @@ def process(ds: Any, *, model: str, prompt_column: str | None = None, template: 
     clock_spec = {"kind": "emulator", "base_url": base_url} if emulated else {"kind": "wall"}
     clk = job_clock(clock_spec) if emulated else (clock or WallClock())
     now = clk.now()
+    if "://" not in str(state):
+        state = os.path.abspath(state)  # the workers' working directory is not the driver's
     st = JobState(state, job)
     meta = st.meta()
     if meta is None or meta.get("model") != entry.name:
