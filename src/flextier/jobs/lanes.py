@@ -151,16 +151,21 @@ class StandardLane(Lane):
 
     tier = "standard"
 
-    def __init__(self, concurrency: int, now: float) -> None:
+    def __init__(self, concurrency: int, now: float, share: Callable[[], int] | None = None) -> None:
         super().__init__()
         self.concurrency = concurrency
+        # ``share``: this runner's part of the job's standard concurrency when it is one of many
+        # (flextier.ray: the controller splits it among the runners live now); None: all of it
+        self.share = share
         self.tokens = 0.0
         self.tokens_at = now
         self.rate = 0.0
         self.unpaced = False
 
     def limit(self) -> int:
-        return self.concurrency
+        if self.share is None:
+            return self.concurrency
+        return max(1, min(self.concurrency, self.share()))
 
     def open(self, now: float, rate: float, *, everything: bool) -> None:
         """Accrue tokens at ``rate`` items per clock second (``everything``: no pacing)."""

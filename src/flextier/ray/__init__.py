@@ -166,7 +166,6 @@ def process(ds: Any, *, model: str, prompt_column: str | None = None, template: 
     spent0, pb0 = st.spend()
     total = ds.count()
     std_conc = standard_concurrency or concurrency
-    members = workers * 4  # Ray Data runs up to 4 batches of an async UDF per actor at once
     params = {k: v for k, v in {"max_tokens": max_tokens, "temperature": temperature}.items() if v is not None}
     ctl = ray.remote(JobController).options(
         name=controller_name(job), namespace=NAMESPACE, get_if_exists=True, num_cpus=0,
@@ -181,7 +180,6 @@ def process(ds: Any, *, model: str, prompt_column: str | None = None, template: 
     cfg = {"job": job, "model": entry.name, "state": str(state), "spec": spec, "tier": tier, "deadline": dl,
            "deadline_spec": meta.get("deadline_spec"), "clock": clock_spec, "base_url": base_url,
            "api_key": api_key, "concurrency": concurrency, "std_concurrency": std_conc,
-           "member_std_concurrency": max(1, -(-std_conc // members)),
            "rpm": rpm, "tpm": tpm,  # ceilings for the job: the controller's buckets hold them
            "max_cost": None if cap is None else str(cap), "params": params, "done_ids": sorted(done),
            "runner_opts": {k: v for k, v in runner_opts.items() if k != "availability"}}

@@ -65,7 +65,7 @@ def controller_name(job: str) -> str:
 
 class _Member:
     __slots__ = ("done", "remaining", "queued", "std_inflight", "std_cap", "std_lat", "flex_lat", "flex_inflight",
-                 "allowance", "live", "share", "spent", "possibly_billed")
+                 "allowance", "live", "share", "std_share", "spent", "possibly_billed")
 
     def __init__(self, remaining: int) -> None:
         self.done = 0
@@ -79,6 +79,7 @@ class _Member:
         self.allowance = ZERO
         self.live = True
         self.share = 1
+        self.std_share = 1
         self.spent = ZERO
         self.possibly_billed = ZERO
 
@@ -268,7 +269,8 @@ class JobController:
         return [(k, m) for k, m in self.members.items() if m.live]
 
     def _rebalance(self) -> None:
-        """Split the flex window among live members by their unfinished items (at least 1 each)."""
+        """Split the flex window and the standard concurrency among the live members by their
+        unfinished items (at least 1 each): the job has all of both however many batches run."""
         live = self._live()
         if not live:
             return
@@ -276,6 +278,7 @@ class JobController:
         demand = sum(max(1, m.remaining) for _, m in live)
         for _, m in live:
             m.share = max(1, int(w * max(1, m.remaining) / demand))
+            m.std_share = max(1, round(self.std_concurrency * max(1, m.remaining) / demand))
 
     def done(self) -> int:
         return self.done0 + sum(m.done for m in self.members.values())
@@ -284,10 +287,11 @@ class JobController:
         if self.decision is not None and now - self._last_tick < self.tick:
             return
         live = self._live()
-        caps = [m.std_cap for _, m in live if m.std_cap]
-        if caps and self.limiter.requests is not None:  # members each count the whole rpm: the job has it once
-            caps = [min(sum(caps), self.limiter.requests.capacity / 60.0)]
         lats = [m.std_lat for _, m in live if m.std_lat is not None]
+        # the job's standard capacity: all of its standard concurrency (split among the live members,
+        # see _rebalance) over the slowest member's latency, under the job's rpm
+        rpm = None if self.limiter.requests is None else self.limiter.requests.capacity
+        caps = [standard_capacity(self.std_concurrency, max(lats), rpm)] if lats else []
         flats = [m.flex_lat for _, m in live if m.flex_lat is not None]
         total = max(self.total, self.planner.total)
         safety = self.planner.mode == SAFETY
@@ -321,8 +325,8 @@ class JobController:
         hedge = self._hedges.pop(member, [])
         view = self._rate_view(self.clock.now())
         if d is None:
-            return dict(view, share=m.share, mode=None)
-        return dict(view, share=m.share, mode=d.mode, flex_open=d.flex_open, standard_rate=rate,
+            return dict(view, share=m.share, std_share=m.std_share, mode=None)
+        return dict(view, share=m.share, std_share=m.std_share, mode=d.mode, flex_open=d.flex_open, standard_rate=rate,
                     standard_all=d.standard_all, hedge=hedge, reason=d.reason)
 
     # -- progress ------------------------------------------------------------------------------

@@ -279,6 +279,11 @@ class Member:
     def flex_pause(self) -> FlexPause:
         return self.pause
 
+    def standard_share(self) -> int:
+        """This runner's part of the job's standard concurrency (the controller splits it among the
+        runners live now, so a job with few batches running still has all of it)."""
+        return int(self.reply.get("std_share", 1))
+
     def limiter(self, rpm: float | None, tpm: float | None, *, now: float, max_pause: float) -> LeasedLimiter:
         """The job's buckets hold the user's ``rpm``/``tpm`` (given to the controller, for the job)."""
         del rpm, tpm, now

@@ -207,7 +207,7 @@ class FlextierWorker:
                             remaining["total"] - remaining["done"] - remaining["failed"],
                             time_scale=float(getattr(clk, "time_scale", 1.0) or 1.0))
             runner = build_runner(st, self.entry, clock=clk, tier=cfg["tier"], deadline=cfg["deadline"],
-                                  concurrency=cfg["concurrency"], standard_concurrency=cfg["member_std_concurrency"],
+                                  concurrency=cfg["concurrency"], standard_concurrency=cfg["std_concurrency"],
                                   rpm=cfg.get("rpm"), tpm=cfg.get("tpm"),
                                   max_cost=None if cfg.get("max_cost") is None else Decimal(cfg["max_cost"]),
                                   params=cfg.get("params") or {}, adapter=self.adapter, batch_lane=False,
