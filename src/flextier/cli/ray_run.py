@@ -130,24 +130,18 @@ def run_on_ray(a: Any, *, entry: Any, tier: str, name: str, out: str, cap: Any, 
         root = ray_state_root(store)
         say(f"flextier: job {name!r} on Ray ({a.ray}): {len(rows)} items, model {entry.name}, tier {tier}, "
             f"{workers} workers; state {root / name}, results {out}")
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(200, 2 * workers, len(rows) // 50 + 1)))
-        opts: dict[str, Any] = dict(a.extra, seed=seed)  # RunOptions fields, as `flextier run` passes them
-        if availability is not None:
-            opts["availability"] = availability
-        res = fray.process(ds, model=entry.name, request_column="request", id_column="id", deadline=a.deadline,
-                           max_cost=cap, job=name, state=str(root), tier=tier, concurrency=concurrency,
-                           standard_concurrency=a.standard_concurrency, rpm=a.rpm, tpm=a.tpm,
-                           max_tokens=params.get("max_tokens"), temperature=params.get("temperature"),
-                           base_url=base_url, api_key=api_key, clock=clock, workers=workers,
-                           progress_every=None if a.quiet else 10.0, **opts)
-        for _ in res.iter_batches(batch_size=4096, batch_format="pyarrow"):
-            pass
-        prog = fray.progress(name)
-        with contextlib.suppress(Exception):  # this run's controller goes; a rerun starts a fresh one
-            ray.kill(fray._HANDLES.pop(name))
-        # 3. the results file and the report, from the job's stores (every run's)
-        from ..ray.state import merged_store
+        from ..ray.state import JobState, merged_store
 
+        state = JobState(root, name)
+        done = state.done_ids("id") if state.meta() else set()
+        left = [r for r in rows if r["id"] not in done]
+        if not left and not list(state.orphans()):  # the same command again after it finished: nothing to run
+            prog: dict[str, Any] = {}
+        else:
+            prog = _run_cluster(ray, fray, rows, a, entry=entry, tier=tier, name=name, root=root, cap=cap,
+                                params=params, api_key=api_key, concurrency=concurrency, base_url=base_url,
+                                clock=clock, workers=workers, availability=availability, seed=seed)
+        # 3. the results file and the report, from the job's stores (every run's)
         merged = merged_store(root / name, tmp / "merged.db", order=order)
         try:
             lines = [r["result"] for r in merged.iter_items() if r["state"] in ("done", "failed") and r["result"]]
@@ -172,3 +166,25 @@ def run_on_ray(a: Any, *, entry: Any, tier: str, name: str, out: str, cap: Any, 
             return finished_code(merged, c["failed"])
         finally:
             merged.close()
+
+
+def _run_cluster(ray: Any, fray: Any, rows: list[dict[str, Any]], a: Any, *, entry: Any, tier: str, name: str,
+                 root: Path, cap: Any, params: dict[str, Any], api_key: Optional[str], concurrency: int,
+                 base_url: Optional[str], clock: Any, workers: int, availability: Any, seed: int) -> dict[str, Any]:
+    """The job on the cluster (done ids are skipped by flextier.ray.process); the controller's figures."""
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(200, 2 * workers, len(rows) // 50 + 1)))
+    opts: dict[str, Any] = dict(a.extra, seed=seed)  # RunOptions fields, as `flextier run` passes them
+    if availability is not None:
+        opts["availability"] = availability
+    res = fray.process(ds, model=entry.name, request_column="request", id_column="id", deadline=a.deadline,
+                       max_cost=cap, job=name, state=str(root), tier=tier, concurrency=concurrency,
+                       standard_concurrency=a.standard_concurrency, rpm=a.rpm, tpm=a.tpm,
+                       max_tokens=params.get("max_tokens"), temperature=params.get("temperature"),
+                       base_url=base_url, api_key=api_key, clock=clock, workers=workers,
+                       progress_every=None if a.quiet else 10.0, **opts)
+    for _ in res.iter_batches(batch_size=4096, batch_format="pyarrow"):
+        pass
+    prog: dict[str, Any] = fray.progress(name)
+    with contextlib.suppress(Exception):  # this run's controller goes; a rerun starts a fresh one
+        ray.kill(fray._HANDLES.pop(name))
+    return prog

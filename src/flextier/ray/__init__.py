@@ -185,6 +185,8 @@ def process(ds: Any, *, model: str, prompt_column: str | None = None, template: 
            "runner_opts": {k: v for k, v in runner_opts.items() if k != "availability"}}
     from ray.data import ActorPoolStrategy
 
+    # one batch at a time per actor (Ray Data's default): the controller splits the flex window and the
+    # standard concurrency among the batches running now, so a batch's tail does not cost the job any
     out = ds.map_batches(FlextierWorker, fn_constructor_kwargs={"cfg": cfg}, batch_size=batch_size,
                          batch_format="pyarrow", compute=ActorPoolStrategy(size=workers), num_cpus=num_cpus)
     prior = st.part_paths() if done else []

@@ -100,7 +100,7 @@ class JobController:
         self.entry = default_catalog().resolve(model)
         self.clock = job_clock(clock_spec)
         now = self.clock.now()
-        self.started = now
+        self.created = self.started = now   # started: when the first runner joined (_start_planner)
         self.total, self.done0 = total, done0
         self.deadline = deadline
         self.tier = tier
@@ -133,18 +133,33 @@ class JobController:
         self.failed = 0
         self.paused: str | None = None
         self._hedges: dict[str, list[str]] = {}   # hedges the planner asked for, per member, not yet handed out
-        flex_ok = self.entry.supports_flex and tier in ("auto", "flex")
-        mode = tier if tier != "flex" or flex_ok else "standard"
+        self._po = po
+        self.planner: Planner | None = None  # started when the first runner joins: see _start_planner
+
+    def _start_planner(self, now: float) -> Planner:
+        """The job's planner, its uniform line starting when work can start (the first runner joins).
+
+        Why not at construction: the controller exists before Ray has started the worker actors
+        (seconds of wall time, which on a rehearsal's scaled clock are many emulated minutes);
+        a line begun then would judge the job behind before it could send anything and buy
+        standard to catch up. The deadline is the job's either way.
+        """
+        po, deadline, total, done0 = self._po, self.deadline, self.total, self.done0
+        self.started = now
+        flex_ok = self.entry.supports_flex and self.tier in ("auto", "flex")
+        mode = self.tier if self.tier != "flex" or flex_ok else "standard"
         grace = max(self.d, 300.0)
         dl = deadline if (deadline is not None and deadline > now) else None
         t0 = now if dl is None else now + min(grace, 0.1 * (dl - now))
         lat = float(po.get("assumed_standard_latency", 20.0))
+        rpm = None if self.limiter.requests is None else self.limiter.requests.capacity
         self.planner = Planner(PlannerConfig(
             t0=t0, total=max(total, done0), deadline=dl, tier_mode=mode,
-            standard_rate=standard_capacity(std_concurrency, lat, rpm), d=self.d,
+            standard_rate=standard_capacity(self.std_concurrency, lat, rpm), d=self.d,
             margin=float(po.get("margin", 60.0)), tail=lat, flex_timeout=float(po.get("flex_timeout", 900.0)),
             allow_batch=False, model_has_flex=flex_ok, model_has_batch=self.entry.supports_batch,
             done0=done0, availability=po.get("availability")))
+        return self.planner
 
     # -- workers register, so a test (or an operator) can find them -----------------------
     def register_worker(self, handle: Any) -> None:
@@ -293,17 +308,18 @@ class JobController:
         rpm = None if self.limiter.requests is None else self.limiter.requests.capacity
         caps = [standard_capacity(self.std_concurrency, max(lats), rpm)] if lats else []
         flats = [m.flex_lat for _, m in live if m.flex_lat is not None]
-        total = max(self.total, self.planner.total)
-        safety = self.planner.mode == SAFETY
+        planner = self.planner or self._start_planner(now)
+        total = max(self.total, planner.total)
+        safety = planner.mode == SAFETY
         obs = Observation(
-            now=max(now, self.planner._last_now or now), done=min(self.done(), total),
+            now=max(now, planner._last_now or now), done=min(self.done(), total),
             pending=sum(m.queued for _, m in live), in_flight_standard=sum(m.std_inflight for _, m in live),
             flex_in_flight=tuple(InFlight(i, s) for _, m in live for i, s in m.flex_inflight) if safety else (),
             total=total, standard_capacity=sum(caps) if caps else None,
             standard_latency_p90=max(lats) if lats else None, flex_latency_p90=max(flats) if flats else None,
             flex_throughput=self.flex_done.rate(now, min(600.0, max(60.0, now - self.started))))
         try:
-            self.decision = self.planner.decide(obs)
+            self.decision = planner.decide(obs)
         except ValueError:  # pragma: no cover - defensive, as in the runner
             return
         self._last_tick = now
@@ -342,7 +358,8 @@ class JobController:
                 "flex_window": self.window.limit, "members": len(self._live()), "failed": self.failed,
                 "rate_limited": self.rate_limited, "flex_backoffs": self.flex_backoffs,
                 "rpm_limit": None if self.limiter.requests is None else self.limiter.requests.capacity,
-                "paused": self.paused, "wall": time.time()}
+                "paused": self.paused, "wall": time.time(), "created": self.created,
+                "started": None if self.planner is None else self.started}
 
     def summary(self) -> str:
         """flextier's one-line progress summary for the whole cluster."""
