@@ -304,9 +304,9 @@ class JobController:
         live = self._live()
         lats = [m.std_lat for _, m in live if m.std_lat is not None]
         # the job's standard capacity: all of its standard concurrency (split among the live members,
-        # see _rebalance) over the slowest member's latency, under the job's rpm
+        # see _rebalance) over the members' mean latency, under the job's rpm
         rpm = None if self.limiter.requests is None else self.limiter.requests.capacity
-        caps = [standard_capacity(self.std_concurrency, max(lats), rpm)] if lats else []
+        caps = [standard_capacity(self.std_concurrency, sum(lats) / len(lats), rpm)] if lats else []
         flats = [m.flex_lat for _, m in live if m.flex_lat is not None]
         planner = self.planner or self._start_planner(now)
         total = max(self.total, planner.total)
@@ -316,7 +316,10 @@ class JobController:
             pending=sum(m.queued for _, m in live), in_flight_standard=sum(m.std_inflight for _, m in live),
             flex_in_flight=tuple(InFlight(i, s) for _, m in live for i, s in m.flex_inflight) if safety else (),
             total=total, standard_capacity=sum(caps) if caps else None,
-            standard_latency_p90=max(lats) if lats else None, flex_latency_p90=max(flats) if flats else None,
+            # the job's lane latencies: the runners' moving averages averaged (the slowest of them
+            # judged every lane by its worst batch, and the planner then bought standard early)
+            standard_latency_p90=sum(lats) / len(lats) if lats else None,
+            flex_latency_p90=sum(flats) / len(flats) if flats else None,
             flex_throughput=self.flex_done.rate(now, min(600.0, max(60.0, now - self.started))))
         try:
             self.decision = planner.decide(obs)
