@@ -44,6 +44,12 @@ def test_invalid_input_nothing_sent(emulator, write_jsonl, capsys):
     assert [json.loads(x)["custom_id"] for x in open("skip.results.jsonl")] == ["a"]
     assert main(["status", "skip"]) == 0
     assert "1/1 done" in capsys.readouterr().out
+    # --ray reads the file by the same path: the same lines, exit 2, before any cluster is reached
+    rc = main(["run", str(p), "--model", MODEL, "--base-url", emu.openai_base_url, "--quiet", "--ray", "auto",
+               "--job", "onray"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{p}:4: id: duplicate id 'a'" in err and "Traceback" not in err
+    assert len(emu.ledger()) == 1 and not Path(".flextier/ray/onray").exists()
 
 
 @pytest.mark.parametrize("args,field", [
@@ -56,6 +62,10 @@ def test_invalid_input_nothing_sent(emulator, write_jsonl, capsys):
     (["--emulate", "sunny"], "--emulate"),
     (["--model", "openai/gpt-9-ultra"], "--model"),
     (["--drain-timeout", "-1"], "--drain-timeout"),
+    (["--ray", "auto", "--tier", "batch"], "--ray"),   # checked before any cluster is reached
+    (["--ray", "auto", "--not-before", "1h"], "--ray"),
+    (["--ray-workers", "4"], "--ray-workers"),          # only with --ray
+    (["--ray", "auto", "--ray-workers", "0"], "--ray-workers"),
 ])
 def test_bad_flags_one_line_exit_2(simple_jobs, capsys, args, field):
     p = simple_jobs(3)

@@ -212,3 +212,28 @@ def test_a_servers_larger_limit_never_lifts_the_users_rpm():
     assert lim.try_acquire(1, 0.0) == pytest.approx(10.0)
     lim.update_from_headers({"x-ratelimit-limit-requests": "3"}, 0.0)   # a smaller one does lower it
     assert lim.requests.capacity == 3
+
+
+def test_grant_leases_from_the_same_buckets_and_never_more_than_they_hold():
+    """RateLimiter.grant (a Ray member's lease): chunks come out of the one set of buckets, a
+    share caps a chunk, an empty bucket grants nothing and says when to ask again, and a 429's
+    pause holds every grant."""
+    lim = RateLimiter(rpm=60, tpm=6000, now=0.0)
+    assert lim.limited
+    n, t, wait = lim.grant(64, 64 * 50, 0.0, max_share=0.25)
+    assert (n, t, wait) == (15, 750, 0.0)          # a quarter of the 60-request bucket
+    total = n
+    while True:
+        n, t, wait = lim.grant(64, 64 * 50, 0.0, max_share=0.25)
+        if not n:
+            break
+        total += n
+    assert total == 60 and wait == pytest.approx(1.0)  # 1 request per second refills it
+    assert lim.try_acquire(50, 0.0) > 0                # what was leased is gone for everyone
+    n, _, _ = lim.grant(4, 400, 3.0)
+    assert n == 3                                      # 3 s refilled 3 requests
+    lim.on_rate_limited(10.0, 3.0)
+    assert lim.grant(4, 400, 100.0 - 90.0)[0] == 0 and lim.not_before() == 13.0
+    tok = RateLimiter(tpm=100, now=0.0)               # tokens only: one oversized request passes a full bucket
+    assert tok.grant(1, 500, 0.0)[:2] == (1, 500) and tok.grant(1, 500, 0.0)[0] == 0
+    assert not RateLimiter().limited and RateLimiter().grant(3, 0, 0.0)[0] == 3

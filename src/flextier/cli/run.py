@@ -76,6 +76,8 @@ class RunArgs:
     drain_timeout: Optional[float] = None
     not_before: Optional[str] = None
     start: Optional[str] = None
+    ray: Optional[str] = None              # --ray auto|ADDRESS: run on a Ray cluster (cli/ray_run.py)
+    ray_workers: Optional[int] = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -259,6 +261,7 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
         stored = job
         apply_resume_settings(a, job, path)
 
+    user_store = a.store   # --store as given (a --ray job's state directory)
     if not a.file:
         raise UserInputError("give the job file", field="FILE")
     if resume_job is None:
@@ -286,6 +289,9 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
         _check_bedrock_batch(a.batch_s3_uri, a.batch_role_arn)
     if tier == "flex" and not entry.supports_flex:
         raise UserInputError(f"{entry.name} has no flex tier; use --tier auto or --tier standard", field="--tier")
+    from .ray_run import check_ray_flags
+
+    check_ray_flags(a, tier=tier, resume=resume_job is not None)
     concurrency = int(a.concurrency if a.concurrency is not None else 256)
     _check_positive("--concurrency", concurrency, integer=True)
     _check_positive("--standard-concurrency", a.standard_concurrency, integer=True)
@@ -333,6 +339,12 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
     check_out_path(out)  # a directory or a read-only file: one line, exit 2, before the store is touched
     params = {k: v for k, v in (("max_tokens", a.max_tokens), ("temperature", a.temperature)) if v is not None}
     seed = int(a.seed or 0)
+    if a.ray is not None:  # the same job on a Ray cluster: its state is a directory, not this store
+        from .ray_run import run_on_ray
+
+        return run_on_ray(a, entry=entry, tier=tier, name=name, out=out, cap=cap, params=params, api_key=api_key,
+                          concurrency=concurrency, ident=ident, seed=seed, emulated_start=EMULATED_START,
+                          store=user_store)
 
     if lock is None:
         lock = take_lock(store_path)  # a second live runner of this job is refused here, naming the owner's PID
@@ -638,6 +650,10 @@ def register(app: typer.Typer) -> None:
                                                  "resumably."),
         start: Optional[str] = typer.Option(None, "--start", help="auto: start at the time `flextier when` "
                                             "recommends (learned flex forecast, or off-peak hours); now: at once."),
+        ray: Optional[str] = typer.Option(None, "--ray", help="Run on a Ray cluster: auto (the one this machine "
+                                          "belongs to) or its ADDRESS; needs flextier[ray] (README, Scaling out "
+                                          "with Ray)."),
+        ray_workers: Optional[int] = typer.Option(None, "--ray-workers", help="With --ray: worker actors (default 2)."),
         provider_store: bool = typer.Option(True, "--provider-store/--no-provider-store",
                                             help="OpenAI: keep answers at the provider (store: true + item id in "
                                                  "metadata) so a resume after a crash reads back what was in flight "
@@ -652,7 +668,8 @@ def register(app: typer.Typer) -> None:
                                quiet=quiet, retry_failed=retry_failed, html=html, seed=seed,
                                batch_s3_uri=batch_s3_uri, batch_role_arn=batch_role_arn,
                                drain_timeout=drain_timeout, allow_empty=allow_empty, not_before=not_before,
-                               start=start, extra={} if provider_store else {"provider_store": False}))
+                               start=start, ray=ray, ray_workers=ray_workers,
+                               extra={} if provider_store else {"provider_store": False}))
         raise typer.Exit(code)
 
     @app.command()
@@ -745,7 +762,11 @@ def register(app: typer.Typer) -> None:
         from ..jobs.report import build_report, format_report, report_json, write_html
         from ..jobs.store import JobStore
 
+        from .ray_run import ray_state_root
+
         ray_dir = Path(store or job)
+        if not (ray_dir / "job.json").is_file() and not Path(job).exists() and "/" not in job:
+            ray_dir = ray_state_root(store) / job  # a `flextier run --ray` job, by name
         if (ray_dir / "job.json").is_file() and (ray_dir / "stores").is_dir():
             # a Ray job's state directory (flextier.ray): its batch stores, merged into one
             import tempfile

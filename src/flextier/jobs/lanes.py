@@ -104,7 +104,7 @@ class FlexLane(Lane):
     tier = "flex"
     alpha = 0.1
 
-    def __init__(self, concurrency: int, cooldown: float, window: Any = None) -> None:
+    def __init__(self, concurrency: int, cooldown: float, window: Any = None, pause: Any = None) -> None:
         super().__init__()
         # slow start: on a calm provider the window reaches --concurrency within about
         # --concurrency successes; the first shed switches to plain AIMD (see AimdConfig).
@@ -115,7 +115,11 @@ class FlexLane(Lane):
         self.aimd = window if window is not None else AimdController(
             AimdConfig(max_concurrency=max(1, concurrency), cooldown=cooldown, slow_start=True))
         self.fail_streak = 0
-        self.backoff_until = -math.inf
+        self._backoff_until = -math.inf
+        # ``pause``: an object with ``until`` (a clock value) and ``backed_off(until)`` that shares
+        # this lane's backoff with the job's other runners (flextier.ray: a shed seen by one worker
+        # pauses flex on all of them, as one ``flextier run``'s lane would); None: this lane's own.
+        self.pause = pause
         self.throughput = RateBuckets(bucket=60.0, n=32)
 
     def limit(self) -> int:
@@ -127,10 +131,19 @@ class FlexLane(Lane):
         self.throughput.add(now)
         self.observe_latency(latency)
 
+    @property
+    def backoff_until(self) -> float:
+        """The clock value before which the lane starts nothing (its own backoff or the job's)."""
+        if self.pause is None:
+            return self._backoff_until
+        return max(self._backoff_until, self.pause.until)
+
     def back_off(self, now: float, delay: float) -> None:
         """A shed: the lane takes no new work for ``delay`` (the streak lengthens the next one)."""
         self.fail_streak += 1
-        self.backoff_until = max(self.backoff_until, now + delay)
+        self._backoff_until = max(self._backoff_until, now + delay)
+        if self.pause is not None:
+            self.pause.backed_off(self._backoff_until)
 
 
 class StandardLane(Lane):
@@ -138,16 +151,21 @@ class StandardLane(Lane):
 
     tier = "standard"
 
-    def __init__(self, concurrency: int, now: float) -> None:
+    def __init__(self, concurrency: int, now: float, share: Callable[[], int] | None = None) -> None:
         super().__init__()
         self.concurrency = concurrency
+        # ``share``: this runner's part of the job's standard concurrency when it is one of many
+        # (flextier.ray: the controller splits it among the runners live now); None: all of it
+        self.share = share
         self.tokens = 0.0
         self.tokens_at = now
         self.rate = 0.0
         self.unpaced = False
 
     def limit(self) -> int:
-        return self.concurrency
+        if self.share is None:
+            return self.concurrency
+        return max(1, min(self.concurrency, self.share()))
 
     def open(self, now: float, rate: float, *, everything: bool) -> None:
         """Accrue tokens at ``rate`` items per clock second (``everything``: no pacing)."""

@@ -69,8 +69,11 @@ class RunOptions:
     # [permit hook] where the flex window, the budget's headroom and the planner's decisions come
     # from when this runner is one of many on one job (flextier.ray: a cluster-wide controller).
     # An object with ``flex_window(concurrency, cooldown)`` (an AimdController-like window),
-    # ``budget(max_cost)`` (a Budget, usually with a ``lease``) and ``planner(config)`` (a
-    # planner-like object); None (the default): this runner decides alone, as it always has.
+    # ``budget(max_cost)`` (a Budget, usually with a ``lease``), ``planner(config)`` (a
+    # planner-like object), ``flex_pause()`` (the flex lane's shared backoff, see FlexLane),
+    # ``standard_share()`` (this runner's part of the standard concurrency, see StandardLane) and
+    # ``limiter(rpm, tpm, now=, max_pause=)`` (a RateLimiter-like object whose buckets are the
+    # job's); None (the default): this runner decides alone, as it always has.
     permits: Any = None
 
     @property

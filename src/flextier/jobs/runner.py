@@ -98,9 +98,13 @@ class Runner:
         permits = opts.permits  # [permit hook] see RunOptions.permits; None: this runner decides alone
         cooldown = max(1.0, 2 * self.d / 60)
         self.flex = FlexLane(opts.concurrency, cooldown=cooldown,
-                             window=None if permits is None else permits.flex_window(opts.concurrency, cooldown))
-        self.std = StandardLane(opts.std_concurrency, now)
-        self.limiter = RateLimiter(opts.rpm, opts.tpm, now=now, max_pause=opts.backoff.retry_after_cap)
+                             window=None if permits is None else permits.flex_window(opts.concurrency, cooldown),
+                             pause=None if permits is None else permits.flex_pause())
+        self.std = StandardLane(opts.std_concurrency, now,
+                                share=None if permits is None else permits.standard_share)
+        # [permit hook] on Ray the RPM/TPM buckets are the job's (leased from its controller)
+        self.limiter = RateLimiter(opts.rpm, opts.tpm, now=now, max_pause=opts.backoff.retry_after_cap) \
+            if permits is None else permits.limiter(opts.rpm, opts.tpm, now=now, max_pause=opts.backoff.retry_after_cap)
         self.budget = Budget(max_cost=opts.max_cost) if permits is None else permits.budget(opts.max_cost)
         self.sends = SendBook(store)   # a durable record of every request out
         self.stats = Stats()
@@ -285,7 +289,7 @@ class Runner:
         d = self.decision
         lanes = self.flex.limit() if self.flex_ok else 0
         if d is None or d.standard_all or d.standard_rate > 0 or not self.flex_ok:
-            lanes += self.opts.std_concurrency
+            lanes += self.std.limit()
         return min(lanes + 8, 4096)
 
     def _refill(self) -> None:
@@ -432,7 +436,7 @@ class Runner:
             return 0.0
         self._budget_blocked = False
         # hedges: duplicate late flex attempts on standard (safety net)
-        while self._hedge_wanted and len(self.std.active) < self.opts.std_concurrency:
+        while self._hedge_wanted and len(self.std.active) < self.std.limit():
             seq = self._hedge_wanted.popleft()
             w = self.flex.active.get(seq)
             if w is None or w.final or seq in self.std.active:
@@ -472,7 +476,7 @@ class Runner:
         3 failed flex tries, :class:`~flextier.policy.baselines.FlexRetriesPolicy`), within the
         standard lane's limits. Returns clock seconds until one could start (inf: none waiting)."""
         divert = self.planner.divert_to_standard  # type: ignore[union-attr]
-        while self.ready and len(self.std.active) < self.opts.std_concurrency:
+        while self.ready and len(self.std.active) < self.std.limit():
             w = self.ready[0]
             if w.final or w.seq in self.std.active or not divert(w.attempts):
                 break

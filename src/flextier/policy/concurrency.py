@@ -307,6 +307,57 @@ class RateLimiter:
                 bucket.give_back(n, now)
         return wait
 
+    @property
+    def limited(self) -> bool:
+        """True once a limit is known (a flag, or a server's ``x-ratelimit-limit-*``)."""
+        return self.requests is not None or self.tokens is not None
+
+    def not_before(self) -> float:
+        """The clock value before which nothing may be sent (a 429's retry-after, a reset at 0)."""
+        t = self._not_before
+        for b in (self.requests, self.tokens):
+            if b is not None:
+                t = max(t, b._not_before)
+        return t
+
+    def grant(self, requests: int, tokens: int, now: float, *, max_share: float = 1.0) -> tuple[int, int, float]:
+        """Take up to ``requests`` requests and ``tokens`` tokens at once, for a caller that spends
+        them later (a Ray member's lease, flextier.ray.controller): ``(requests, tokens, wait)``.
+
+        Why here: the cluster's RPM/TPM buckets are this class, fed by every member's
+        ``x-ratelimit-*`` headers and 429s, so a job on many workers paces as one ``flextier run``.
+        At most ``max_share`` of a bucket's capacity goes in one grant (at least one request's
+        worth when it is there); nothing is granted when either bucket cannot give one request's
+        worth (``tokens / requests``), and ``wait`` then says when to ask again.
+        """
+        if now < self.not_before():
+            return 0, 0, self.not_before() - now
+        requests = max(1, int(requests))
+        per = max(0, int(tokens)) / requests
+        n = requests
+        if self.requests is not None:
+            lvl = math.floor(self.requests.level(now))
+            n = min(n, max(1, int(self.requests.capacity * max_share)), lvl)
+        if self.tokens is not None and per > 0:
+            lvl_t = self.tokens.level(now)
+            if lvl_t >= per:
+                n = min(n, int(min(lvl_t, max(per, self.tokens.capacity * max_share)) // per))
+            else:  # an oversized request passes once the bucket is full (see TokenBucket.try_take)
+                n = min(n, 1) if lvl_t >= self.tokens.capacity else 0
+        if n <= 0:
+            wait = 1e-3
+            if self.requests is not None:
+                wait = max(wait, (1 - self.requests.level(now)) / self.requests.rate)
+            if self.tokens is not None and per > 0:
+                wait = max(wait, (min(per, self.tokens.capacity) - self.tokens.level(now)) / self.tokens.rate)
+            return 0, 0, wait
+        t = int(math.ceil(n * per))
+        if self.requests is not None:
+            self.requests.give_back(-n, now)
+        if self.tokens is not None:
+            self.tokens.give_back(-t, now)
+        return n, t, 0.0
+
     def settle_tokens(self, estimated: int, actual: int, now: float) -> None:
         """Correct the token bucket once the real token count of a request is known."""
         if self.tokens is not None:

@@ -106,7 +106,7 @@ def process(ds: Any, *, model: str, prompt_column: str | None = None, template: 
 
     ``deadline``/``max_cost``/``tier``/``concurrency``/``standard_concurrency``/``rpm``/``tpm``
     mean what they mean for ``flextier run``, for the job as a whole (``concurrency`` caps the
-    cluster's flex window; ``rpm``/``tpm`` are split evenly among the workers). ``state`` is a
+    cluster's flex window; ``rpm``/``tpm`` are the job's, held by the controller's buckets). ``state`` is a
     directory every node can reach; running the same ``job`` again resumes it. ``clock``: the
     emulator's (``emu.clock``) when rehearsing against a local emulator. ``workers`` actors,
     ``num_cpus`` each.
@@ -138,6 +138,8 @@ def process(ds: Any, *, model: str, prompt_column: str | None = None, template: 
     clock_spec = {"kind": "emulator", "base_url": base_url} if emulated else {"kind": "wall"}
     clk = job_clock(clock_spec) if emulated else (clock or WallClock())
     now = clk.now()
+    if "://" not in str(state):
+        state = os.path.abspath(state)  # the workers' working directory is not the driver's
     st = JobState(state, job)
     meta = st.meta()
     if meta is None or meta.get("model") != entry.name:
@@ -164,14 +166,13 @@ def process(ds: Any, *, model: str, prompt_column: str | None = None, template: 
     spent0, pb0 = st.spend()
     total = ds.count()
     std_conc = standard_concurrency or concurrency
-    members = workers * 4  # Ray Data runs up to 4 batches of an async UDF per actor at once
     params = {k: v for k, v in {"max_tokens": max_tokens, "temperature": temperature}.items() if v is not None}
     ctl = ray.remote(JobController).options(
         name=controller_name(job), namespace=NAMESPACE, get_if_exists=True, num_cpus=0,
         max_concurrency=1).remote(
         job=job, model=entry.name, total=total, done0=min(len(done), total), deadline=dl, tier=tier,
         concurrency=concurrency, std_concurrency=std_conc, max_cost=None if cap is None else str(cap),
-        spent0=str(spent0), possibly_billed0=str(pb0), clock_spec=clock_spec,
+        spent0=str(spent0), possibly_billed0=str(pb0), clock_spec=clock_spec, rpm=rpm, tpm=tpm,
         planner_opts={k: runner_opts[k] for k in ("availability", "changeover_delay", "margin", "tick",
                                                    "assumed_standard_latency", "flex_timeout") if k in runner_opts})
     _HANDLES[job] = ctl
@@ -179,12 +180,13 @@ def process(ds: Any, *, model: str, prompt_column: str | None = None, template: 
     cfg = {"job": job, "model": entry.name, "state": str(state), "spec": spec, "tier": tier, "deadline": dl,
            "deadline_spec": meta.get("deadline_spec"), "clock": clock_spec, "base_url": base_url,
            "api_key": api_key, "concurrency": concurrency, "std_concurrency": std_conc,
-           "member_std_concurrency": max(1, -(-std_conc // members)),
-           "rpm": None if rpm is None else rpm / workers, "tpm": None if tpm is None else tpm / workers,
+           "rpm": rpm, "tpm": tpm,  # ceilings for the job: the controller's buckets hold them
            "max_cost": None if cap is None else str(cap), "params": params, "done_ids": sorted(done),
            "runner_opts": {k: v for k, v in runner_opts.items() if k != "availability"}}
     from ray.data import ActorPoolStrategy
 
+    # one batch at a time per actor (Ray Data's default): the controller splits the flex window and the
+    # standard concurrency among the batches running now, so a batch's tail does not cost the job any
     out = ds.map_batches(FlextierWorker, fn_constructor_kwargs={"cfg": cfg}, batch_size=batch_size,
                          batch_format="pyarrow", compute=ActorPoolStrategy(size=workers), num_cpus=num_cpus)
     prior = st.part_paths() if done else []

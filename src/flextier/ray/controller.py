@@ -13,6 +13,13 @@ out with Ray"). Here every runner of the job (one per batch on each worker actor
 * **Budget.** Members reserve from a leased :class:`~flextier.policy.budget.Budget`; a lease is
   granted only while ``spent + possibly billed + granted`` stays under the cap (across earlier
   runs too: the durable state's spend is the starting point).
+* **Lane backoff and rate limits.** A flex shed one member sees (the one decision table,
+  :func:`flextier.policy.rules.decide`: lane backoff) pauses flex on every member until the
+  same instant; the RPM/TPM buckets are one :class:`~flextier.policy.concurrency.RateLimiter`
+  holding the user's ``rpm``/``tpm`` and learning the server's limits from the
+  ``x-ratelimit-*`` headers every member forwards, exactly as a lone runner's does; members
+  lease requests and tokens from it in chunks (:meth:`JobController.rate_lease`), and a 429
+  anywhere pauses every member for its retry-after.
 * **Planner.** One :class:`~flextier.policy.planner.Planner` over the job's total, fed by the
   members' summed progress, decides the mode and the standard rate (split among members by
   their unfinished items) and which flex requests to hedge at the safety net
@@ -29,7 +36,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from ..policy.concurrency import AimdConfig, AimdController
+from ..policy.concurrency import AimdConfig, AimdController, RateLimiter
 from ..policy.planner import SAFETY, Decision, InFlight, Observation, Planner, PlannerConfig, \
     changeover_delay_for, standard_capacity
 
@@ -58,7 +65,7 @@ def controller_name(job: str) -> str:
 
 class _Member:
     __slots__ = ("done", "remaining", "queued", "std_inflight", "std_cap", "std_lat", "flex_lat", "flex_inflight",
-                 "allowance", "live", "share", "spent", "possibly_billed")
+                 "allowance", "live", "share", "std_share", "spent", "possibly_billed")
 
     def __init__(self, remaining: int) -> None:
         self.done = 0
@@ -72,6 +79,7 @@ class _Member:
         self.allowance = ZERO
         self.live = True
         self.share = 1
+        self.std_share = 1
         self.spent = ZERO
         self.possibly_billed = ZERO
 
@@ -85,13 +93,14 @@ class JobController:
 
     def __init__(self, *, job: str, model: str, total: int, done0: int, deadline: float | None, tier: str,
                  concurrency: int, std_concurrency: int, max_cost: str | None, spent0: str, possibly_billed0: str,
-                 clock_spec: dict[str, Any], planner_opts: dict[str, Any] | None = None) -> None:
+                 clock_spec: dict[str, Any], planner_opts: dict[str, Any] | None = None,
+                 rpm: float | None = None, tpm: float | None = None) -> None:
         from ..catalog import default_catalog
         self.job = job
         self.entry = default_catalog().resolve(model)
         self.clock = job_clock(clock_spec)
         now = self.clock.now()
-        self.started = now
+        self.created = self.started = now   # started: when the first runner joined (_start_planner)
         self.total, self.done0 = total, done0
         self.deadline = deadline
         self.tier = tier
@@ -104,6 +113,11 @@ class JobController:
         from ..jobs.lanes import RateBuckets
 
         self.flex_done = RateBuckets(bucket=60.0, n=32)
+        self.limiter = RateLimiter(rpm, tpm, now=now)
+        self.rpm = rpm
+        self.flex_until = -math.inf
+        self.rate_limited = 0   # 429s members reported (for progress and tests)
+        self.flex_backoffs = 0
         self.max_cost = None if max_cost is None else Decimal(max_cost)
         self.committed = Decimal(spent0) + Decimal(possibly_billed0)   # spent + possibly billed + granted
         self.spent_total = Decimal(spent0)
@@ -119,18 +133,33 @@ class JobController:
         self.failed = 0
         self.paused: str | None = None
         self._hedges: dict[str, list[str]] = {}   # hedges the planner asked for, per member, not yet handed out
-        flex_ok = self.entry.supports_flex and tier in ("auto", "flex")
-        mode = tier if tier != "flex" or flex_ok else "standard"
+        self._po = po
+        self.planner: Planner | None = None  # started when the first runner joins: see _start_planner
+
+    def _start_planner(self, now: float) -> Planner:
+        """The job's planner, its uniform line starting when work can start (the first runner joins).
+
+        Why not at construction: the controller exists before Ray has started the worker actors
+        (seconds of wall time, which on a rehearsal's scaled clock are many emulated minutes);
+        a line begun then would judge the job behind before it could send anything and buy
+        standard to catch up. The deadline is the job's either way.
+        """
+        po, deadline, total, done0 = self._po, self.deadline, self.total, self.done0
+        self.started = now
+        flex_ok = self.entry.supports_flex and self.tier in ("auto", "flex")
+        mode = self.tier if self.tier != "flex" or flex_ok else "standard"
         grace = max(self.d, 300.0)
         dl = deadline if (deadline is not None and deadline > now) else None
         t0 = now if dl is None else now + min(grace, 0.1 * (dl - now))
         lat = float(po.get("assumed_standard_latency", 20.0))
+        rpm = None if self.limiter.requests is None else self.limiter.requests.capacity
         self.planner = Planner(PlannerConfig(
             t0=t0, total=max(total, done0), deadline=dl, tier_mode=mode,
-            standard_rate=standard_capacity(std_concurrency, lat, po.get("rpm")), d=self.d,
+            standard_rate=standard_capacity(self.std_concurrency, lat, rpm), d=self.d,
             margin=float(po.get("margin", 60.0)), tail=lat, flex_timeout=float(po.get("flex_timeout", 900.0)),
             allow_batch=False, model_has_flex=flex_ok, model_has_batch=self.entry.supports_batch,
             done0=done0, availability=po.get("availability")))
+        return self.planner
 
     # -- workers register, so a test (or an operator) can find them -----------------------
     def register_worker(self, handle: Any) -> None:
@@ -154,6 +183,8 @@ class JobController:
         now = self.clock.now()
         for t in report.get("sheds", ()):
             self.window.on_capacity_error(t)
+        if report.get("rate_headers"):
+            self.limiter.update_from_headers(report["rate_headers"], now)
         for _ in range(int(report.get("successes", 0))):
             self.window.on_success(now)
             self.flex_done.add(now)
@@ -184,6 +215,39 @@ class JobController:
             m.allowance += grant
         return str(grant)
 
+    def flex_backoff(self, member: str, until: float) -> None:
+        """A member's flex lane backs off after a shed: every member's does, until the same instant."""
+        self.flex_backoffs += 1
+        self.flex_until = max(self.flex_until, float(until))
+
+    def rate_limited(self, member: str, retry_after: float | None, at: float) -> None:
+        """A member got a 429: the job's buckets send nothing until its retry-after."""
+        self.rate_limited += 1
+        self.limiter.on_rate_limited(retry_after, max(float(at), self.clock.now()))
+
+    def rate_headers(self, member: str, headers: dict[str, str]) -> None:
+        """A member's answer said the minute is used up (remaining 0): the job's buckets hold until its reset."""
+        self.limiter.update_from_headers(headers, self.clock.now())
+
+    def rate_lease(self, member: str, requests: int, tokens: int, headers: dict[str, str] | None) -> dict[str, Any]:
+        """Learn from ``headers`` (a member's latest ``x-ratelimit-*``), then grant up to ``requests``
+        sends and ``tokens`` tokens from the job's buckets: at most a share of a bucket per lease
+        (its capacity over four times the live members), so no member hoards the minute."""
+        now = self.clock.now()
+        if headers:
+            self.limiter.update_from_headers(headers, now)
+        out = self._rate_view(now)
+        if not self.limiter.limited:
+            return dict(out, requests=0, tokens=0, wait=0.0, at=now)
+        live = max(1, len(self._live()))
+        n, t, wait = self.limiter.grant(requests, tokens, now, max_share=1.0 / (4 * live))
+        return dict(out, requests=n, tokens=t, wait=wait, at=now)
+
+    def _rate_view(self, now: float) -> dict[str, Any]:
+        nb = self.limiter.not_before()
+        return {"limited": self.limiter.limited, "tokens_limited": self.limiter.tokens is not None,
+                "rate_until": nb if nb > now else None, "flex_until": self.flex_until if self.flex_until > now else None}
+
     def leave(self, member: str, result: dict[str, Any]) -> None:
         """A runner finished (or paused): its unused allowance comes back, its spend stays."""
         m = self.members.get(member)
@@ -199,6 +263,13 @@ class JobController:
         m.done = int(result["done"])
         m.remaining = 0
         m.live = False
+        left = result.get("rate_left")
+        if left:  # leased sends it did not use go back into the job's buckets
+            now = self.clock.now()
+            if self.limiter.requests is not None and left[0]:
+                self.limiter.requests.give_back(int(left[0]), now)
+            if self.limiter.tokens is not None and left[1]:
+                self.limiter.tokens.give_back(float(left[1]), now)
         for t, n in result.get("by_tier", {}).items():
             self.by_tier[t] = self.by_tier.get(t, 0) + int(n)
         self.cost += Decimal(result.get("cost", "0"))
@@ -213,7 +284,8 @@ class JobController:
         return [(k, m) for k, m in self.members.items() if m.live]
 
     def _rebalance(self) -> None:
-        """Split the flex window among live members by their unfinished items (at least 1 each)."""
+        """Split the flex window and the standard concurrency among the live members by their
+        unfinished items (at least 1 each): the job has all of both however many batches run."""
         live = self._live()
         if not live:
             return
@@ -221,6 +293,7 @@ class JobController:
         demand = sum(max(1, m.remaining) for _, m in live)
         for _, m in live:
             m.share = max(1, int(w * max(1, m.remaining) / demand))
+            m.std_share = max(1, round(self.std_concurrency * max(1, m.remaining) / demand))
 
     def done(self) -> int:
         return self.done0 + sum(m.done for m in self.members.values())
@@ -229,20 +302,27 @@ class JobController:
         if self.decision is not None and now - self._last_tick < self.tick:
             return
         live = self._live()
-        caps = [m.std_cap for _, m in live if m.std_cap]
         lats = [m.std_lat for _, m in live if m.std_lat is not None]
+        # the job's standard capacity: all of its standard concurrency (split among the live members,
+        # see _rebalance) over the members' mean latency, under the job's rpm
+        rpm = None if self.limiter.requests is None else self.limiter.requests.capacity
+        caps = [standard_capacity(self.std_concurrency, sum(lats) / len(lats), rpm)] if lats else []
         flats = [m.flex_lat for _, m in live if m.flex_lat is not None]
-        total = max(self.total, self.planner.total)
-        safety = self.planner.mode == SAFETY
+        planner = self.planner or self._start_planner(now)
+        total = max(self.total, planner.total)
+        safety = planner.mode == SAFETY
         obs = Observation(
-            now=max(now, self.planner._last_now or now), done=min(self.done(), total),
+            now=max(now, planner._last_now or now), done=min(self.done(), total),
             pending=sum(m.queued for _, m in live), in_flight_standard=sum(m.std_inflight for _, m in live),
             flex_in_flight=tuple(InFlight(i, s) for _, m in live for i, s in m.flex_inflight) if safety else (),
             total=total, standard_capacity=sum(caps) if caps else None,
-            standard_latency_p90=max(lats) if lats else None, flex_latency_p90=max(flats) if flats else None,
+            # the job's lane latencies: the runners' moving averages averaged (the slowest of them
+            # judged every lane by its worst batch, and the planner then bought standard early)
+            standard_latency_p90=sum(lats) / len(lats) if lats else None,
+            flex_latency_p90=sum(flats) / len(flats) if flats else None,
             flex_throughput=self.flex_done.rate(now, min(600.0, max(60.0, now - self.started))))
         try:
-            self.decision = self.planner.decide(obs)
+            self.decision = planner.decide(obs)
         except ValueError:  # pragma: no cover - defensive, as in the runner
             return
         self._last_tick = now
@@ -262,10 +342,11 @@ class JobController:
         rem = sum(x.remaining for _, x in live) or 1
         rate = 0.0 if d is None else d.standard_rate * (m.remaining / rem)
         hedge = self._hedges.pop(member, [])
+        view = self._rate_view(self.clock.now())
         if d is None:
-            return {"share": m.share, "mode": None}
-        return {"share": m.share, "mode": d.mode, "flex_open": d.flex_open, "standard_rate": rate,
-                "standard_all": d.standard_all, "hedge": hedge, "reason": d.reason}
+            return dict(view, share=m.share, std_share=m.std_share, mode=None)
+        return dict(view, share=m.share, std_share=m.std_share, mode=d.mode, flex_open=d.flex_open, standard_rate=rate,
+                    standard_all=d.standard_all, hedge=hedge, reason=d.reason)
 
     # -- progress ------------------------------------------------------------------------------
     def progress(self) -> dict[str, Any]:
@@ -278,7 +359,10 @@ class JobController:
                 "mode": None if d is None else d.mode, "slack": None if d is None else d.slack,
                 "deadline_left": None if self.deadline is None else self.deadline - now,
                 "flex_window": self.window.limit, "members": len(self._live()), "failed": self.failed,
-                "paused": self.paused, "wall": time.time()}
+                "rate_limited": self.rate_limited, "flex_backoffs": self.flex_backoffs,
+                "rpm_limit": None if self.limiter.requests is None else self.limiter.requests.capacity,
+                "paused": self.paused, "wall": time.time(), "created": self.created,
+                "started": None if self.planner is None else self.started}
 
     def summary(self) -> str:
         """flextier's one-line progress summary for the whole cluster."""

@@ -196,12 +196,15 @@ class JobState:
         return sorted((self.dir / "stores").glob("*.db"))
 
 
-def merged_store(state_dir: str | os.PathLike[str], into: str | os.PathLike[str]) -> Any:
+def merged_store(state_dir: str | os.PathLike[str], into: str | os.PathLike[str],
+                 order: "list[str] | None" = None) -> Any:
     """One job store holding every batch store of a Ray job (for ``flextier report``).
 
     Items are merged by id (an answered copy wins over a pending one left by a crash); the
     attempts, the ledger, the sends whose billing is unknown and the events of every store are
     kept, so spend, possibly billed, tiers, latency and the charts are the whole job's.
+    ``order``: the ids in input order (``flextier run --ray`` writes its results file so);
+    by default, sorted.
     """
     from ..jobs.input import JobItem
     from ..jobs.store import FinishedItem, JobStore
@@ -226,7 +229,10 @@ def merged_store(state_dir: str | os.PathLike[str], into: str | os.PathLike[str]
                     best[row["custom_id"]] = (p, row)
         finally:
             st.close()
-    ids = sorted(best)
+    ids = [i for i in order if i in best] if order is not None else []
+    if len(ids) != len(best):
+        seen = set(ids)
+        ids += sorted(i for i in best if i not in seen)
     seq_of = {cid: i for i, cid in enumerate(ids)}
     out.import_items((JobItem(cid, i + 1, best[cid][1]["request"]) for i, cid in enumerate(ids)), file="ray",
                      skip_invalid=True)

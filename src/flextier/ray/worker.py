@@ -4,8 +4,9 @@ Why a whole :class:`~flextier.jobs.runner.Runner` per batch: the decision table,
 the accounting, the send records and "commit before report" are then exactly those of
 ``flextier run`` (built by :func:`flextier.jobs.session.build_runner`, the one job assembly),
 and the only thing that differs is where the flex window, the budget and the planner's
-decisions come from: the job's controller (:mod:`flextier.ray.member`). Ray Data runs up to
-four batches of an actor at once (an ``async`` UDF), so a batch's tail does not idle the actor.
+decisions come from: the job's controller (:mod:`flextier.ray.member`). Ray Data runs one
+batch of an actor at a time; the controller splits the job's flex window and standard
+concurrency among the batches running now.
 """
 from __future__ import annotations
 
@@ -204,9 +205,10 @@ class FlextierWorker:
         try:
             remaining = st.counts()
             member = Member(self.controller, f"{key}-{uuid.uuid4().hex[:6]}",
-                            remaining["total"] - remaining["done"] - remaining["failed"])
+                            remaining["total"] - remaining["done"] - remaining["failed"],
+                            time_scale=float(getattr(clk, "time_scale", 1.0) or 1.0))
             runner = build_runner(st, self.entry, clock=clk, tier=cfg["tier"], deadline=cfg["deadline"],
-                                  concurrency=cfg["concurrency"], standard_concurrency=cfg["member_std_concurrency"],
+                                  concurrency=cfg["concurrency"], standard_concurrency=cfg["std_concurrency"],
                                   rpm=cfg.get("rpm"), tpm=cfg.get("tpm"),
                                   max_cost=None if cfg.get("max_cost") is None else Decimal(cfg["max_cost"]),
                                   params=cfg.get("params") or {}, adapter=self.adapter, batch_lane=False,
