@@ -68,7 +68,7 @@ def build_app(gw: Gateway) -> Starlette:
                 return await gw.native(request, "openai", "chat", body_override={**body, "model": entry.model_id},
                                        key=key)
             return await gw.routed(request, entry, body, key, model)
-        return await gw.native(request, "openai", "chat", raw_body=raw, key=key)
+        return await gw.native(request, "openai", "chat", raw_body=raw, key=key, parsed=body)
 
     async def responses(request: Request) -> Response:
         got = await _openai_json(request)
@@ -86,7 +86,7 @@ def build_app(gw: Gateway) -> Starlette:
                 return error_response("openai", 404, e.one_line(), code="model_not_found")
             return await gw.native(request, "openai", "responses", body_override={**body, "model": entry.model_id},
                                    key=key)
-        return await gw.native(request, "openai", "responses", raw_body=raw, key=key)
+        return await gw.native(request, "openai", "responses", raw_body=raw, key=key, parsed=body)
 
     async def models(request: Request) -> Response:
         key, denied = gw.authenticate(request, "openai")
