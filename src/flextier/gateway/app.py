@@ -16,29 +16,75 @@
 ===========================================  ==============================================
 
 Every call handler is in :mod:`.service`; this module only maps paths to it.
+
+The operations routes (``/``, ``/calculator``, ``/api/*``, ``/metrics``) show spend by key, so
+when ``gateway.toml`` defines keys they need one too (:func:`_ops_guard`): ``Authorization:
+Bearer <gateway key>`` (a Prometheus scraper's ``bearer_token``, ``curl -H``), or, for a browser,
+``/?key=<gateway key>`` once: the gateway answers with a redirect to the same page without the
+key and an ``HttpOnly; SameSite=Strict`` session cookie (a random token, kept in memory; never
+the key itself), which the page's own ``fetch`` calls then carry. ``/healthz`` stays open for
+liveness probes, and single-user loopback mode (no keys) stays open throughout (docs/gateway.md).
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import secrets
+from urllib.parse import urlencode
 from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..errors import UnknownModel
 from .pages import calculator_page, dashboard_page, estimate_json, summary as summary_of
 from .config import PROVIDERS
 from .errors import error_response
+from .forward import presented_key
 from .metrics import CONTENT_TYPE_LATEST
 from .service import Gateway, TooLarge
 
-__all__ = ["build_app"]
+__all__ = ["build_app", "SESSION_COOKIE"]
+
+SESSION_COOKIE = "flextier_session"
+_MAX_SESSIONS = 1024
+_LOGIN_PAGE = """<!doctype html><meta charset="utf-8"><title>flextier gateway</title>
+<p>This gateway has keys: open this page as <code>{path}?key=YOUR_GATEWAY_KEY</code> (once; the key is
+swapped for a session cookie and removed from the address).</p>"""
 
 
 def build_app(gw: Gateway) -> Starlette:
+    sessions: dict[str, str] = {}     # session token -> key name (in memory: a restart logs everyone out)
+
+    def _ops_guard(request: Request, page: bool) -> Response | None:
+        """None when the caller may see an operations route, else the answer (see the module doc)."""
+        if gw.cfg.single_user:
+            return None
+        tok = request.cookies.get(SESSION_COOKIE)
+        if tok and tok in sessions:
+            return None
+        q = request.query_params
+        key = gw.cfg.find_key(presented_key(request.headers, q))
+        if key is not None and page and "key" in q:
+            tok = secrets.token_urlsafe(32)
+            if len(sessions) >= _MAX_SESSIONS:
+                sessions.pop(next(iter(sessions)))
+            sessions[tok] = key.name
+            rest = urlencode([(k, v) for k, v in q.multi_items() if k != "key"])
+            resp = RedirectResponse(request.url.path + (f"?{rest}" if rest else ""), status_code=303)
+            resp.set_cookie(SESSION_COOKIE, tok, httponly=True, samesite="strict", path="/")
+            return resp
+        if key is not None:
+            return None
+        gw.metrics.refused.labels("-", "unauthorized").inc()
+        if page:
+            return HTMLResponse(_LOGIN_PAGE.format(path=request.url.path), status_code=401)
+        return error_response("openai", 401, "this gateway has keys: send one as 'Authorization: Bearer <key>' "
+                                             "(or open the page with ?key= once for a session cookie)",
+                              code="invalid_api_key")
+
     async def _openai_json(request: Request) -> tuple[Any, bytes, Any] | Response:
         """An OpenAI-route request's key, raw body and parsed JSON, or the error response to send."""
         key, denied = gw.authenticate(request, "openai")
@@ -132,15 +178,23 @@ def build_app(gw: Gateway) -> Starlette:
         return JSONResponse({"ok": True, "in_flight": gw.in_flight})
 
     async def metrics(request: Request) -> Response:
+        if (denied := _ops_guard(request, page=False)) is not None:
+            return denied
         return Response(gw.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def dashboard(request: Request) -> Response:
+        if (denied := _ops_guard(request, page=True)) is not None:
+            return denied
         return HTMLResponse(dashboard_page())
 
     async def calculator(request: Request) -> Response:
+        if (denied := _ops_guard(request, page=True)) is not None:
+            return denied
         return HTMLResponse(calculator_page(gw.catalog))
 
     async def summary(request: Request) -> Response:
+        if (denied := _ops_guard(request, page=False)) is not None:
+            return denied
         since = request.query_params.get("since", "24h")
         try:
             return JSONResponse(summary_of(gw, since))
@@ -148,6 +202,8 @@ def build_app(gw: Gateway) -> Starlette:
             return JSONResponse({"error": str(e)}, status_code=400)
 
     async def estimate(request: Request) -> Response:
+        if (denied := _ops_guard(request, page=False)) is not None:
+            return denied
         try:
             return JSONResponse(estimate_json(gw.catalog, request.query_params))
         except ValueError as e:
