@@ -55,15 +55,21 @@ CREATE TABLE calls (
 CREATE INDEX calls_ts ON calls (ts);
 CREATE INDEX calls_key_ts ON calls (key, ts)
 """),
+    # the id a caller gets in ``x-flextier-call-id``, for ``GET /api/calls/{id}`` (a stream's cost)
+    (2, "call_id", """
+ALTER TABLE calls ADD COLUMN call_id TEXT;
+CREATE INDEX calls_call_id ON calls (call_id)
+"""),
 ]
 
 _COLS = ("ts", "key", "provider", "model", "route", "stream", "requested_tier", "served_tier", "attempts", "sheds",
          "fallback", "input_tokens", "cached_input_tokens", "output_tokens", "cost", "standard_cost", "latency_s",
-         "queue_s", "status", "outcome")
+         "queue_s", "status", "outcome", "call_id")
 _INSERT = f"INSERT INTO calls ({', '.join(_COLS)}) VALUES ({', '.join('?' for _ in _COLS)})"
 _SELECT_SINCE = f"SELECT {', '.join(_COLS)} FROM calls WHERE ts >= ? ORDER BY ts"
 _COST_SINCE = "SELECT cost, standard_cost FROM calls WHERE key = ? AND ts >= ? AND cost IS NOT NULL"
 _COUNT = "SELECT COUNT(*) FROM calls"
+_BY_CALL_ID = f"SELECT {', '.join(_COLS)} FROM calls WHERE call_id = ?"
 
 
 @dataclass
@@ -90,6 +96,7 @@ class CallRow:
     queue_s: float
     status: int
     outcome: str
+    call_id: str | None = None          # ``x-flextier-call-id``; NULL on rows from before migration 2
 
     def values(self) -> tuple[Any, ...]:
         """The row in ``_COLS`` order, money as exact text (no ``asdict``: it deep-copies every field)."""
@@ -238,6 +245,12 @@ class Ledger:
     def count(self) -> int:
         with self._lock:
             return int(self._conn.execute(_COUNT).fetchone()[0])
+
+    def call(self, call_id: str) -> CallRow | None:
+        """The committed row of one call by its ``x-flextier-call-id`` (None when unknown)."""
+        with self._lock:
+            v = self._conn.execute(_BY_CALL_ID, (call_id,)).fetchone()
+        return None if v is None else CallRow.from_values(v)
 
     def spent(self, key: str, since: float) -> Decimal:
         """Money a key has spent since ``since`` (priced calls; exact)."""

@@ -17,8 +17,11 @@ one record per call in the ledger, the metrics, an OpenTelemetry span and the hi
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -49,7 +52,12 @@ from .forward import ShardedTransport, presented_key, response_headers, strip_ke
 from .ledger import CallRow, Ledger
 from .metrics import Metrics
 
-__all__ = ["Gateway", "Ctx"]
+__all__ = ["Gateway", "Ctx", "CALL_ID_HEADER"]
+
+#: on every call's response (streams included: it leaves with the headers, before the usage):
+#: the id to ask ``GET /api/calls/{id}`` for the served tier, attempts and cost (docs/gateway.md)
+CALL_ID_HEADER = "x-flextier-call-id"
+_RECENT = 10_000        # finished calls answered from memory (the ledger commits in batches)
 
 log = logging.getLogger("flextier.gateway")
 SINGLE_USER = "-"
@@ -73,6 +81,7 @@ class Ctx:
     requested: str = "auto"
     token: Any = None
     shape: str = ""                     # whose error shape the caller reads (its SDK's)
+    call_id: str = field(default_factory=lambda: "call_" + secrets.token_hex(12))
 
     def __post_init__(self) -> None:
         self.shape = self.shape or self.provider
@@ -101,6 +110,8 @@ class Gateway:
         self.in_flight = 0
         self.started = time.time()
         self._urls: dict[tuple[str, str, str, bool], httpx.URL] = {}
+        self._pending: dict[str, tuple[str, asyncio.Event]] = {}   # call id -> (key name, set when recorded)
+        self._recent: dict[str, CallRow] = {}            # call id -> its row, the last _RECENT calls
 
     async def aclose(self) -> None:
         await self.transport.aclose()
@@ -216,6 +227,13 @@ class Gateway:
                      key: KeyConfig | None = None, parsed: Any = None) -> Response:
         """``parsed`` is ``raw_body`` already decoded by the route (decoded once, not twice)."""
         ctx = Ctx(provider, route, key)
+        resp = await self._native(ctx, request, provider, path, body_override, raw_body, parsed)
+        resp.headers[CALL_ID_HEADER] = ctx.call_id
+        return resp
+
+    async def _native(self, ctx: Ctx, request: Request, provider: str, path: str | None,
+                      body_override: dict[str, Any] | None, raw_body: bytes | None, parsed: Any) -> Response:
+        key = ctx.key
         try:
             raw = raw_body if raw_body is not None else await self.read_body(request)
         except TooLarge:
@@ -255,8 +273,7 @@ class Gateway:
                             content=raw, extensions={POLICY_EXTENSION: pol,
                                                      "timeout": {"connect": 30.0, "read": None, "write": 60.0,
                                                                  "pool": None}})
-        self.in_flight += 1
-        self.metrics.in_flight.inc()
+        self._begin(ctx)
         try:
             resp = await self.transport.handle_async_request(req)
         except ProviderError as err:
@@ -297,9 +314,33 @@ class Gateway:
             else:
                 self._finish(ctx, result, resp.status_code)
 
+    def _begin(self, ctx: Ctx) -> None:
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
+        self._pending[ctx.call_id] = (ctx.key_name, asyncio.Event())
+
     def _done(self) -> None:
         self.in_flight -= 1
         self.metrics.in_flight.dec()
+
+    async def call_row(self, call_id: str, key_name: str | None, wait: float) -> CallRow | str | None:
+        """``GET /api/calls/{id}``: the call's row, waiting up to ``wait`` seconds for one still
+        running (a stream's usage arrives at its end); ``"in_flight"`` if it still is; None when
+        unknown or another key's (``key_name`` None = single-user: every call is the caller's)."""
+        pend = self._pending.get(call_id)
+        if pend is not None and key_name is not None and pend[0] != key_name:
+            return None
+        if pend is not None and wait > 0:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(pend[1].wait(), wait)
+        row = self._recent.get(call_id)
+        if row is None:
+            if call_id in self._pending:
+                return "in_flight"
+            row = self.ledger.call(call_id)
+        if row is None or (key_name is not None and row.key != key_name):
+            return None
+        return row
 
     def _failed(self, ctx: Ctx, err: ProviderError, request: Request) -> Response:
         attempts: list[Attempt] = list(getattr(err, "attempts", None) or [])
@@ -336,6 +377,12 @@ class Gateway:
                      requested_name: str) -> Response:
         ctx = Ctx(entry.provider, "chat", key, model=entry.name, wire_model=entry.model_id,
                   stream=bool(body.get("stream")), shape="openai")
+        resp = await self._routed(ctx, request, entry, body, key, requested_name)
+        resp.headers[CALL_ID_HEADER] = ctx.call_id
+        return resp
+
+    async def _routed(self, ctx: Ctx, request: Request, entry: ModelEntry, body: dict[str, Any],
+                      key: KeyConfig | None, requested_name: str) -> Response:
         try:
             ctl = read_controls(request.headers, key, self.cfg)
             creq = call_request(entry, body)
@@ -354,8 +401,7 @@ class Gateway:
         else:
             api_key = presented_key(request.headers, request.query_params)
         base = self.cfg.upstreams.get(entry.provider) or None
-        self.in_flight += 1
-        self.metrics.in_flight.inc()
+        self._begin(ctx)
         try:
             adapter = get_adapter(entry, base_url=base, api_key=api_key, timeouts=pol.timeouts())
             result = await acall_with_policy(lambda t, to: adapter.asend(creq, t, to), pol, entry=entry)
@@ -418,13 +464,20 @@ class Gateway:
             u = result.usage
             cost, std = result.cost, result.standard_cost
         now = time.time()
-        self.ledger.add(CallRow(
+        row = CallRow(
             ts=now, key=ctx.key_name, provider=ctx.provider, model=ctx.model, route=ctx.route, stream=ctx.stream,
             requested_tier=ctx.requested, served_tier=served, attempts=len(attempts), sheds=sheds, fallback=fallback,
             input_tokens=None if u is None else u.input_tokens,
             cached_input_tokens=None if u is None else u.cached_input_tokens,
             output_tokens=None if u is None else u.output_tokens, cost=cost, standard_cost=std,
-            latency_s=latency, queue_s=max(0.0, queue), status=status, outcome=outcome))
+            latency_s=latency, queue_s=max(0.0, queue), status=status, outcome=outcome, call_id=ctx.call_id)
+        self.ledger.add(row)
+        if len(self._recent) >= _RECENT:
+            self._recent.pop(next(iter(self._recent)))
+        self._recent[ctx.call_id] = row
+        pend = self._pending.pop(ctx.call_id, None)
+        if pend is not None:
+            pend[1].set()
         self.metrics.observe(key=ctx.key_name, model=ctx.model, route=ctx.route, served=served, outcome=outcome,
                              sheds=sheds, fallback=fallback, cost=cost, standard_cost=std, latency=latency,
                              queue=max(0.0, queue))
