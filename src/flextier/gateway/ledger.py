@@ -5,12 +5,12 @@ migrations applied in order, one transaction each, so a ledger written by an old
 upgraded in place; every query lives in this module. Money is stored as exact decimal text
 (``NULL`` = unknown price, never $0) and summed in Python with :class:`~decimal.Decimal`.
 
-Writes never block a request: :meth:`Ledger.add` appends the row to a list (no lock, no
-thread wake-up per row: a ``queue.Queue`` notify per call was 6% of the gateway's CPU under
-bench load, docs/gateway.md) and a writer thread, woken once per batch, commits whatever has
-gathered within ``batch_s`` in one transaction (so 128 calls in flight cost one commit, not
-128). :meth:`Ledger.flush` waits until every row added so far is committed (tests, shutdown,
-reports).
+Writes never block a request: :meth:`Ledger.add` appends the row to a list, and a writer
+thread commits whatever has gathered every ``batch_s`` in one transaction (so 128 calls in
+flight cost one commit, not 128). The writer is woken only when it went idle (no rows for a
+whole batch), not per row or per batch: waking a thread is a notify plus a GIL hand-over, and a
+``queue.Queue`` notify per call was 6% of the gateway's CPU under bench load (docs/gateway.md).
+:meth:`Ledger.flush` waits until every row added so far is committed (tests, shutdown, reports).
 
 What is never stored: API keys (gateway or upstream), prompts, answers. ``key`` is the
 gateway key's configured *name*.
@@ -159,7 +159,8 @@ class Ledger:
         self.batch_s = batch_s
         self._pending: list[CallRow] = []
         self._plock = threading.Lock()          # uncontended: held for an append or a swap
-        self._wake = threading.Event()          # set once per batch, not per row
+        self._wake = threading.Event()          # set by add() only when the writer went idle
+        self._idle = False
         self._hurry = threading.Event()         # flush/close: write now, do not gather
         self._done = threading.Condition()
         self._added = 0                         # rows handed to add(), and rows committed
@@ -179,19 +180,24 @@ class Ledger:
         with self._plock:
             self._pending.append(row)
             self._added += 1
-            if not self._wake.is_set():
+            if self._idle:
+                self._idle = False
                 self._wake.set()
 
     def _write_loop(self) -> None:
         conn = _connect(self.path)
         try:
             while True:
-                self._wake.wait()
                 self._hurry.wait(self.batch_s)      # let the calls finishing now join this batch
                 with self._plock:
                     rows, self._pending = self._pending, []
-                    self._wake.clear()
                     self._hurry.clear()
+                    if not rows and not self._closing:
+                        self._idle = True           # nothing came for a whole batch: sleep until add()
+                        self._wake.clear()
+                if not rows and not self._closing:
+                    self._wake.wait()
+                    continue
                 if rows:
                     conn.execute("BEGIN")
                     conn.executemany(_INSERT, [r.values() for r in rows])
@@ -213,6 +219,7 @@ class Ledger:
             return
         with self._plock:
             target = self._added
+            self._idle = False
         self._hurry.set()
         self._wake.set()
         with self._done:
