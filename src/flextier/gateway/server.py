@@ -57,13 +57,13 @@ class GatewayServer:
 
     def __init__(self, cfg: GatewayConfig, *, host: str = "127.0.0.1", port: int = 0, ledger: str | None = None,
                  policy: Policy | None = None, emulated: bool = False, drain_s: float = 30.0,
-                 access_log: bool = False) -> None:
+                 access_log: bool = False, upstream: str = "auto") -> None:
         check_bind(host, cfg)
         self.cfg = cfg
         self.host = host
         self._port = port
         self.ledger = Ledger(ledger or cfg.ledger or default_ledger_path())
-        self.gateway = Gateway(cfg, self.ledger, policy=policy, emulated=emulated)
+        self.gateway = Gateway(cfg, self.ledger, policy=policy, emulated=emulated, upstream=upstream)
         self.drain_s = drain_s
         self.access_log = access_log
         self._server: uvicorn.Server | None = None

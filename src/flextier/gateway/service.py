@@ -48,7 +48,8 @@ from .budgets import Budgets, Refusal
 from .config import PROVIDERS, GatewayConfig, KeyConfig
 from .controls import Controls, read_controls
 from .errors import error_response, provider_error_response, scrub
-from .forward import ShardedTransport, presented_key, response_headers, strip_key_query, upstream_headers, upstream_url
+from .forward import (presented_key, response_headers, strip_key_query, upstream_headers, upstream_transport,
+                      upstream_url)
 from .ledger import CallRow, Ledger
 from .metrics import Metrics
 
@@ -96,7 +97,7 @@ class Gateway:
 
     def __init__(self, cfg: GatewayConfig, ledger: Ledger, *, policy: Policy | None = None,
                  catalog: Catalog | None = None, emulated: bool = False,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, upstream: str = "auto") -> None:
         self.cfg = cfg
         self.ledger = ledger
         self.catalog = catalog or default_catalog()
@@ -104,7 +105,7 @@ class Gateway:
         self.metrics = Metrics()
         self.emulated = emulated
         self.budgets = Budgets({k.name: (k.daily_usd, k.monthly_usd) for k in cfg.keys}, ledger.spent, wall)
-        inner = ShardedTransport(httpx).transport
+        inner = upstream_transport(httpx, upstream)   # aiohttp when installed, else httpx pools
         self.dialects = {"openai": OpenAIDialect(), "gemini": GeminiDialect(), "anthropic": AnthropicDialect()}
         self.transport = async_transport(inner, httpx, list(self.dialects.values()), self.base_policy, self.catalog)
         self.in_flight = 0
