@@ -156,6 +156,17 @@ def upstream_transport(hx: Any, kind: str = "auto") -> Any:
     return ShardedTransport(hx).transport
 
 
+def _ssl_context() -> Any:
+    """The trust store httpx uses (certifi's bundle), so switching transports trusts the same CAs."""
+    import ssl
+
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover - httpx depends on certifi
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 class AiohttpTransport:
     """An httpx ``AsyncBaseTransport`` (``.transport``) that sends on an ``aiohttp`` session (see
     :func:`upstream_transport`). It maps aiohttp's errors to httpx's, so the engine's one error
@@ -175,7 +186,7 @@ class AiohttpTransport:
             s = state.get("s")
             if s is None:   # inside the running loop, at the first call
                 s = state["s"] = aio.ClientSession(
-                    connector=aio.TCPConnector(limit=limit, keepalive_timeout=keepalive_s),
+                    connector=aio.TCPConnector(limit=limit, keepalive_timeout=keepalive_s, ssl=_ssl_context()),
                     auto_decompress=False, cookie_jar=aio.DummyCookieJar(),
                     skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"))
             return s
