@@ -262,14 +262,16 @@ class Gateway:
         ctx.model = entry.name
         ctx.stream = bool(body.get("stream")) or (path or "").endswith(":streamGenerateContent")
         d = self.dialects[provider]
-        call = d.recognise("POST", path or request.url.path, raw)
+        rpath = path or request.scope["path"]   # not request.url: that builds a URL object per call
+        call = d.recognise("POST", rpath, raw)
         explicit = call.explicit if call is not None else None
         ctx.requested = explicit or ctl.tier
         refused = self.admit(ctx, entry, body, ctl, explicit)
         if refused is not None:
             return refused
         pol = self.policy_for(ctx, ctl)
-        req = httpx.Request("POST", self._url(provider, path or request.url.path, request.url.query, key),
+        req = httpx.Request("POST", self._url(provider, rpath, request.scope.get("query_string", b"").decode("latin-1"),
+                                              key),
                             headers=upstream_headers(request.headers.items(), provider, key),
                             content=raw, extensions={POLICY_EXTENSION: pol,
                                                      "timeout": {"connect": 30.0, "read": None, "write": 60.0,
