@@ -228,9 +228,12 @@ class Gateway:
                      key: KeyConfig | None = None, parsed: Any = None) -> Response:
         """``parsed`` is ``raw_body`` already decoded by the route (decoded once, not twice)."""
         ctx = Ctx(provider, route, key)
-        resp = await self._native(ctx, request, provider, path, body_override, raw_body, parsed)
-        resp.headers[CALL_ID_HEADER] = ctx.call_id
-        return resp
+        try:
+            resp = await self._native(ctx, request, provider, path, body_override, raw_body, parsed)
+        except BaseException:
+            self._forget(ctx)
+            raise
+        return self._tag(ctx, resp)
 
     async def _native(self, ctx: Ctx, request: Request, provider: str, path: str | None,
                       body_override: dict[str, Any] | None, raw_body: bytes | None, parsed: Any) -> Response:
@@ -380,9 +383,24 @@ class Gateway:
                      requested_name: str) -> Response:
         ctx = Ctx(entry.provider, "chat", key, model=entry.name, wire_model=entry.model_id,
                   stream=bool(body.get("stream")), shape="openai")
-        resp = await self._routed(ctx, request, entry, body, key, requested_name)
+        try:
+            resp = await self._routed(ctx, request, entry, body, key, requested_name)
+        except BaseException:
+            self._forget(ctx)
+            raise
+        return self._tag(ctx, resp)
+
+    def _tag(self, ctx: Ctx, resp: Response) -> Response:
+        """The call id on the answer; a call that ended without a record is no longer waited for."""
         resp.headers[CALL_ID_HEADER] = ctx.call_id
+        if not isinstance(resp, StreamingResponse):   # a relayed stream records when it ends
+            self._forget(ctx)
         return resp
+
+    def _forget(self, ctx: Ctx) -> None:
+        pend = self._pending.pop(ctx.call_id, None)
+        if pend is not None:
+            pend[1].set()
 
     async def _routed(self, ctx: Ctx, request: Request, entry: ModelEntry, body: dict[str, Any],
                       key: KeyConfig | None, requested_name: str) -> Response:
