@@ -4,10 +4,14 @@ Why its own registry: tests start several gateways in one process, and the globa
 refuses a metric name twice. Labels are the key's *name*, the catalog model and the tier:
 never a secret, never a prompt. Money counters are floats (Prometheus has no decimals); the
 exact sums are in the ledger (``flextier report --gateway``).
+
+Children are cached per label tuple (:meth:`Metrics.child`): ``labels()`` validates and locks on
+every call, and a call observes six of them (docs/gateway.md, "Per-call CPU").
 """
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -37,24 +41,34 @@ class Metrics:
         self.in_flight = Gauge("flextier_gateway_in_flight", "Calls in flight", registry=r)
         self.refused = Counter("flextier_gateway_refused", "Calls refused before sending", ("key", "reason"),
                                registry=r)
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached (the registry keeps the child for ever anyway)."""
+        k = (id(metric), *labels)
+        c = self._children.get(k)
+        if c is None:
+            c = self._children[k] = metric.labels(*labels)
+        return c
 
     def observe(self, *, key: str, model: str, route: str, served: str | None, outcome: str, sheds: int,
                 fallback: bool, cost: Decimal | None, standard_cost: Decimal | None, latency: float,
                 queue: float) -> None:
         st = served or "none"
-        self.requests.labels(key, model, route, st, outcome).inc()
+        ch = self.child
+        ch(self.requests, key, model, route, st, outcome).inc()
         if sheds:
-            self.sheds.labels(key, model).inc(sheds)
+            ch(self.sheds, key, model).inc(sheds)
         if fallback:
-            self.fallbacks.labels(key, model).inc()
+            ch(self.fallbacks, key, model).inc()
         if outcome == "ok":
             if cost is None or standard_cost is None:
-                self.unpriced.labels(key, model, st).inc()
+                ch(self.unpriced, key, model, st).inc()
             else:
-                self.cost.labels(key, model, st).inc(float(cost))
-                self.saving.labels(key, model, st).inc(float(standard_cost - cost))
-            self.queue.labels(model).observe(queue)
-        self.latency.labels(route, st).observe(latency)
+                ch(self.cost, key, model, st).inc(float(cost))
+                ch(self.saving, key, model, st).inc(float(standard_cost - cost))
+            ch(self.queue, model).observe(queue)
+        ch(self.latency, route, st).observe(latency)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

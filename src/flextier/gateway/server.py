@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import socket
 import threading
 import time
@@ -28,6 +29,17 @@ from .service import Gateway
 __all__ = ["GatewayServer", "serve", "check_bind", "DEFAULT_PORT", "default_ledger_path"]
 
 DEFAULT_PORT = 8788
+_KEY_QUERY = re.compile(r"([?&]key=)[^&\s]*")
+
+
+class _RedactKeyQuery(logging.Filter):
+    """Uvicorn's access log prints the path with its query; a gateway key may ride there as
+    ``?key=`` (google-genai, the pages' first visit). Replace it before the line is written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_KEY_QUERY.sub(r"\1REDACTED", a) if isinstance(a, str) else a for a in record.args)
+        return True
 
 
 def default_ledger_path() -> str:
@@ -45,13 +57,13 @@ class GatewayServer:
 
     def __init__(self, cfg: GatewayConfig, *, host: str = "127.0.0.1", port: int = 0, ledger: str | None = None,
                  policy: Policy | None = None, emulated: bool = False, drain_s: float = 30.0,
-                 access_log: bool = False) -> None:
+                 access_log: bool = False, upstream: str = "auto") -> None:
         check_bind(host, cfg)
         self.cfg = cfg
         self.host = host
         self._port = port
         self.ledger = Ledger(ledger or cfg.ledger or default_ledger_path())
-        self.gateway = Gateway(cfg, self.ledger, policy=policy, emulated=emulated)
+        self.gateway = Gateway(cfg, self.ledger, policy=policy, emulated=emulated, upstream=upstream)
         self.drain_s = drain_s
         self.access_log = access_log
         self._server: uvicorn.Server | None = None
@@ -77,10 +89,17 @@ class GatewayServer:
         return sock
 
     def _config(self) -> uvicorn.Config:
-        return uvicorn.Config(build_app(self.gateway), log_config=None, log_level="warning",
-                              access_log=self.access_log, backlog=2048, lifespan="on", timeout_keep_alive=300,
-                              timeout_graceful_shutdown=self.drain_s, loop="asyncio", proxy_headers=False,
-                              server_header=False, http="httptools")
+        cfg = uvicorn.Config(build_app(self.gateway), log_config=None, log_level="warning",
+                             access_log=self.access_log, backlog=2048, lifespan="on", timeout_keep_alive=300,
+                             timeout_graceful_shutdown=self.drain_s, loop="asyncio", proxy_headers=False,
+                             server_header=False, http="httptools")
+        if self.access_log:   # one INFO line per request, through the operator's handlers, keys redacted
+            acc = logging.getLogger("uvicorn.access")
+            acc.setLevel(logging.INFO)
+            acc.propagate = True
+            if not any(isinstance(f, _RedactKeyQuery) for f in acc.filters):
+                acc.addFilter(_RedactKeyQuery())
+        return cfg
 
     def start(self) -> "GatewayServer":
         self._sock = self._bind()

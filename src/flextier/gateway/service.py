@@ -17,8 +17,11 @@ one record per call in the ledger, the metrics, an OpenTelemetry span and the hi
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -45,11 +48,17 @@ from .budgets import Budgets, Refusal
 from .config import PROVIDERS, GatewayConfig, KeyConfig
 from .controls import Controls, read_controls
 from .errors import error_response, provider_error_response, scrub
-from .forward import ShardedTransport, presented_key, response_headers, strip_key_query, upstream_headers, upstream_url
+from .forward import (presented_key, response_headers, strip_key_query, upstream_headers, upstream_transport,
+                      upstream_url)
 from .ledger import CallRow, Ledger
 from .metrics import Metrics
 
-__all__ = ["Gateway", "Ctx"]
+__all__ = ["Gateway", "Ctx", "CALL_ID_HEADER"]
+
+#: on every call's response (streams included: it leaves with the headers, before the usage):
+#: the id to ask ``GET /api/calls/{id}`` for the served tier, attempts and cost (docs/gateway.md)
+CALL_ID_HEADER = "x-flextier-call-id"
+_RECENT = 10_000        # finished calls answered from memory (the ledger commits in batches)
 
 log = logging.getLogger("flextier.gateway")
 SINGLE_USER = "-"
@@ -73,6 +82,7 @@ class Ctx:
     requested: str = "auto"
     token: Any = None
     shape: str = ""                     # whose error shape the caller reads (its SDK's)
+    call_id: str = field(default_factory=lambda: "call_" + secrets.token_hex(12))
 
     def __post_init__(self) -> None:
         self.shape = self.shape or self.provider
@@ -87,7 +97,7 @@ class Gateway:
 
     def __init__(self, cfg: GatewayConfig, ledger: Ledger, *, policy: Policy | None = None,
                  catalog: Catalog | None = None, emulated: bool = False,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, upstream: str = "auto") -> None:
         self.cfg = cfg
         self.ledger = ledger
         self.catalog = catalog or default_catalog()
@@ -95,14 +105,28 @@ class Gateway:
         self.metrics = Metrics()
         self.emulated = emulated
         self.budgets = Budgets({k.name: (k.daily_usd, k.monthly_usd) for k in cfg.keys}, ledger.spent, wall)
-        inner = ShardedTransport(httpx).transport
+        inner = upstream_transport(httpx, upstream)   # aiohttp when installed, else httpx pools
         self.dialects = {"openai": OpenAIDialect(), "gemini": GeminiDialect(), "anthropic": AnthropicDialect()}
         self.transport = async_transport(inner, httpx, list(self.dialects.values()), self.base_policy, self.catalog)
         self.in_flight = 0
         self.started = time.time()
+        self._urls: dict[tuple[str, str, str, bool], httpx.URL] = {}
+        self._pending: dict[str, tuple[str, asyncio.Event]] = {}   # call id -> (key name, set when recorded)
+        self._recent: dict[str, CallRow] = {}            # call id -> its row, the last _RECENT calls
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+    def _url(self, provider: str, path: str, query: str, key: KeyConfig | None) -> httpx.URL:
+        """The parsed upstream URL of a call, kept per (provider, path, query): parsing it was 1% of
+        the gateway's CPU per call (docs/gateway.md), and a deployment sees few distinct ones."""
+        ck = (provider, path, query, key is None)
+        u = self._urls.get(ck)
+        if u is None:
+            if len(self._urls) > 4096:
+                self._urls.clear()
+            u = self._urls[ck] = httpx.URL(upstream_url(self.cfg, provider, path, strip_key_query(query, key)))
+        return u
 
     # -- secrets: every configured upstream credential, for scrubbing ----------------------------
     def secrets(self, extra: str | None = None) -> list[str]:
@@ -201,14 +225,30 @@ class Gateway:
     # -- native: the engine ------------------------------------------------------------------------
     async def native(self, request: Request, provider: str, route: str, path: str | None = None,
                      body_override: dict[str, Any] | None = None, raw_body: bytes | None = None,
-                     key: KeyConfig | None = None) -> Response:
+                     key: KeyConfig | None = None, parsed: Any = None) -> Response:
+        """``parsed`` is ``raw_body`` already decoded by the route (decoded once, not twice)."""
         ctx = Ctx(provider, route, key)
+        try:
+            resp = await self._native(ctx, request, provider, path, body_override, raw_body, parsed)
+        except BaseException:
+            self._forget(ctx)
+            raise
+        return self._tag(ctx, resp)
+
+    async def _native(self, ctx: Ctx, request: Request, provider: str, path: str | None,
+                      body_override: dict[str, Any] | None, raw_body: bytes | None, parsed: Any) -> Response:
+        key = ctx.key
         try:
             raw = raw_body if raw_body is not None else await self.read_body(request)
         except TooLarge:
             return self._too_large(provider)
         try:
-            body = body_override if body_override is not None else json.loads(raw or b"null")
+            if body_override is not None:
+                body = body_override
+            elif parsed is not None and raw_body is not None:
+                body = parsed
+            else:
+                body = json.loads(raw or b"null")
         except ValueError:
             return self._bad(provider, "request body is not JSON")
         if not isinstance(body, dict):
@@ -225,21 +265,21 @@ class Gateway:
         ctx.model = entry.name
         ctx.stream = bool(body.get("stream")) or (path or "").endswith(":streamGenerateContent")
         d = self.dialects[provider]
-        call = d.recognise("POST", path or request.url.path, raw)
+        rpath = path or request.scope["path"]   # not request.url: that builds a URL object per call
+        call = d.recognise("POST", rpath, raw)
         explicit = call.explicit if call is not None else None
         ctx.requested = explicit or ctl.tier
         refused = self.admit(ctx, entry, body, ctl, explicit)
         if refused is not None:
             return refused
         pol = self.policy_for(ctx, ctl)
-        url = upstream_url(self.cfg, provider, path or request.url.path,
-                           strip_key_query(request.url.query, key))
-        req = httpx.Request("POST", url, headers=upstream_headers(request.headers.items(), provider, key),
+        req = httpx.Request("POST", self._url(provider, rpath, request.scope.get("query_string", b"").decode("latin-1"),
+                                              key),
+                            headers=upstream_headers(request.headers.items(), provider, key),
                             content=raw, extensions={POLICY_EXTENSION: pol,
                                                      "timeout": {"connect": 30.0, "read": None, "write": 60.0,
                                                                  "pool": None}})
-        self.in_flight += 1
-        self.metrics.in_flight.inc()
+        self._begin(ctx)
         try:
             resp = await self.transport.handle_async_request(req)
         except ProviderError as err:
@@ -280,9 +320,33 @@ class Gateway:
             else:
                 self._finish(ctx, result, resp.status_code)
 
+    def _begin(self, ctx: Ctx) -> None:
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
+        self._pending[ctx.call_id] = (ctx.key_name, asyncio.Event())
+
     def _done(self) -> None:
         self.in_flight -= 1
         self.metrics.in_flight.dec()
+
+    async def call_row(self, call_id: str, key_name: str | None, wait: float) -> CallRow | str | None:
+        """``GET /api/calls/{id}``: the call's row, waiting up to ``wait`` seconds for one still
+        running (a stream's usage arrives at its end); ``"in_flight"`` if it still is; None when
+        unknown or another key's (``key_name`` None = single-user: every call is the caller's)."""
+        pend = self._pending.get(call_id)
+        if pend is not None and key_name is not None and pend[0] != key_name:
+            return None
+        if pend is not None and wait > 0:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(pend[1].wait(), wait)
+        row = self._recent.get(call_id)
+        if row is None:
+            if call_id in self._pending:
+                return "in_flight"
+            row = self.ledger.call(call_id)
+        if row is None or (key_name is not None and row.key != key_name):
+            return None
+        return row
 
     def _failed(self, ctx: Ctx, err: ProviderError, request: Request) -> Response:
         attempts: list[Attempt] = list(getattr(err, "attempts", None) or [])
@@ -320,6 +384,27 @@ class Gateway:
         ctx = Ctx(entry.provider, "chat", key, model=entry.name, wire_model=entry.model_id,
                   stream=bool(body.get("stream")), shape="openai")
         try:
+            resp = await self._routed(ctx, request, entry, body, key, requested_name)
+        except BaseException:
+            self._forget(ctx)
+            raise
+        return self._tag(ctx, resp)
+
+    def _tag(self, ctx: Ctx, resp: Response) -> Response:
+        """The call id on the answer; a call that ended without a record is no longer waited for."""
+        resp.headers[CALL_ID_HEADER] = ctx.call_id
+        if not isinstance(resp, StreamingResponse):   # a relayed stream records when it ends
+            self._forget(ctx)
+        return resp
+
+    def _forget(self, ctx: Ctx) -> None:
+        pend = self._pending.pop(ctx.call_id, None)
+        if pend is not None:
+            pend[1].set()
+
+    async def _routed(self, ctx: Ctx, request: Request, entry: ModelEntry, body: dict[str, Any],
+                      key: KeyConfig | None, requested_name: str) -> Response:
+        try:
             ctl = read_controls(request.headers, key, self.cfg)
             creq = call_request(entry, body)
         except (UserInputError, ValueError) as e:
@@ -337,8 +422,7 @@ class Gateway:
         else:
             api_key = presented_key(request.headers, request.query_params)
         base = self.cfg.upstreams.get(entry.provider) or None
-        self.in_flight += 1
-        self.metrics.in_flight.inc()
+        self._begin(ctx)
         try:
             adapter = get_adapter(entry, base_url=base, api_key=api_key, timeouts=pol.timeouts())
             result = await acall_with_policy(lambda t, to: adapter.asend(creq, t, to), pol, entry=entry)
@@ -401,13 +485,20 @@ class Gateway:
             u = result.usage
             cost, std = result.cost, result.standard_cost
         now = time.time()
-        self.ledger.add(CallRow(
+        row = CallRow(
             ts=now, key=ctx.key_name, provider=ctx.provider, model=ctx.model, route=ctx.route, stream=ctx.stream,
             requested_tier=ctx.requested, served_tier=served, attempts=len(attempts), sheds=sheds, fallback=fallback,
             input_tokens=None if u is None else u.input_tokens,
             cached_input_tokens=None if u is None else u.cached_input_tokens,
             output_tokens=None if u is None else u.output_tokens, cost=cost, standard_cost=std,
-            latency_s=latency, queue_s=max(0.0, queue), status=status, outcome=outcome))
+            latency_s=latency, queue_s=max(0.0, queue), status=status, outcome=outcome, call_id=ctx.call_id)
+        self.ledger.add(row)
+        if len(self._recent) >= _RECENT:
+            self._recent.pop(next(iter(self._recent)))
+        self._recent[ctx.call_id] = row
+        pend = self._pending.pop(ctx.call_id, None)
+        if pend is not None:
+            pend[1].set()
         self.metrics.observe(key=ctx.key_name, model=ctx.model, route=ctx.route, served=served, outcome=outcome,
                              sheds=sheds, fallback=fallback, cost=cost, standard_cost=std, latency=latency,
                              queue=max(0.0, queue))

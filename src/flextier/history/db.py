@@ -48,8 +48,23 @@ def _data_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "flextier"
 
 
+_PATHS: dict[tuple[str | None, ...], Path] = {}
+
+
 def default_history_path(domain: str = REAL) -> Path:
-    """Where the history of ``domain`` (``"real"`` or ``"emulated"``) lives (see the module doc)."""
+    """Where the history of ``domain`` (``"real"`` or ``"emulated"``) lives (see the module doc).
+
+    Asked once per recorded call (wrap, the gateway), so the answer is kept per value of the
+    environment it depends on: a changed variable still moves the history at once."""
+    g = os.environ.get
+    ek = (domain, g(HISTORY_ENV), g("XDG_DATA_HOME"), g("LOCALAPPDATA"), g("HOME"), g("USERPROFILE"))
+    got = _PATHS.get(ek)
+    if got is None:
+        got = _PATHS[ek] = _history_path(domain)
+    return got
+
+
+def _history_path(domain: str) -> Path:
     if domain not in (REAL, EMULATED):
         raise ValueError(f"domain must be {REAL!r} or {EMULATED!r}")
     env = os.environ.get(HISTORY_ENV, "").strip()

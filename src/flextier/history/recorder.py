@@ -4,6 +4,9 @@ Why buffered: a job makes thousands of attempts a minute; one SQL write each wou
 than the attempts' own bookkeeping. Counts are kept in memory per cell and written in one
 transaction every ``flush_every`` seconds (wall), at :meth:`Recorder.flush` and at
 :meth:`Recorder.close`; a crash loses at most those seconds of history, never a job's results.
+The periodic write runs on a short-lived thread, not in the caller's: under the gateway the
+caller is the event loop, and a SQLite transaction there stalls every call in flight
+(docs/gateway.md). An explicit :meth:`Recorder.flush` waits for one in progress first.
 Nothing here raises into the caller: a history that cannot be written is a warning, not a failed
 job (history is advice; docs/history.md).
 
@@ -88,6 +91,7 @@ class Recorder:
         self._last: dict[tuple[str, str, str], float] = {}
         self._flushed_at = monotonic()
         self._warned = False
+        self._bg: threading.Thread | None = None   # a periodic flush in progress
         self.recorded = 0
 
     def record_attempt(self, *, provider: str, model: str, tier: str, outcome: str, ts: float | None = None,
@@ -123,12 +127,26 @@ class Recorder:
             if last is None or t > last:
                 self._last[key[:3]] = t
             self.recorded += 1
-            due = self._mono() - self._flushed_at >= self.flush_every or len(self._buf) > 2000
+            due = self._bg is None and (self._mono() - self._flushed_at >= self.flush_every or len(self._buf) > 2000)
+            if due:
+                self._bg = threading.Thread(target=self._flush_bg, name="flextier-history-flush", daemon=True)
         if due:
-            self.flush()
+            self._bg.start()  # type: ignore[union-attr]
+
+    def _flush_bg(self) -> None:
+        try:
+            self._flush()
+        finally:
+            self._bg = None
 
     def flush(self) -> int:
         """Write the buffered counts (one transaction). Returns the number of cells written."""
+        bg = self._bg
+        if bg is not None and bg is not threading.current_thread():
+            bg.join()
+        return self._flush()
+
+    def _flush(self) -> int:
         with self._lock:
             rows, self._buf = list(self._buf.values()), {}
             self._flushed_at = self._mono()
