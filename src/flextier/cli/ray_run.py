@@ -86,11 +86,11 @@ def run_on_ray(a: Any, *, entry: Any, tier: str, name: str, out: str, cap: Any, 
     from ..jobs.input import iter_input
     from ..jobs.output import OutputSink
     from ..jobs.report import build_report, format_report, write_html
-    from .run import _err, _remote_emulator_clock
+    from ..emulator.clock import loopback_emulator_clock
 
     def say(msg: str) -> None:
         if not a.quiet:
-            _err(msg)
+            typer.echo(msg, err=True)
 
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="flextier-ray-")))
@@ -103,9 +103,9 @@ def run_on_ray(a: Any, *, entry: Any, tier: str, name: str, out: str, cap: Any, 
                               items=iter_input(ident.path, prompt_template=a.prompt_template))
         except InvalidInput as exc:
             for e in exc.errors:
-                _err(f"flextier: invalid: {e.one_line()}")
+                typer.echo(f"flextier: invalid: {e.one_line()}", err=True)
             if exc.count > len(exc.errors):
-                _err(f"flextier: ... and {exc.count - len(exc.errors)} more")
+                typer.echo(f"flextier: ... and {exc.count - len(exc.errors)} more", err=True)
             raise
         with opened.store as st:
             rows = [{"id": r["custom_id"], "request": r["request"]} for r in st.iter_items()]
@@ -122,7 +122,7 @@ def run_on_ray(a: Any, *, entry: Any, tier: str, name: str, out: str, cap: Any, 
             availability = availability or emu.availability_forecast()
         else:
             base_url = a.base_url
-            clock = _remote_emulator_clock(base_url) if base_url else None
+            clock = loopback_emulator_clock(base_url) if base_url else None
         ray = _connect(str(a.ray))
         import flextier.ray as fray
 
@@ -160,8 +160,8 @@ def run_on_ray(a: Any, *, entry: Any, tier: str, name: str, out: str, cap: Any, 
                 typer.echo(f"report: {write_html(r, a.html)}")
             if c["done"] + c["failed"] < len(order):
                 why = prog.get("paused") or "some items were not sent"
-                _err(f"flextier: paused: {why}; run the same command again to go on (higher --max-cost if the cap "
-                     f"was reached)")
+                typer.echo(f"flextier: paused: {why}; run the same command again to go on (higher --max-cost if the "
+                           f"cap was reached)", err=True)
                 return EXIT_PAUSED
             return finished_code(merged, c["failed"])
         finally:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import os
@@ -28,7 +27,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Optional
-from urllib.parse import urlsplit
 
 import typer
 
@@ -115,29 +113,6 @@ def _reading(path: Path) -> Any:
         if err is None:
             raise
         raise err from None
-
-
-def _is_loopback(url: str) -> bool:
-    try:
-        host = urlsplit(url).hostname or ""
-    except ValueError:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _remote_emulator_clock(base_url: str) -> Any:
-    """When ``--base-url`` is a flextier emulator on this machine, run on its (scaled) clock
-    (:func:`flextier.emulator.clock.remote_clock`); else None (the wall clock is used)."""
-    if not _is_loopback(base_url):
-        return None
-    from ..emulator.clock import remote_clock
-
-    return remote_clock(base_url)
 
 
 def _quiet_libraries() -> None:
@@ -378,7 +353,9 @@ def _execute_locked(a: RunArgs, resume_job: Optional[str], held: list[Any]) -> i
             _offline_s3(stack, a, emu.s3_endpoint_url, emu=emu)
         else:
             base_url = a.base_url
-            clock = _remote_emulator_clock(base_url) if base_url else None
+            from ..emulator.clock import loopback_emulator_clock
+
+            clock = loopback_emulator_clock(base_url) if base_url else None
             domain = "emulated" if clock is not None else "wall"
             if clock is not None and base_url:   # a flextier emulator on loopback: stay offline too
                 _offline_s3(stack, a, base_url.rstrip("/") + "/s3", emu=None)

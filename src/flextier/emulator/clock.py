@@ -90,6 +90,14 @@ class ScaledClock:
         return f"ScaledClock(time_scale={self.time_scale}, now={self.isoformat()})"
 
 
+def loopback_emulator_clock(base_url: str) -> "ScaledClock | None":
+    """The emulator's clock when ``base_url`` is a flextier emulator on this machine, else None
+    (the wall clock is used): ``flextier run --base-url`` and ``--ray`` rehearse on emulated time."""
+    from .._loopback import is_loopback_url
+
+    return remote_clock(base_url) if is_loopback_url(base_url) else None
+
+
 def remote_clock(base_url: str) -> "ScaledClock | None":
     """The clock of the flextier emulator at ``base_url`` (on this machine), for another process.
 
