@@ -15,6 +15,7 @@ would change which HTTP stack google-genai picks in the test suite, so it lives 
 
     python -m venv --system-site-packages .venv-peers && .venv-peers/bin/pip install 'flexllm==0.17.10'
     python bench/peers.py [--requests 2000] [--concurrency 128,256] [--repeat 3] [--flexllm-python .venv-peers/bin/python] [--json]
+    python bench/peers.py --sides flextier --providers gemini,bedrock   # per-provider client CPU, side by side
 """
 from __future__ import annotations
 
@@ -32,7 +33,12 @@ from _harness import ROOT, emulator_process, ledger, load_avg, write_jobs
 from startup import StampRelay
 
 MODEL, WIRE = "openai/gpt-5.4-mini", "gpt-5.4-mini"
-KEYS = {"OPENAI_API_KEY": "bench"}
+KEYS = {"OPENAI_API_KEY": "bench", "GEMINI_API_KEY": "bench", "GOOGLE_API_KEY": "bench",
+        "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
+#: ``--providers``: the flextier side on each provider's path, same job and emulator (issue 19:
+#: Gemini and Bedrock within 1.2x OpenAI's client CPU per request). Sides are named
+#: ``flextier-gemini`` etc.; plain ``flextier`` is OpenAI.
+PROVIDER_MODELS = {"openai": MODEL, "gemini": "gemini/gemini-3-flash", "bedrock": "bedrock/nova-pro"}
 
 
 def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> dict:
@@ -56,8 +62,10 @@ def side_cmd(side: str, url: str, jobs: Path, tmp: Path, conc: int, flexllm_py: 
     if side == "flexllm":
         return [flexllm_py, str(ROOT / "bench" / "peers_flexllm.py"), url + "/v1", str(jobs), str(tmp / "out-fl.jsonl"),
                 WIRE, str(conc)]
-    if side == "flextier":
-        return [sys.executable, "-m", "flextier", "run", str(jobs), "--model", MODEL, "--base-url", url + "/v1",
+    if side.startswith("flextier"):
+        provider = side.partition("-")[2] or "openai"
+        return [sys.executable, "-m", "flextier", "run", str(jobs), "--model", PROVIDER_MODELS[provider],
+                "--base-url", url + ("/v1" if provider == "openai" else ""),
                 "--tier", "auto", "--deadline", "24h", "--concurrency", str(conc), "--out", str(tmp / "out-ft.jsonl"),
                 "--max-tokens", "16", "--store", str(tmp / "st.db"), "--quiet"]
     return [sys.executable, str(ROOT / "bench" / "raw_baseline.py"), "openai", url, str(jobs), str(tmp / "out-raw.jsonl"),
@@ -79,9 +87,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--flexllm-python", default=str(ROOT / ".venv-peers" / "bin" / "python"))
     ap.add_argument("--sides", default="flexllm,flextier,raw")
+    ap.add_argument("--providers", default="",
+                    help="also run the flextier side on these providers' paths, e.g. gemini,bedrock")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    sides = args.sides.split(",")
+    sides = args.sides.split(",") + [f"flextier-{p}" for p in args.providers.split(",") if p and p != "openai"]
     out: dict = {"requests": args.requests, "repeat": args.repeat, "load_avg_start": load_avg(), "runs": {}}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -107,7 +117,7 @@ def main() -> None:
             with StampRelay(url) as relay:
                 out["first_send_s"] = {
                     s: statistics.median(first_send_s(relay, side_cmd(s, relay.url, small, tmp, 8, args.flexllm_python))
-                                         for _ in range(args.repeat)) for s in sides if s != "raw"}
+                                         for _ in range(args.repeat)) for s in sides if s in ("flexllm", "flextier")}
     out["load_avg_end"] = load_avg()
     if args.json:
         print(json.dumps(out, indent=1, default=str))
@@ -125,6 +135,10 @@ def main() -> None:
             a, b = res["flextier"], res["flexllm"]
             print(f"  flextier / flexllm at {conc}: wall {a['wall_s'] / b['wall_s']:.2f}x, CPU {a['cpu_s'] / b['cpu_s']:.2f}x, "
                   f"RSS {a['rss_mb'] / b['rss_mb']:.2f}x")
+        for s in res:
+            if s.startswith("flextier-") and "flextier" in res:
+                print(f"  {s} / flextier (OpenAI) CPU per request at {conc}: "
+                      f"{res[s]['cpu_s'] / res['flextier']['cpu_s']:.2f}x")
     for s, t in out["first_send_s"].items():
         print(f"start-up (spawn -> first request sent) {s}: {t:.3f} s")
 

@@ -88,6 +88,13 @@ class GeminiDialect(Dialect):
         return GenerateObserver(call, tier)
 
 
+def status_error(response: Any, tier: str) -> ProviderError:
+    """An HTTP error of the job path's lean client (:class:`~flextier.providers.gemini.LeanGemini`),
+    classified exactly as the dialect classifies it (the SDK's own ``APIError``)."""
+    return GeminiDialect().classify(response.status_code, response.headers, response.content, response.request.url,
+                                    tier)
+
+
 class _ErrResponse:
     def __init__(self, headers: Mapping[str, str], url: Any) -> None:
         self.headers = headers

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import httpx2
 
@@ -106,20 +106,34 @@ def status_error(status: int, body: Any, sdk_message: str, response: Any, *, tie
 
 
 class LeanClient:
-    """POST JSON to ``base_url + path`` on one guarded async httpx pool; errors are taxonomy errors."""
+    """POST JSON to ``base_url + path`` on one guarded async httpx pool; errors are taxonomy errors.
 
-    def __init__(self, base_url: str | None, api_key: str, *, transport: Any, provider: str = "openai") -> None:
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    Shared by the job paths that send prebuilt JSON without their SDK (OpenAI here, Gemini in
+    :mod:`flextier.providers.gemini`): ``headers`` replaces the OpenAI defaults, and
+    ``status_error(response, tier)`` classifies an HTTP error the way that provider's SDK
+    exception would be (default: :func:`status_error`, the Stainless SDKs' shape). A
+    ``base_url`` of ``""`` means ``path`` is a whole URL.
+    """
+
+    def __init__(self, base_url: str | None, api_key: str, *, transport: Any, provider: str = "openai",
+                 headers: Mapping[str, str] | None = None,
+                 status_error: Callable[[httpx2.Response, str], ProviderError] | None = None) -> None:
+        if base_url == "":
+            self.base_url = ""
+        else:
+            self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.api_key = api_key
         self.provider = provider
-        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
-                   "Accept": "application/json", "User-Agent": "flextier (httpx2)"}
-        org, project = os.environ.get("OPENAI_ORG_ID"), os.environ.get("OPENAI_PROJECT_ID")
-        if org:
-            headers["OpenAI-Organization"] = org
-        if project:
-            headers["OpenAI-Project"] = project
-        self._http = httpx2.AsyncClient(transport=transport, headers=headers, timeout=DEFAULT_TIMEOUT,
+        self._status_error = status_error
+        if headers is None:
+            headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
+                       "Accept": "application/json", "User-Agent": "flextier (httpx2)"}
+            org, project = os.environ.get("OPENAI_ORG_ID"), os.environ.get("OPENAI_PROJECT_ID")
+            if org:
+                headers["OpenAI-Organization"] = org
+            if project:
+                headers["OpenAI-Project"] = project
+        self._http = httpx2.AsyncClient(transport=transport, headers=dict(headers), timeout=DEFAULT_TIMEOUT,
                                         follow_redirects=True)
 
     async def request(self, method: str, path: str, *, body: Any = None, tier: str = "", timeout: float | None = None,
@@ -137,6 +151,8 @@ class LeanClient:
         except Exception as exc:  # what the SDK wraps as APIConnectionError / APITimeoutError
             raise connection_error(exc, tier, self.provider) from exc
         if resp.status_code >= 400 or resp.status_code < 200:
+            if self._status_error is not None:
+                raise self._status_error(resp, tier)
             err_body, msg = sdk_body(resp)
             raise status_error(resp.status_code, err_body, msg, resp, tier=tier, provider=self.provider)
         return resp
