@@ -89,6 +89,10 @@ def main() -> None:
     ap.add_argument("--sides", default="flexllm,flextier,raw")
     ap.add_argument("--providers", default="",
                     help="also run the flextier side on these providers' paths, e.g. gemini,bedrock")
+    ap.add_argument("--marginal", type=int, default=100,
+                    help="with --providers: also run a job of this many requests; CPU per request is then "
+                         "(CPU(full) - CPU(small)) / (requests - small), start-up (google-genai, botocore "
+                         "imports) left out")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     sides = args.sides.split(",") + [f"flextier-{p}" for p in args.providers.split(",") if p and p != "openai"]
@@ -97,6 +101,7 @@ def main() -> None:
         tmp = Path(d)
         jobs = write_jobs(tmp / "jobs.jsonl", args.requests)
         small = write_jobs(tmp / "small.jsonl", 20)
+        marg = write_jobs(tmp / "marginal.jsonl", args.marginal) if args.providers else None
         with emulator_process("calm", "latency_scale=0") as url:
             for conc in [int(c) for c in args.concurrency.split(",")]:
                 runs: dict[str, list[dict]] = {s: [] for s in sides}
@@ -108,11 +113,17 @@ def main() -> None:
                         rows = ledger(url)[n0:]
                         m["billed"] = len(rows)
                         m["flex_share"] = round(sum(1 for x in rows if x.get("served_tier") == "flex") / max(1, len(rows)), 3)
+                        if marg is not None:
+                            m["cpu_small_s"] = run_measured(side_cmd(side, url, marg, tmp, conc, args.flexllm_python),
+                                                            KEYS)["cpu_s"]
                         runs[side].append(m)
                 out["runs"][conc] = {s: {"wall_s": statistics.median(x["wall_s"] for x in v),
                                          "cpu_s": statistics.median(x["cpu_s"] for x in v),
                                          "rss_mb": statistics.median(x["rss_mb"] for x in v),
                                          "billed": [x["billed"] for x in v], "flex_share": v[-1]["flex_share"],
+                                         "marginal_ms": statistics.median(
+                                             1000 * (x["cpu_s"] - x["cpu_small_s"]) / (args.requests - args.marginal)
+                                             for x in v) if marg is not None else None,
                                          "all": v} for s, v in runs.items()}
             with StampRelay(url) as relay:
                 out["first_send_s"] = {
@@ -137,8 +148,12 @@ def main() -> None:
                   f"RSS {a['rss_mb'] / b['rss_mb']:.2f}x")
         for s in res:
             if s.startswith("flextier-") and "flextier" in res:
-                print(f"  {s} / flextier (OpenAI) CPU per request at {conc}: "
-                      f"{res[s]['cpu_s'] / res['flextier']['cpu_s']:.2f}x")
+                a, b = res[s], res["flextier"]
+                line = f"  {s} / flextier (OpenAI) CPU at {conc}: whole run {a['cpu_s'] / b['cpu_s']:.2f}x"
+                if a["marginal_ms"] is not None:
+                    line += (f"; per request past start-up {a['marginal_ms']:.2f} / {b['marginal_ms']:.2f} ms = "
+                             f"{a['marginal_ms'] / b['marginal_ms']:.2f}x")
+                print(line)
     for s, t in out["first_send_s"].items():
         print(f"start-up (spawn -> first request sent) {s}: {t:.3f} s")
 

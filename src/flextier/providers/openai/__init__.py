@@ -48,8 +48,11 @@ def guarded(limits: httpx2.Limits) -> Any:
 
 
 def aguarded(limits: httpx2.Limits, verify: Any) -> Any:
-    """The async twin of :func:`guarded` (one shared TLS context)."""
-    return guard_async_transport(httpx2.AsyncHTTPTransport(limits=limits, verify=verify), httpx2)
+    """The async twin of :func:`guarded` (one shared TLS context), sending each request in one
+    socket write (:mod:`flextier.providers.netstream`)."""
+    from ..netstream import coalesce
+
+    return guard_async_transport(coalesce(httpx2.AsyncHTTPTransport(limits=limits, verify=verify)), httpx2)
 
 
 def _sdk() -> Any:
