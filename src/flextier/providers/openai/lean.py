@@ -157,6 +157,34 @@ class LeanClient:
             raise status_error(resp.status_code, err_body, msg, resp, tier=tier, provider=self.provider)
         return resp
 
+    async def await_response(self, response_id: str, *, tier: str, timeout: float | None,
+                             first: float = 0.05, most: float = 1.0) -> Any:
+        """Poll ``GET /responses/{id}`` (a background response) until it is no longer queued or
+        in progress; returns its JSON.
+
+        The request was accepted, so it may be billed whatever happens now: a poll that fails is
+        tried again (up to 5 times in a row, backing off), and then the attempt fails as a
+        possibly billed :class:`Transient`, never as one the provider surely did not charge.
+        """
+        import asyncio
+
+        wait, fails = first, 0
+        while True:
+            try:
+                data = loads((await self.request("GET", f"/responses/{response_id}", tier=tier,
+                                                 timeout=timeout)).content)
+                fails = 0
+            except (ProviderError, ValueError) as exc:
+                fails += 1
+                if fails >= 5:
+                    raise Transient(f"background response {response_id[:64]} could not be read back: {exc}",
+                                    tier=tier, provider=self.provider, possibly_billed=True) from exc
+                data = None
+            if isinstance(data, dict) and data.get("status") not in ("queued", "in_progress"):
+                return data
+            await asyncio.sleep(wait)
+            wait = min(most, wait * 1.5)
+
     async def post(self, path: str, body: Any, *, tier: str, timeout: float | None,
                    headers: Mapping[str, str] | None = None) -> httpx2.Response:
         return await self.request("POST", path, body=body, tier=tier, timeout=timeout, headers=headers)
@@ -180,7 +208,11 @@ class StoredLookup:
         self._transport = transport
         self.timeout = timeout
 
-    def find(self, job: str, custom_ids: list[str], model: str) -> dict[str, list[dict[str, Any]]]:
+    def find(self, job: str, custom_ids: list[str], model: str,
+             remote: Mapping[str, list[str]] | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Stored answers per item: by response id for the items in ``remote`` (Responses
+        background mode: ``GET /responses/{id}``, waiting up to :attr:`timeout` for one still
+        running), by metadata (stored chat completions) for the rest."""
         from concurrent.futures import ThreadPoolExecutor
 
         headers = {"Authorization": f"Bearer {self._key}", "Accept": "application/json",
@@ -203,8 +235,32 @@ class StoredLookup:
                            (d.get("metadata") or {}).get(META_ITEM, cid) == cid]
                 return cid, meta_ok
 
+            def by_id(cid: str) -> tuple[str, list[dict[str, Any]]]:
+                import time
+
+                got = []
+                for rid in (remote or {}).get(cid) or ():
+                    end, wait = time.monotonic() + self.timeout, 0.05
+                    while True:
+                        try:
+                            r = http.get(f"{self.base_url}/responses/{rid}")
+                            data = loads(r.content) if r.status_code == 200 else None
+                        except Exception:
+                            data = None
+                        status = data.get("status") if isinstance(data, dict) else None
+                        if status in ("completed", "incomplete"):
+                            got.append(data)
+                            break
+                        if status not in ("queued", "in_progress") or time.monotonic() > end:
+                            break   # failed, cancelled, gone, or still running: resend it
+                        time.sleep(wait)
+                        wait = min(1.0, wait * 1.5)
+                return cid, got
+
             with ThreadPoolExecutor(8) as pool:
-                for cid, found in pool.map(one, custom_ids):
+                todo = [c for c in custom_ids if not (remote and c in remote)]
+                for cid, found in [*pool.map(by_id, [c for c in custom_ids if remote and c in remote]),
+                                   *pool.map(one, todo)]:
                     if found:
                         out[cid] = found
         return out
