@@ -167,6 +167,37 @@ def classify_gemini(exc: BaseException, tier: str) -> ProviderError | None:
     return None
 
 
+def classify_status(status: int, headers: Mapping[str, str], content: bytes, url: Any, tier: str) -> ProviderError:
+    """An HTTP error answer (status, headers, body) -> taxonomy, via the SDK's own ``APIError``.
+
+    One home for the transport engine's dialect (:mod:`.wire`) and the job path's lean client
+    (:class:`LeanGemini`): both read the same fields :func:`classify_gemini` reads from the SDK.
+    """
+    from ..wire import json_or_text
+
+    body = json_or_text(content)
+    if not isinstance(body, dict):
+        body = {"error": {"code": status, "message": str(body or f"HTTP {status}"), "status": ""}}
+    resp = _ErrResponse(headers, url)
+    err = classify_gemini(genai_errors.APIError(status, body, None), tier)
+    if err is None:   # pragma: no cover - APIError is always classified
+        raise RuntimeError("unclassified Gemini error")
+    if err.retry_after is None:
+        err.retry_after = retry_after_of(resp.headers)
+    return err
+
+
+def status_error(response: Any, tier: str) -> ProviderError:
+    """:class:`~flextier.providers.openai.lean.LeanClient`'s hook: an error response of the lean client."""
+    return classify_status(response.status_code, response.headers, response.content, response.request.url, tier)
+
+
+class _ErrResponse:
+    def __init__(self, headers: Mapping[str, str], url: Any) -> None:
+        self.headers = headers
+        self.url = url
+
+
 def _quota_ids(details: Any) -> list[str]:
     """Lower-cased ``quotaId`` values of ``google.rpc.QuotaFailure`` entries in an error body."""
     if isinstance(details, Mapping) and isinstance(details.get("error"), Mapping):
@@ -262,7 +293,6 @@ class GeminiAdapter(BaseAdapter):
             if LeanGemini.usable(api[0]):
                 from ..openai import _limits, aguarded
                 from ..openai.lean import LeanClient
-                from .wire import status_error
 
                 http = LeanClient("", api[0].api_key, transport=aguarded(_limits(per), tls[0]), provider="gemini",
                                   headers=LeanGemini.headers(api[0]), status_error=status_error)
