@@ -35,7 +35,7 @@ __all__ = ["OpenAIAdapter", "WIRE_TIER", "usage_from_body", "text_from_body", "c
 
 WIRE_TIER = {"flex": "flex", "standard": "default", "priority": "priority"}
 PATHS = {"chat": "/chat/completions", "responses": "/responses"}
-SHARD_CONNECTIONS = 32   # connections per async client (httpx pool); more clients beyond that
+SHARD_CONNECTIONS = 16   # connections per async client (httpx pool); more clients beyond that (see stainless_transport)
 
 
 def _limits(n: int) -> httpx2.Limits:
@@ -362,7 +362,9 @@ def stainless_transport(client: Any, base_url: str | None, api_key: str | None, 
     """The Transport of a Stainless SDK (openai, anthropic): the user's client (retries off), or
     ``factory``-built ones. Async pools hold at most SHARD_CONNECTIONS connections (see Transport):
     one httpx pool of 256 spends more CPU scanning its idle connections than on the requests
-    themselves; all shards share one TLS context (building one costs ~70 ms). ``lean(base_url,
+    themselves (httpcore's ``_assign_requests_to_connections`` counts the idle connections once
+    per connection, quadratic in the pool size: 16 per pool took 9 % less client CPU than 32 at
+    concurrency 256, ``bench/peers.py``); all shards share one TLS context (building one costs ~70 ms). ``lean(base_url,
     connections, verify)``, when given, builds the async clients instead (:mod:`.wire`)."""
     sync_c = async_c = None
     if client is not None:
