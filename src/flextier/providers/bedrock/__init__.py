@@ -301,9 +301,15 @@ class BedrockAdapter(BaseAdapter):
             # botocore's session, not boto3's: the same credential chain and client, without
             # importing boto3 (and s3transfer) at start-up
             session = botocore.session.Session()   # one session: service models load once
+            # flextier builds the Converse arguments itself (build()), so botocore's client-side
+            # check of every call's parameters is pure cost: about 9 % of a Bedrock job's client CPU
+            # (issue 19, bench/peers.py --providers bedrock). A bad value the user passed through
+            # (additionalModelRequestFields) is the service's ValidationException, a BadRequest.
+            lean_cfg = Config(parameter_validation=False)
 
             def factory(rt: float | None) -> Any:
-                return make_client(base_url, read_timeout=rt, max_connections=max_connections, session=session)
+                return make_client(base_url, read_timeout=rt, max_connections=max_connections, session=session,
+                                   config=lean_cfg)
         return BedrockTransport(factory, timeouts, max_connections, client)
 
     def build(self, req: CallRequest, tier: str) -> dict[str, Any]:
