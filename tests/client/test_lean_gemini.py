@@ -35,7 +35,9 @@ class Recorder:
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, dict[str, str], Any]] = []
+        self.raw: list[bytes] = []
         self.answer: tuple[int, dict] = (200, OK)
+        self.extra_headers: dict[str, str] = {}
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         threading.Thread(target=self._run, daemon=True).start()
@@ -58,9 +60,11 @@ class Recorder:
             headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:] if x)}
             body = await r.readexactly(int(headers.get("content-length", 0)))
             self.seen.append((path, headers, json.loads(body)))
+            self.raw.append(body)
             status, ans = self.answer
             data = json.dumps(ans).encode()
-            w.write(f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {len(data)}\r\n\r\n"
+            extra = "".join(f"{k}: {v}\r\n" for k, v in self.extra_headers.items())
+            w.write(f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {len(data)}\r\n\r\n"
                     .encode() + data)
             await w.drain()
 

@@ -137,14 +137,17 @@ class LeanClient:
                                         follow_redirects=True)
 
     async def request(self, method: str, path: str, *, body: Any = None, tier: str = "", timeout: float | None = None,
-                      headers: Mapping[str, str] | None = None, params: Mapping[str, Any] | None = None
-                      ) -> httpx2.Response:
-        """One exchange; a 2xx response is returned (body read), anything else raises ProviderError."""
+                      headers: Mapping[str, str] | None = None, params: Mapping[str, Any] | None = None,
+                      content: bytes | None = None) -> httpx2.Response:
+        """One exchange; a 2xx response is returned (body read), anything else raises ProviderError.
+        ``content``: the body's bytes as they are (a signed request), instead of ``body`` as JSON."""
         kw: dict[str, Any] = {}
         if timeout is not None:
             kw["timeout"] = timeout
+        if content is None and body is not None:
+            content = dumps(body)
         try:
-            resp = await self._http.request(method, self.base_url + path, content=None if body is None else dumps(body),
+            resp = await self._http.request(method, self.base_url + path, content=content,
                                             headers=headers, params=params, **kw)
         except ProviderError:
             raise
