@@ -37,6 +37,8 @@ _LAZY = {
     "Tally": "flextier.client",
     "http_client": "flextier.client",
     "async_http_client": "flextier.client",
+    "CompletionStream": "flextier.client",
+    "AsyncCompletionStream": "flextier.client",
     "CallResult": "flextier._types",
     "Policy": "flextier.policy.fallback",
     "run_job": "flextier.jobs.api",

@@ -39,6 +39,7 @@ from .catalog import Catalog, ModelEntry, default_catalog
 from .cost import Usage, price_usage
 from .errors import ProviderError, Timeout, Transient
 from .policy.fallback import Policy, acall_with_policy, call_with_policy
+from . import guard
 
 if TYPE_CHECKING:  # the dialects import this module; it needs their types only for hints
     from .providers.wire import Call, Dialect, StreamObserver
@@ -141,6 +142,8 @@ def info(obj: Any) -> CallResult | None:
         return None
     if isinstance(obj, CallResult):
         return obj
+    if hasattr(type(obj), "_flextier_result"):   # an object that knows its call (complete's streams)
+        return obj._flextier_result
     seen: set[int] = set()
     todo = [obj]
     for _depth in range(4):
@@ -378,7 +381,10 @@ class _Engine:
             request._content = body  # noqa: SLF001 - what Request.read() returns
             request.stream = self.hx.ByteStream(body)
         if timeout is not None:
-            t = dict(request.extensions.get("timeout") or {})
+            # the policy's attempt timeout bounds the whole exchange (the guard's total deadline is
+            # the largest of these, flextier/guard.py): no phase may wait longer than it
+            t = {k: (timeout if v is None else min(v, timeout))
+                 for k, v in (request.extensions.get("timeout") or {}).items()}
             t["read"] = timeout
             request.extensions["timeout"] = t
         return request
@@ -544,6 +550,7 @@ def transport(inner: Any, hx: Any, dialects: Iterable[Dialect], policy: Policy |
 
             def send(tier: str, timeout: float | None) -> AttemptOutcome:
                 req = eng.attempt(request, d, call, raw, tier, timeout)
+                deadline = guard.begin(req)
                 try:
                     resp = inner.handle_request(req)
                 except Exception as exc:
@@ -552,6 +559,7 @@ def transport(inner: Any, hx: Any, dialects: Iterable[Dialect], policy: Policy |
                         raise
                     raise err from exc
                 try:
+                    guard.take_over(resp, hx, deadline, req, streamed=call.stream and resp.status_code < 300)
                     if resp.status_code >= 300:
                         content = resp.read()
                         raise eng.error_of(d, resp, content, request, tier)
@@ -588,6 +596,17 @@ def transport(inner: Any, hx: Any, dialects: Iterable[Dialect], policy: Policy |
     return FlexTransport()
 
 
+def _hold(held: int, out: bytes) -> int:
+    """Bytes the read-ahead holds before the first content token, capped like a whole body
+    (:data:`flextier.guard.MAX_RESPONSE_BYTES`): a stream of empty events is refused
+    and retried, not buffered without end."""
+    held += len(out)
+    if held > guard.MAX_RESPONSE_BYTES:
+        raise guard.response_too_large(f"held before the stream's first token passed "
+                                       f"{guard.MAX_RESPONSE_BYTES // (1024 * 1024)} MiB")
+    return held
+
+
 def _read_ahead(d: Dialect, call: Call, resp: Any, tier: str) -> AttemptOutcome:
     """Read a stream up to its first content token: until then a failure may still be retried."""
     obs = d.observer(call, tier)
@@ -595,12 +614,14 @@ def _read_ahead(d: Dialect, call: Call, resp: Any, tier: str) -> AttemptOutcome:
     it = resp.iter_bytes()
     buf: list[bytes] = []
     rest: Any = it
+    held = 0
     for chunk in it:
         out = obs.feed(chunk)
         if obs.error is not None and not obs.first:
             raise obs.error
         if out:
             buf.append(out)
+            held = _hold(held, out)
         if obs.first:
             break
     else:
@@ -623,12 +644,14 @@ async def _aread_ahead(d: Dialect, call: Call, resp: Any, tier: str) -> AttemptO
     buf: list[bytes] = []
     rest: Any = it
     ended = True
+    held = 0
     async for chunk in it:
         out = obs.feed(chunk)
         if obs.error is not None and not obs.first:
             raise obs.error
         if out:
             buf.append(out)
+            held = _hold(held, out)
         if obs.first:
             ended = False
             break
@@ -666,6 +689,7 @@ def async_transport(inner: Any, hx: Any, dialects: Iterable[Dialect], policy: Po
 
             async def send(tier: str, timeout: float | None) -> AttemptOutcome:
                 req = eng.attempt(request, d, call, raw, tier, timeout)
+                deadline = guard.begin(req)
                 try:
                     resp = await inner.handle_async_request(req)
                 except Exception as exc:
@@ -674,6 +698,8 @@ def async_transport(inner: Any, hx: Any, dialects: Iterable[Dialect], policy: Po
                         raise
                     raise err from exc
                 try:
+                    guard.take_over(resp, hx, deadline, req, streamed=call.stream and resp.status_code < 300,
+                                    sync=False)
                     if resp.status_code >= 300:
                         content = await resp.aread()
                         raise eng.error_of(d, resp, content, request, tier)

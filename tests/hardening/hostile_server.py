@@ -12,6 +12,9 @@ The first path segment picks the behaviour, so one server serves every test at o
                    padded with spaces, so a client without a cap would record it as done)
 * ``deflate``      a valid answer, ``content-encoding: deflate``
 * ``brotli``       ``content-encoding: br``, which the guarded client never asks for
+* ``stream_trickle`` a Chat stream whose chunks (a first token at once, then more) come one every
+                   ``trickle_gap`` wall seconds, for ~200 chunks
+* ``stream_bomb``  a gzip Chat stream: one ``data:`` event that never ends, inflating to ``bomb_mib`` MiB
 * anything else    404 ``Not Found`` as plain text, as a web server answers a path it has no route for
                    (``GET /_emulator/clock`` is answered, so the CLI runs on a fast clock)
 """
@@ -30,15 +33,23 @@ OK_BODY = {"id": "chatcmpl-hostile", "object": "chat.completion", "created": 0, 
            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}, "service_tier": "flex"}
 
 
-def gzip_bomb(mib: int) -> bytes:
-    """A gzip stream of a valid answer padded to ``mib`` MiB (about 1 KiB per MiB compressed)."""
-    head = json.dumps(OK_BODY)[:-1].encode() + b', "pad": "'
+def stream_chunk(text: str) -> bytes:
+    """One Chat Completions stream event carrying ``text``."""
+    d = {"id": "chatcmpl-hostile", "object": "chat.completion.chunk", "created": 0, "model": "m",
+         "service_tier": "flex", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+    return b"data: " + json.dumps(d).encode() + b"\n\n"
+
+
+def gzip_bomb(mib: int, head: bytes | None = None, tail: bytes = b'"}') -> bytes:
+    """A gzip stream of a valid answer padded to ``mib`` MiB (about 1 KiB per MiB compressed);
+    ``head``/``tail`` replace the answer around the padding (a stream event that never ends)."""
+    head = json.dumps(OK_BODY)[:-1].encode() + b', "pad": "' if head is None else head
     z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     parts = [z.compress(head)]
     block = b" " * (1 << 20)
     for _ in range(mib):
         parts.append(z.compress(block))
-    parts.append(z.compress(b'"}'))
+    parts.append(z.compress(tail))
     parts.append(z.flush())
     return b"".join(parts)
 
@@ -53,6 +64,7 @@ class HostileServer:
         self.t0 = time.time()
         self.requests: list[dict[str, Any]] = []
         self._bomb: bytes | None = None
+        self._sbomb: bytes | None = None
 
     @property
     def root(self) -> str:
@@ -85,6 +97,27 @@ class HostileServer:
 
     async def _answer(self, mode: str, send: Any, receive: Any) -> None:
         ok = json.dumps(OK_BODY).encode()
+        if mode == "stream_trickle":
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/event-stream")]})
+            gone = asyncio.ensure_future(receive())
+            try:
+                for i in range(200):
+                    if gone.done():
+                        return
+                    await send({"type": "http.response.body", "body": stream_chunk(f"w{i} "), "more_body": True})
+                    await asyncio.sleep(self.trickle_gap)
+                await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+            finally:
+                gone.cancel()
+            return
+        if mode == "stream_bomb":
+            if self._sbomb is None:
+                self._sbomb = gzip_bomb(self.bomb_mib, head=b"data: ", tail=b"")
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/event-stream"), (b"content-encoding", b"gzip")]})
+            await send({"type": "http.response.body", "body": self._sbomb})
+            return
         if mode == "ok":
             return await _send(send, 200, ok)
         if mode == "trickle":

@@ -142,7 +142,7 @@ def test_gzip_bomb_memory_stays_bounded_in_complete(hostile):
     import flextier
     from flextier.policy.errors import Transient
     from flextier.policy.fallback import Policy
-    from flextier.providers.guard import MAX_RESPONSE_BYTES
+    from flextier.guard import MAX_RESPONSE_BYTES
 
     pol = Policy(tier="flex", fallback="never", max_retries=0)
     hostile.bomb_mib = 128
@@ -184,7 +184,7 @@ def test_concurrent_gzip_bombs_do_not_add_up(hostile):
     from flextier.catalog import default_catalog
     from flextier.policy.errors import Transient
     from flextier.providers import get_adapter
-    from flextier.providers.guard import INFLIGHT, MAX_RESPONSE_BYTES
+    from flextier.guard import INFLIGHT, MAX_RESPONSE_BYTES
 
     entry = default_catalog().resolve(MODEL)
     adapter = get_adapter(entry, base_url=hostile.base_url("bomb"), api_key="sk-hostile-test", max_connections=16)

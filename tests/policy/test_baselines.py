@@ -108,14 +108,14 @@ def _store(tmp_path, n):
     return st
 
 
-def _run(tmp_path, policy, n=6, deadline_s=6 * H):
+def _run(tmp_path, policy, n=6, deadline_s=6 * H, scale=20000):
     from flextier.catalog import default_catalog
     from flextier.emulator import ScaledClock
     from flextier.jobs.runner import Runner, RunOptions
     from flextier.policy.backoff import Backoff
 
     entry = default_catalog().resolve("openai/gpt-5.4-mini")
-    clock = ScaledClock(20000, "2026-11-24T14:00")
+    clock = ScaledClock(scale, "2026-11-24T14:00")
     ad = _ShedFlex()
     st = _store(tmp_path, n)
     opts = RunOptions(model=entry, deadline=clock.now() + deadline_s, concurrency=2, policy=policy,
@@ -139,7 +139,8 @@ def test_runner_hook_flex_retries_goes_to_standard_after_three_sheds(tmp_path):
 
 
 def test_runner_hook_greedy_waits_for_the_safety_net(tmp_path):
-    s, ad, runner = _run(tmp_path, GreedyPolicy, deadline_s=2 * H)
+    # x5000 (2 h = 1.4 s): at x20000 a loaded machine's 20 ms of lag was 7 simulated minutes past the deadline
+    s, ad, runner = _run(tmp_path, GreedyPolicy, deadline_s=2 * H, scale=5000)
     assert isinstance(runner.planner, GreedyPolicy) and runner.planner.mode == SAFETY
     assert s.done == 6 and s.by_tier == {"standard": 6} and s.now <= runner.opts.deadline
     # greedy bought standard only at the end: the first standard send came after much flex shedding

@@ -220,11 +220,16 @@ def plan_start(store: Any, entry: Any, clock: Any, *, not_before: Optional[float
         from ..history import load_forecast
         from ..history.advice import recommend
 
+        from .work import job_token_estimate
+
         c = store.counts()
         n = max(1, c["pending"] + c.get("inflight", 0))
-        out_tok = int((params or {}).get("max_tokens") or 500)
+        in_tok, out_tok = job_token_estimate(store, entry, params)   # the job's own prompts, not a guess
         fc = load_forecast(entry.provider, entry.name, now, emulated=emulated)
-        adv = recommend(entry, fc, items=n, input_tokens=1000, output_tokens=out_tok, now=now, deadline=deadline)
+        adv = recommend(entry, fc, items=n, input_tokens=in_tok, output_tokens=out_tok, now=now, deadline=deadline)
+        store.event(now, "start_advice", {"items": n, "input_tokens": in_tok, "output_tokens": out_tok,
+                                          "start": adv.start, "cost_usd": None if adv.cost is None else str(adv.cost),
+                                          "why": adv.why})
         store.set_not_before(adv.start if adv.start > now else None, f"--start auto: {adv.why}")
     return store.not_before()[0]
 

@@ -680,6 +680,17 @@ class JobStore:
         out["total"] = sum(out.values())
         return out
 
+    def open_request_sample(self, limit: int = 1000) -> list[str]:
+        """The stored requests of at most ``limit`` items not yet final (pending or in flight),
+        spread evenly over the job by ``seq``: what ``--start auto`` sizes the job by
+        (:func:`flextier.jobs.work.job_token_estimate`) without reading a million rows."""
+        n = self._scalar("SELECT COUNT(*) FROM items WHERE state IN (?, ?)", (PENDING, INFLIGHT)) or 0
+        stride = max(1, -(-int(n) // max(1, limit)))
+        rows = self.db.execute("SELECT request FROM (SELECT request, ROW_NUMBER() OVER (ORDER BY seq) AS k "
+                               "FROM items WHERE state IN (?, ?)) WHERE (k - 1) % ? = 0 LIMIT ?",
+                               (PENDING, INFLIGHT, stride, limit))
+        return [unpack(r) for (r,) in rows]
+
     def tier_counts(self) -> dict[str, int]:
         """Done items per served tier."""
         return {t or "unknown": n for t, n in

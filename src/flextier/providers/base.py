@@ -59,7 +59,7 @@ UNKNOWN_TIER = "unknown"
 TIMEOUT_MARGIN = 30.0
 
 #: Seconds past an async attempt's timeout before it is cut from outside. The SDK's own
-#: timeouts and the guarded transport's total deadline (:mod:`.guard`) normally end it first;
+#: timeouts and the guarded transport's total deadline (:mod:`flextier.guard`) normally end it first;
 #: this catches what they cannot see (a server trickling its response headers).
 DEADLINE_GRACE = 1.0
 

@@ -22,7 +22,8 @@ from typing import Any, Mapping
 from ..cost import Usage
 from ..errors import ProviderError
 
-__all__ = ["as_sdk_error", "Call", "Reply", "Dialect", "StreamObserver", "SSEObserver", "KEEP", "DROP", "dumps"]
+__all__ = ["as_sdk_error", "Call", "Reply", "Dialect", "StreamObserver", "SSEObserver", "KEEP", "DROP", "dumps",
+           "request_object", "reply_object", "json_or_text"]
 
 
 def dumps(body: Any) -> bytes:
@@ -89,6 +90,11 @@ class StreamObserver:
         return b""
 
 
+#: Most bytes one server-sent event may take before its end (the guard's body cap,
+#: :data:`flextier.guard.MAX_RESPONSE_BYTES`): the framer holds an unfinished event, so a
+#: stream that never sends its blank line would otherwise grow without bound.
+MAX_EVENT_BYTES = 32 * 1024 * 1024
+
 KEEP = None      # SSEObserver.event: hand the event on unchanged
 DROP = False     # ... or not at all
 
@@ -98,29 +104,46 @@ class SSEObserver(StreamObserver):
 
     def __init__(self, call: Call, tier: str) -> None:
         super().__init__(call, tier)
-        self._buf = b""
+        self._buf = bytearray()     # an unfinished event, grown in place (no copy per chunk)
+        self._scan = 0              # where in it a terminator may still start
 
     def feed(self, chunk: bytes) -> bytes:
-        buf = self._buf + chunk if self._buf else chunk
+        if self._buf:
+            self._buf += chunk
+            buf: Any = self._buf
+            scan = self._scan
+        else:                       # the common case: whole events in one chunk, no copy
+            buf, scan = chunk, 0
         out: list[bytes] = []
         start = 0
         while True:
-            i = buf.find(b"\n\n", start)
-            j = buf.find(b"\r\n\r\n", start)
+            at = max(start, scan)
+            i = buf.find(b"\n\n", at)
+            j = buf.find(b"\r\n\r\n", at)
             if i < 0 and j < 0:
                 break
             if j >= 0 and (i < 0 or j < i):
                 end = j + 4
             else:
                 end = i + 2
-            raw = buf[start:end]
+            raw = bytes(buf[start:end])
             start = end
             out.append(self._one(raw))
-        self._buf = buf[start:]
+        left = len(buf) - start
+        if left > MAX_EVENT_BYTES:   # one event that never ends: refuse, do not hold it
+            self._buf, self._scan = bytearray(), 0
+            from ..guard import response_too_large
+            raise response_too_large(f"stream event over {MAX_EVENT_BYTES // (1024 * 1024)} MiB")
+        if left == 0:
+            if self._buf:
+                self._buf = bytearray()
+        elif start or buf is not self._buf:
+            self._buf = bytearray(buf[start:])
+        self._scan = max(0, left - 3)   # a terminator may straddle this chunk and the next
         return b"".join(out) if len(out) != 1 else out[0]
 
     def flush(self) -> bytes:
-        rest, self._buf = self._buf, b""
+        rest, self._buf, self._scan = bytes(self._buf), bytearray(), 0
         if rest.strip():
             return self._one(rest)
         return rest
@@ -216,6 +239,28 @@ def as_sdk_error(err: ProviderError, base: type) -> ProviderError:
     new.args = err.args
     new.__cause__ = err.__cause__
     return new
+
+
+def request_object(body: bytes) -> dict[str, Any] | None:
+    """The JSON object a generation request carries, or None when it is not one.
+
+    None means "not ours to touch": the engine passes such a request through unchanged and the
+    provider answers it with its own error, so a dialect never guesses at a malformed body.
+    """
+    try:
+        b = json.loads(body)
+    except ValueError:
+        return None
+    return b if isinstance(b, dict) else None
+
+
+def reply_object(content: bytes) -> dict[str, Any]:
+    """A successful response's JSON object; a non-object raises ``JSONDecodeError`` like bad JSON,
+    so the engine's one "malformed response" path handles both."""
+    body = json.loads(content)
+    if not isinstance(body, dict):
+        raise json.JSONDecodeError("not an object", str(content[:100]), 0)
+    return body
 
 
 def json_or_text(content: bytes) -> Any:

@@ -55,7 +55,7 @@ def make_client(base_url: str | None = None, api_key: str | None = None, *, sync
 
     As :func:`flextier.providers.openai.make_client` (the same Stainless SDK shape): SDK
     retries off, loopback checked while emulating, ``guard`` puts the transport under
-    :mod:`.guard` with a pool of ``max_connections`` and the TLS context ``verify`` (or
+    :mod:`flextier.guard` with a pool of ``max_connections`` and the TLS context ``verify`` (or
     :func:`~flextier.providers.base.tls_context`); ``kw`` goes to the SDK constructor.
     """
     from ..._loopback import check_endpoint

@@ -9,12 +9,11 @@ priority capacity when available, ``standard_only``) is the caller's choice, sen
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping
 
 from ...errors import ProviderError
 from ..base import classify_http, error_fields, served_tier
-from ..wire import as_sdk_error, KEEP, Call, Dialect, Reply, SSEObserver, dumps
+from ..wire import as_sdk_error, KEEP, Call, Dialect, Reply, SSEObserver, dumps, reply_object, request_object
 from . import text_from_body, usage_from_body
 
 __all__ = ["AnthropicDialect", "wrap"]
@@ -26,11 +25,8 @@ class AnthropicDialect(Dialect):
     def recognise(self, method: str, path: str, body: bytes) -> Call | None:
         if method != "POST" or not path.endswith("/v1/messages"):
             return None
-        try:
-            b = json.loads(body)
-        except ValueError:
-            return None
-        if not isinstance(b, dict):
+        b = request_object(body)
+        if b is None:
             return None
         st = b.get("service_tier")
         explicit = None if st is None else ("priority" if st == "auto" else "standard")
@@ -44,9 +40,7 @@ class AnthropicDialect(Dialect):
     def reply(self, call: Call, headers: Mapping[str, str], content: bytes, tier: str) -> Reply:
         from . import AnthropicAdapter
 
-        body = json.loads(content)
-        if not isinstance(body, dict):
-            raise json.JSONDecodeError("not an object", str(content[:100]), 0)
+        body = reply_object(content)
         out = AnthropicAdapter(None, None).outcome(body, headers, tier=tier)  # type: ignore[arg-type]
         return Reply(out.served_tier, out.usage, text_from_body(body), body.get("id"))
 
@@ -104,3 +98,34 @@ def wrap(client: Any, policy: Any = None, catalog: Any = None) -> Any:
     if not isinstance(client, (anthropic.Anthropic, anthropic.AsyncAnthropic)):
         raise TypeError(f"cannot wrap {type(client).__name__}; wrap the Anthropic/AsyncAnthropic client itself")
     return wrap_stainless(client, AnthropicDialect(), policy, catalog, anthropic.AsyncAnthropic)
+
+
+# -- complete(stream=True) --------------------------------------------------------------------------
+
+def _text(event: Any) -> str | None:
+    if getattr(event, "type", "") != "content_block_delta":
+        return None
+    d = event.delta
+    return getattr(d, "text", None) if getattr(d, "type", "") == "text_delta" else None
+
+
+def _args(adapter: Any, req: Any) -> dict[str, Any]:
+    body = adapter.build_body(req, "standard")
+    body.pop("service_tier", None)   # the engine writes each attempt's tier
+    return body
+
+
+def stream_text(client: Any, adapter: Any, req: Any) -> tuple[Any, Any, Any]:
+    """``complete(stream=True)`` on Claude through a wrapped ``Anthropic`` client (see
+    :func:`flextier.providers.openai.wire.stream_text`)."""
+    b = _args(adapter, req)
+    s = client.messages.create(model=b.pop("model"), messages=b.pop("messages"), max_tokens=b.pop("max_tokens"),
+                               stream=True, extra_body=b or None)
+    return s, s, _text
+
+
+async def astream_text(client: Any, adapter: Any, req: Any) -> tuple[Any, Any, Any]:
+    b = _args(adapter, req)
+    s = await client.messages.create(model=b.pop("model"), messages=b.pop("messages"),
+                                     max_tokens=b.pop("max_tokens"), stream=True, extra_body=b or None)
+    return s, s, _text

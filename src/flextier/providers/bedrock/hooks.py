@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import threading
 from typing import Any, Iterator, Mapping
 from urllib.parse import unquote
 
@@ -175,6 +176,18 @@ class FlexEventStream:
 class _Hook:
     def __init__(self, client: Any, policy: Policy, catalog: Catalog) -> None:
         self.client, self.policy, self.catalog = client, policy, catalog
+        self._pool: Any = None
+        self._lock = threading.Lock()
+
+    def pool(self) -> Any:
+        """Threads for attempts bounded by a total deadline (one per pooled connection)."""
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    from concurrent.futures import ThreadPoolExecutor
+                    n = max(4, self.client.meta.config.max_pool_connections or 10)
+                    self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="flextier-bedrock-hook")
+        return self._pool
 
     def __call__(self, op: str, model: Any, params: dict[str, Any], context: Any, **_: Any) -> Any:
         call = recognise(op, params)
@@ -184,15 +197,23 @@ class _Hook:
         pol = self.policy if call.explicit is None else self.policy.replace(tier=call.explicit)
         from botocore.client import apply_request_checksum, maybe_compress_request  # botocore's own steps
 
-        def send(tier: str, timeout: float | None) -> AttemptOutcome:
+        def attempt(tier: str) -> AttemptOutcome:
             rd = attempt_dict(call, tier, params)
+            maybe_compress_request(self.client.meta.config, rd, model)
+            apply_request_checksum(rd)
+            http, parsed = self.client._make_request(model, rd, context)  # noqa: SLF001
+            if http.status_code >= 300:
+                raise ClientError(parsed, op)
+            return self._outcome(call, tier, http, parsed)
+
+        def send(tier: str, timeout: float | None) -> AttemptOutcome:
             try:
-                maybe_compress_request(self.client.meta.config, rd, model)
-                apply_request_checksum(rd)
-                http, parsed = self.client._make_request(model, rd, context)  # noqa: SLF001
-                if http.status_code >= 300:
-                    raise ClientError(parsed, op)
-                return self._outcome(call, tier, http, parsed)
+                if timeout is None:
+                    return attempt(tier)
+                # botocore's timeouts are per socket read: the attempt's timeout bounds the whole
+                # exchange (to a stream's first content event) on a worker thread, as the adapter
+                # does (flextier/guard.py for the httpx SDKs); FutureTimeout classifies as Timeout
+                return self.pool().submit(attempt, tier).result(timeout)
             except ProviderError:
                 raise
             except Exception as exc:
@@ -281,3 +302,19 @@ def wrap(client: Any, policy: Policy | None = None, catalog: Catalog | None = No
     return new
 
 
+
+
+# -- complete(stream=True) --------------------------------------------------------------------------
+
+def _text(event: Any) -> str | None:
+    d = event.get("contentBlockDelta") if isinstance(event, dict) else None
+    return ((d or {}).get("delta") or {}).get("text") or None
+
+
+def stream_text(client: Any, adapter: Any, req: Any) -> tuple[Any, Any, Any]:
+    """``complete(stream=True)`` on Bedrock: ``converse_stream`` through a wrapped client (the
+    hook), the request the adapter builds minus its tier (the hook writes each attempt's)."""
+    kw = adapter.build(req, "standard")
+    kw.pop("serviceTier", None)
+    r = client.converse_stream(**kw)
+    return r, r["stream"], _text

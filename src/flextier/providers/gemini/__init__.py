@@ -41,7 +41,7 @@ from ...cost import Usage
 from ...policy.backoff import retry_delay_from_google_details
 from ...errors import (BadRequest, FlexCapacityUnavailable, ProviderError, QuotaExhausted, RateLimited,
                       TierNotSupported, Timeout, Transient, Unauthorized)
-from ..guard import guard_async_transport, guard_transport
+from ...guard import guard_async_transport, guard_transport
 from ..base import (BaseAdapter, Transport, check_usage, item_headers, malformed_response, retry_after_of,
                    request_url, route_error, served_tier, split_system, text_of_content, tls_context)
 
@@ -233,7 +233,7 @@ def make_client(base_url: str | None = None, api_key: str | None = None, *, sync
     google-genai does not retry unless ``retry_options`` are set, so "retries off" is the
     default here. While emulating the endpoint must be loopback (:mod:`flextier._loopback`,
     checked before anything is built). ``guard`` gives the client an httpx client under
-    :mod:`flextier.providers.guard` (a total deadline per attempt, a capped body) with a pool of
+    :mod:`flextier.guard` (a total deadline per attempt, a capped body) with a pool of
     ``max_connections``: the sync one for ``sync``, else the async one with the TLS context
     ``verify`` (or :func:`~flextier.providers.base.tls_context`); use ``.aio`` of the result. ``http`` goes to
     ``HttpOptions``; with no endpoint and no options the SDK's defaults stay in place.

@@ -14,12 +14,11 @@ errors are classified by :func:`~flextier.providers.gemini.classify_gemini` (the
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping
 
 from ...errors import ProviderError
 from ...tiers import normalize_tier
-from ..wire import KEEP, Call, Dialect, Reply, SSEObserver, dumps
+from ..wire import KEEP, Call, Dialect, Reply, SSEObserver, dumps, reply_object, request_object
 from . import WIRE_TIER, GeminiAdapter, classify_gemini, classify_status, served_from, text_from_body, usage_from_body
 
 __all__ = ["GeminiDialect", "wrap"]
@@ -37,11 +36,8 @@ class GeminiDialect(Dialect):
         if not sep or verb not in ("generateContent", "streamGenerateContent"):
             return None
         model = head.rpartition("/models/")[2] or head.rpartition("/")[2]
-        try:
-            b = json.loads(body)
-        except ValueError:
-            return None
-        if not isinstance(b, dict):
+        b = request_object(body)
+        if b is None:
             return None
         raw = next((b[k] for k in _TIER_KEYS if b.get(k) is not None), None)
         explicit = None
@@ -60,9 +56,7 @@ class GeminiDialect(Dialect):
         return dumps(b), {}
 
     def reply(self, call: Call, headers: Mapping[str, str], content: bytes, tier: str) -> Reply:
-        body = json.loads(content)
-        if not isinstance(body, dict):
-            raise json.JSONDecodeError("not an object", str(content[:100]), 0)
+        body = reply_object(content)
         GeminiAdapter._check(GeminiAdapter(None, None), body, tier)  # type: ignore[arg-type]
         usage = body.get("usageMetadata") or {}
         return Reply(served_from(headers, usage.get("serviceTier")), usage_from_body(usage), text_from_body(body),
@@ -160,3 +154,31 @@ def _module_of(http: Any) -> Any:
         return httpx
     import httpx2
     return httpx2
+
+
+# -- complete(stream=True) --------------------------------------------------------------------------
+
+def _text(chunk: Any) -> str | None:
+    try:
+        return chunk.text or None
+    except Exception:  # noqa: BLE001 - a chunk without text parts (a function call, a finish)
+        return None
+
+
+def _args(adapter: Any, req: Any) -> tuple[str, Any, Any]:
+    model, contents, config = adapter.build(req, "standard", None)   # no tier: the engine writes it
+    return model, contents, config.model_copy(update={"should_return_http_response": None})
+
+
+def stream_text(client: Any, adapter: Any, req: Any) -> tuple[Any, Any, Any]:
+    """``complete(stream=True)`` on Gemini through a wrapped ``genai.Client``. Its stream is a
+    plain generator, so the handle is None: ``info()`` is asked about the last chunk."""
+    model, contents, config = _args(adapter, req)
+    return None, client.models.generate_content_stream(model=model, contents=contents, config=config), _text
+
+
+async def astream_text(client: Any, adapter: Any, req: Any) -> tuple[Any, Any, Any]:
+    model, contents, config = _args(adapter, req)
+    aio = getattr(client, "aio", client)   # a wrapped Client, or the .aio of one
+    it = await aio.models.generate_content_stream(model=model, contents=contents, config=config)
+    return None, it, _text

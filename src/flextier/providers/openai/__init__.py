@@ -24,7 +24,7 @@ import os
 from ..._types import AttemptOutcome, CallRequest
 from ...cost import Usage
 from ...errors import ProviderError, Timeout, Transient
-from ..guard import guard_async_transport, guard_transport
+from ...guard import guard_async_transport, guard_transport
 from ..base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
                    malformed_response, note_remote_id, served_tier, tls_context)
 
@@ -43,7 +43,7 @@ def _limits(n: int) -> httpx2.Limits:
 
 
 def guarded(limits: httpx2.Limits) -> Any:
-    """The SDK's default sync transport under :mod:`flextier.providers.guard` (total deadline, capped body)."""
+    """The SDK's default sync transport under :mod:`flextier.guard` (total deadline, capped body)."""
     return guard_transport(httpx2.HTTPTransport(limits=limits), httpx2)
 
 
@@ -70,7 +70,7 @@ def make_client(base_url: str | None = None, api_key: str | None = None, *, sync
     Why one place: every client must have SDK retries off (``max_retries=0``: flextier's own
     policy decides what to resend) and, while emulating, a loopback endpoint
     (:mod:`flextier._loopback`, checked before anything is built). ``guard`` puts the
-    transport under :mod:`flextier.providers.guard` (total deadline, capped body) with a pool of
+    transport under :mod:`flextier.guard` (total deadline, capped body) with a pool of
     ``max_connections``; async clients use ``verify`` (one shared TLS context) or
     :func:`~flextier.providers.base.tls_context`. The batch backend and the emulator helpers pass
     ``guard=False``: batch output files exceed the body cap, and test clients stay the

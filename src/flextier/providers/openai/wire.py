@@ -15,13 +15,12 @@ seen. Responses streams always carry usage in ``response.completed``.
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping
 
 from ...errors import ProviderError
 from ...tiers import normalize_tier
 from ..base import classify_http, error_fields, retry_after_of, route_error, served_tier
-from ..wire import as_sdk_error, DROP, KEEP, Call, Dialect, Reply, SSEObserver, dumps, json_or_text
+from ..wire import as_sdk_error, DROP, KEEP, Call, Dialect, Reply, SSEObserver, dumps, json_or_text, reply_object, request_object
 from . import WIRE_TIER, check_body, error_from_event, text_from_body, usage_from_body
 
 __all__ = ["OpenAIDialect", "explicit_tier"]
@@ -49,11 +48,8 @@ class OpenAIDialect(Dialect):
             kind = "responses"
         else:
             return None
-        try:
-            b = json.loads(body)
-        except ValueError:
-            return None
-        if not isinstance(b, dict):
+        b = request_object(body)
+        if b is None:
             return None
         stream = bool(b.get("stream"))
         call = Call("openai", kind, b.get("model"), stream, explicit_tier(b.get("service_tier")), b)
@@ -82,9 +78,7 @@ class OpenAIDialect(Dialect):
         return dumps(b), {}
 
     def reply(self, call: Call, headers: Mapping[str, str], content: bytes, tier: str) -> Reply:
-        body = json.loads(content)
-        if not isinstance(body, dict):
-            raise json.JSONDecodeError("not an object", str(content[:100]), 0)
+        body = reply_object(content)
         err = error_from_event(body, tier)
         if err is not None:
             raise err
@@ -212,3 +206,50 @@ def wrap(client: Any, policy: Any = None, catalog: Any = None) -> Any:
     if not isinstance(client, (openai.OpenAI, openai.AsyncOpenAI)):
         raise TypeError(f"cannot wrap {type(client).__name__}; wrap the OpenAI/AsyncOpenAI client itself")
     return wrap_stainless(client, OpenAIDialect(), policy, catalog, openai.AsyncOpenAI)
+
+
+# -- complete(stream=True) --------------------------------------------------------------------------
+
+def _stream_args(adapter: Any, req: Any) -> tuple[str, dict[str, Any]]:
+    """The request the adapter would send (one home for message translation), minus the tier:
+    the engine under the wrapped client writes each attempt's tier (docs/providers.md)."""
+    path, body = adapter.build_body(req, "flex")
+    body.pop("service_tier", None)
+    return path, body
+
+
+def _chat_text(chunk: Any) -> str | None:
+    return "".join(c.delta.content for c in (chunk.choices or []) if c.delta is not None and c.delta.content) or None
+
+
+def _responses_text(event: Any) -> str | None:
+    return event.delta if getattr(event, "type", "") == "response.output_text.delta" else None
+
+
+def stream_text(client: Any, adapter: Any, req: Any) -> tuple[Any, Any, Any]:
+    """``complete(stream=True)`` on OpenAI: (handle for ``info()``, the SDK's stream, text of one item).
+
+    ``client`` is a wrapped ``OpenAI`` (:func:`flextier.wrap`): the SDK's own stream call, so
+    flex, fallback before the first token, the usage chunk and pricing are the engine's.
+    """
+    path, body = _stream_args(adapter, req)
+    model = body.pop("model")
+    if path.endswith("/responses"):
+        s = client.responses.create(model=model, input=body.pop("input", ""), stream=True, extra_body=body or None)
+        return s, s, _responses_text
+    s = client.chat.completions.create(model=model, messages=body.pop("messages", []), stream=True,
+                                       extra_body=body or None)
+    return s, s, _chat_text
+
+
+async def astream_text(client: Any, adapter: Any, req: Any) -> tuple[Any, Any, Any]:
+    """Async twin of :func:`stream_text` (``client`` is a wrapped ``AsyncOpenAI``)."""
+    path, body = _stream_args(adapter, req)
+    model = body.pop("model")
+    if path.endswith("/responses"):
+        s = await client.responses.create(model=model, input=body.pop("input", ""), stream=True,
+                                          extra_body=body or None)
+        return s, s, _responses_text
+    s = await client.chat.completions.create(model=model, messages=body.pop("messages", []), stream=True,
+                                             extra_body=body or None)
+    return s, s, _chat_text

@@ -31,10 +31,10 @@ import time
 import zlib
 from typing import Any, AsyncIterator, Iterator
 
-from ..errors import Transient
+from .errors import Transient
 
 __all__ = ["MAX_RESPONSE_BYTES", "ACCEPT_ENCODING", "guard_transport", "guard_async_transport",
-           "response_too_large"]
+           "response_too_large", "begin", "take_over"]
 
 #: Most bytes one response body may take once decoded (32 MiB). The largest real answers
 #: (128k output tokens as JSON) are a few MiB; logprobs on every token stay well under this.
@@ -180,14 +180,58 @@ def _decoder_for(response: Any, cap: int) -> _Decoder:
     return _Decoder(values[0] if values else "identity", cap)
 
 
-def guard_transport(inner: Any, hx: Any, *, max_bytes: int = MAX_RESPONSE_BYTES) -> Any:
-    """``inner`` (an httpx/httpx2 ``BaseTransport``) with the total deadline and the body cap.
+class _StreamDecoder:
+    """Incremental decoding of a *streamed* body, handed on piece by piece as it arrives.
 
-    ``hx`` is the httpx module the SDK uses (``httpx`` or ``httpx2``): its ``ReadTimeout`` is
-    what the SDK recognises as a timeout.
+    A stream is not held whole (its size has no useful cap: a long answer streams tens of MiB),
+    so each zlib call yields at most :data:`_STEP` bytes and passes them on; what a stream may
+    hold is capped where it is held (the transport engine's read-ahead before the first token and
+    the SSE framer's unfinished event: ``flextier.intercept``, ``providers/wire.py``), and how long
+    it may take by the total deadline.
     """
 
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self._z: Any = None
+        if encoding in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._z = zlib.decompressobj()
+        self._first = True
+
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        if self._z is None:
+            if chunk:
+                yield chunk
+            return
+        data = chunk
+        while data:
+            try:
+                out = self._z.decompress(data, _STEP)
+            except zlib.error:
+                if self.encoding == "deflate" and self._first:
+                    self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+                    self._first = False
+                    continue
+                raise response_too_large(f"is not valid {self.encoding} data", "bad_encoding") from None
+            self._first = False
+            if out:
+                yield out
+            data = self._z.unconsumed_tail
+
+    def finish(self) -> bytes:
+        return self._z.flush() if self._z is not None else b""
+
+
+def _classes(hx: Any) -> tuple[type, type, type, type]:
+    """The guarded byte streams for one httpx module (``httpx`` or ``httpx2``), made once."""
+    got = _CLASSES.get(hx)
+    if got is not None:
+        return got
+
     class _Stream(hx.SyncByteStream):
+        """A whole body, capped: handed on at the end (see :class:`_Decoder`)."""
+
         def __init__(self, raw: Any, dec: _Decoder, deadline: float | None, request: Any) -> None:
             self._raw, self._dec, self._deadline, self._request = raw, dec, deadline, request
 
@@ -205,31 +249,6 @@ def guard_transport(inner: Any, hx: Any, *, max_bytes: int = MAX_RESPONSE_BYTES)
         def close(self) -> None:
             self._dec.done()
             self._raw.close()
-
-    class GuardedTransport(hx.BaseTransport):
-        def __init__(self) -> None:
-            self.inner = inner
-
-        def handle_request(self, request: Any) -> Any:
-            deadline = _prepare(request)
-            response = inner.handle_request(request)
-            try:
-                _check_time(deadline, hx.ReadTimeout, request)
-                dec = _decoder_for(response, max_bytes)
-            except BaseException:
-                response.close()
-                raise
-            response.stream = _Stream(response.stream, dec, deadline, request)
-            return response
-
-        def close(self) -> None:
-            inner.close()
-
-    return GuardedTransport()
-
-
-def guard_async_transport(inner: Any, hx: Any, *, max_bytes: int = MAX_RESPONSE_BYTES) -> Any:
-    """Async twin of :func:`guard_transport` (``inner`` is an ``AsyncBaseTransport``)."""
 
     class _AStream(hx.AsyncByteStream):
         def __init__(self, raw: Any, dec: _Decoder, deadline: float | None, request: Any) -> None:
@@ -250,21 +269,116 @@ def guard_async_transport(inner: Any, hx: Any, *, max_bytes: int = MAX_RESPONSE_
             self._dec.done()
             await self._raw.aclose()
 
+    class _Live(hx.SyncByteStream):
+        """A streamed body: decoded as it arrives, every chunk checked against the total deadline."""
+
+        def __init__(self, raw: Any, dec: _StreamDecoder, deadline: float | None, request: Any) -> None:
+            self._raw, self._dec, self._deadline, self._request = raw, dec, deadline, request
+
+        def __iter__(self) -> Iterator[bytes]:
+            for chunk in self._raw:
+                _check_time(self._deadline, hx.ReadTimeout, self._request)
+                yield from self._dec.feed(chunk)
+            tail = self._dec.finish()
+            if tail:
+                yield tail
+
+        def close(self) -> None:
+            self._raw.close()
+
+    class _ALive(hx.AsyncByteStream):
+        def __init__(self, raw: Any, dec: _StreamDecoder, deadline: float | None, request: Any) -> None:
+            self._raw, self._dec, self._deadline, self._request = raw, dec, deadline, request
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            async for chunk in self._raw:
+                _check_time(self._deadline, hx.ReadTimeout, self._request)
+                for piece in self._dec.feed(chunk):
+                    yield piece
+            tail = self._dec.finish()
+            if tail:
+                yield tail
+
+        async def aclose(self) -> None:
+            await self._raw.aclose()
+
+    _CLASSES[hx] = (_Stream, _AStream, _Live, _ALive)
+    return _CLASSES[hx]
+
+
+_CLASSES: dict[Any, tuple[type, type, type, type]] = {}
+
+
+def begin(request: Any) -> float | None:
+    """Ready ``request`` for a guarded exchange (only encodings the guard can cap are asked for);
+    returns the monotonic instant by which the whole exchange must be over (None: no timeout)."""
+    return _prepare(request)
+
+
+def take_over(response: Any, hx: Any, deadline: float | None, request: Any, *, streamed: bool = False,
+              sync: bool = True, max_bytes: int = MAX_RESPONSE_BYTES) -> Any:
+    """Put ``response`` (just returned by a transport) under the guard, in place, and return it.
+
+    Raises (the caller closes the response) when the deadline already passed while the headers
+    came in, or the body is in an encoding that was not asked for. ``streamed``: the body is a
+    stream the caller reads as it arrives (SSE): decoded piece by piece, deadline-checked, not
+    held whole; otherwise it is decoded into one capped buffer (:class:`_Decoder`).
+    This is what :func:`guard_transport` does to every response, and what the transport engine
+    (:mod:`flextier.intercept`) does to each generation attempt, so ``wrap()``, ``http_client()``
+    and the gateway get the same limits as ``complete()`` and the job path (docs/providers.md).
+    """
+    _check_time(deadline, hx.ReadTimeout, request)
+    stream_cls, astream_cls, live_cls, alive_cls = _classes(hx)
+    dec = _decoder_for(response, max_bytes)
+    if streamed:
+        response.stream = (live_cls if sync else alive_cls)(response.stream, _StreamDecoder(dec.encoding),
+                                                             deadline, request)
+    else:
+        response.stream = (stream_cls if sync else astream_cls)(response.stream, dec, deadline, request)
+    return response
+
+
+def guard_transport(inner: Any, hx: Any, *, max_bytes: int = MAX_RESPONSE_BYTES) -> Any:
+    """``inner`` (an httpx/httpx2 ``BaseTransport``) with the total deadline and the body cap.
+
+    ``hx`` is the httpx module the SDK uses (``httpx`` or ``httpx2``): its ``ReadTimeout`` is
+    what the SDK recognises as a timeout.
+    """
+
+    class GuardedTransport(hx.BaseTransport):
+        def __init__(self) -> None:
+            self.inner = inner
+
+        def handle_request(self, request: Any) -> Any:
+            deadline = begin(request)
+            response = inner.handle_request(request)
+            try:
+                return take_over(response, hx, deadline, request, max_bytes=max_bytes)
+            except BaseException:
+                response.close()
+                raise
+
+        def close(self) -> None:
+            inner.close()
+
+    return GuardedTransport()
+
+
+def guard_async_transport(inner: Any, hx: Any, *, max_bytes: int = MAX_RESPONSE_BYTES) -> Any:
+    """Async twin of :func:`guard_transport` (``inner`` is an ``AsyncBaseTransport``)."""
+
     class AsyncGuardedTransport(hx.AsyncBaseTransport):
         def __init__(self) -> None:
             self.inner = inner
 
         async def handle_async_request(self, request: Any) -> Any:
-            deadline = _prepare(request)
+            deadline = begin(request)
             response = await inner.handle_async_request(request)
             try:
-                _check_time(deadline, hx.ReadTimeout, request)
-                dec = _decoder_for(response, max_bytes)
+                return take_over(response, hx, deadline, request, sync=False, max_bytes=max_bytes)
             except BaseException:
                 await response.aclose()
                 raise
-            response.stream = _AStream(response.stream, dec, deadline, request)
-            return response
 
         async def aclose(self) -> None:
             await inner.aclose()
