@@ -214,8 +214,9 @@ class StoredLookup:
     def find(self, job: str, custom_ids: list[str], model: str,
              remote: Mapping[str, list[str]] | None = None) -> dict[str, list[dict[str, Any]]]:
         """Stored answers per item: by response id for the items in ``remote`` (Responses
-        background mode: ``GET /responses/{id}``, waiting up to :attr:`timeout` for one still
-        running), by metadata (stored chat completions) for the rest."""
+        background mode: ``GET /responses/{id}``, waiting for those still running until
+        :attr:`timeout` seconds after the lookup began), by metadata (stored chat completions)
+        for the rest."""
         from concurrent.futures import ThreadPoolExecutor
 
         headers = {"Authorization": f"Bearer {self._key}", "Accept": "application/json",
@@ -238,12 +239,14 @@ class StoredLookup:
                            (d.get("metadata") or {}).get(META_ITEM, cid) == cid]
                 return cid, meta_ok
 
-            def by_id(cid: str) -> tuple[str, list[dict[str, Any]]]:
-                import time
+            import time
 
+            end = time.monotonic() + self.timeout   # one bound for the whole lookup, not per response
+
+            def by_id(cid: str) -> tuple[str, list[dict[str, Any]]]:
                 got = []
                 for rid in (remote or {}).get(cid) or ():
-                    end, wait = time.monotonic() + self.timeout, 0.05
+                    wait = 0.05
                     while True:
                         try:
                             r = http.get(f"{self.base_url}/responses/{rid}")
