@@ -76,7 +76,7 @@ def test_background_responses_kill_then_resume_pays_nothing_twice(tmp_path):
     # answer in flight, a few ms) is resent once and counted, as on every other path
     no_id = {ids[seq] for seq, r in cut if not r}
     print(f"\nbackground: {open_sends} sends out at the kill, {with_id} with a response id recorded")
-    assert open_sends >= CONC // 2, "the kill found little in flight"
+    assert open_sends >= 4, "the kill found little in flight"
     # recorded before the answer: every cut-off send the provider had already answered (and billed)
     # when the kill came has its id in the store
     answered = [(seq, r) for seq, r in cut if billed_at_kill[ids[seq]]]
