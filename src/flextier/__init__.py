@@ -13,13 +13,17 @@ Public API (everything else is private and may change):
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ._interrupt import install_if_cli as _install_if_cli
 
-from .catalog import Catalog, ModelEntry, load_catalog
-from .cost import Cost, Usage, price_usage
-from . import errors
-from .errors import *  # noqa: F401,F403  (the documented hierarchy)
+_install_if_cli()  # first: a Ctrl-C during the CLI's start-up is one line and exit 130 (see _interrupt)
+
+import importlib  # noqa: E402
+from typing import Any  # noqa: E402
+
+from .catalog import Catalog, ModelEntry, load_catalog  # noqa: E402
+from .cost import Cost, Usage, price_usage  # noqa: E402
+from . import errors  # noqa: E402
+from .errors import *  # noqa: F401,F403,E402  (the documented hierarchy)
 
 __version__ = "0.1.0"
 

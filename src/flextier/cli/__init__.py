@@ -7,8 +7,9 @@ stderr and exit code 2, before anything is sent or charged.
 """
 from __future__ import annotations
 
+import functools
 import importlib
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
 
@@ -66,6 +67,43 @@ for _mod in _COMMAND_MODULES:
             raise
 
 
+_ENDED: list[str] = []  # commands that ran to an end of their own (see _interruptible)
+
+
+class Interrupted(Exception):
+    """A Ctrl-C that reached a command's body: :func:`main` prints one line and returns 130."""
+
+
+def _interruptible(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, its KeyboardInterrupt re-raised as :class:`Interrupted`.
+
+    Why: Typer turns a KeyboardInterrupt inside a command into a silent exit 130, so a Ctrl-C
+    between start-up and the job's own signal handlers (:mod:`flextier.jobs.signals`) said
+    nothing. ``functools.wraps`` keeps the signature Typer reads the options from. A command
+    that ends any other way (its own 130 after a graceful stop included) is noted in
+    :data:`_ENDED`, so :func:`main` can tell Typer's silent 130 for a Ctrl-C during option
+    parsing (before any command ran) from a command's own.
+    """
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            rv = fn(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            raise Interrupted() from exc
+        except BaseException:
+            _ENDED.append(fn.__name__)
+            raise
+        _ENDED.append(fn.__name__)
+        return rv
+
+    return call
+
+
+for _info in app.registered_commands:
+    if _info.callback is not None:
+        _info.callback = _interruptible(_info.callback)
+
+
 def fail(message: str, code: int = 2) -> "typer.Exit":
     """Print one error line and return the Exit to raise (exit 2 = bad input)."""
     typer.echo(f"flextier: error: {message}", err=True)
@@ -74,8 +112,13 @@ def fail(message: str, code: int = 2) -> "typer.Exit":
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Console-script entry: run the app, turning user errors into one line and exit 2."""
+    from .._interrupt import restore
+
+    restore()  # from here a Ctrl-C is a KeyboardInterrupt, caught below (one line, 130)
     try:
         rv = app(args=argv, prog_name="flextier", standalone_mode=False)
+        if rv == 130 and not _ENDED:  # Typer's own answer to a Ctrl-C while it parsed the options
+            raise Interrupted()
         return int(rv or 0) if isinstance(rv, int) else 0
     except UserInputError as exc:
         typer.echo(f"flextier: error: {exc.one_line()}", err=True)
@@ -97,8 +140,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     except Abort:
         typer.echo("flextier: aborted", err=True)
         return 130
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         typer.echo("flextier: interrupted", err=True)
+        # CPython notes a KeyboardInterrupt that escaped an exec()'d string (a dataclass's generated
+        # __init__ while importing, say) and then exits by SIGINT instead of our 130, even though
+        # it was caught here; the next exec() of a string clears that note.
+        exec("pass", {})  # noqa: S102
         return 130
 
 

@@ -353,10 +353,13 @@ class Engine:
         return allowed, reset, headers
 
     # -- admission ----------------------------------------------------------------------------------
-    async def begin(self, req: GenRequest, gone: "GoneSignal | None" = None) -> "Session":
-        """Run everything before service; raise :class:`EmuError` on refusal."""
+    async def begin(self, req: GenRequest, gone: "GoneSignal | None" = None,
+                    ids: tuple[int, str] | None = None) -> "Session":
+        """Run everything before service; raise :class:`EmuError` on refusal. ``ids``: the
+        request's (seq, id) from :meth:`next_id` when it was named before admission (a background
+        response's id is answered at once)."""
         k = self.knobs
-        seq, rid = self.next_id()
+        seq, rid = ids if ids is not None else self.next_id()
         u = [self._draws.random() for _ in range(self.N_DRAWS)]
         t0 = self.clock.now()
         sess = Session(self, req, rid, seq, t0, u)

@@ -1,5 +1,15 @@
 """OpenAI dialect: ``/v1/chat/completions`` and ``/v1/responses`` (JSON and SSE), ``GET /v1/responses/{id}``.
 
+Responses background mode (``background: true``, which needs ``store``): the POST answers at
+once with the response object (its ``id``, ``status: "queued"``, ``background: true``, no output
+or usage); admission (rate limits, faults, the flex queue), service and billing go on in the
+emulator whoever is listening, and ``GET /v1/responses/{id}`` returns it ``queued`` until it is
+``completed`` (or ``incomplete``; ``failed`` with the error object the POST would have carried,
+e.g. ``resource_unavailable`` for a flex shed, nothing billed). ``POST /v1/responses/{id}/cancel``
+returns the object as it is (a finished one stays finished; a running one runs to the end and is
+billed, as the provider may). flextier's job path uses it to record the id before the answer
+(providers/openai, issue 19).
+
 Stored chat completions (``store: true``): ``GET /v1/chat/completions`` lists them, filtered by
 ``model`` and ``metadata[KEY]=VALUE`` pairs (``limit``, ``order``, ``after``), and
 ``GET /v1/chat/completions/{id}`` returns one, as OpenAI's API reference describes (list object
@@ -18,6 +28,8 @@ usage with ``cached_tokens``/``reasoning_tokens``, flex shed as 429
 ``x-ratelimit-*`` and ``retry-after``.
 """
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 from collections import OrderedDict
 from typing import Any, AsyncIterator
@@ -110,7 +122,8 @@ class OpenAIAPI(WireAPI):
                 Route("/v1/chat/completions", self.list_chats, methods=["GET"]),
                 Route("/v1/chat/completions/{completion_id}", self.get_chat, methods=["GET"]),
                 Route("/v1/responses", self.responses, methods=["POST"]),
-                Route("/v1/responses/{response_id}", self.get_response, methods=["GET"])]
+                Route("/v1/responses/{response_id}", self.get_response, methods=["GET"]),
+                Route("/v1/responses/{response_id}/cancel", self.get_response, methods=["POST"])]
 
     # -- errors ------------------------------------------------------------------------------
     def bad_request(self, message: str) -> Response:
@@ -443,6 +456,10 @@ class OpenAIAPI(WireAPI):
         want_lp = "message.output_text.logprobs" in include
         top_lp = body.get("top_logprobs") if isinstance(body.get("top_logprobs"), int) else 0
         store = body.get("store") is not False
+        background = body.get("background") is True and not body.get("stream")
+        if background and not store:
+            raise WireError(_err(400, "Background mode requires 'store' to be true.", "invalid_request_error",
+                                 None, "store"), model_wire=req.model_wire, entry=req.entry, tier=req.tier)
         created = int(self.engine.clock.now())
         seed = self.engine.seed
 
@@ -474,7 +491,7 @@ class OpenAIAPI(WireAPI):
             incomplete = status == "incomplete"
             text_cfg = body.get("text") if isinstance(body.get("text"), dict) else {}
             return {"id": f"resp_{s.rid}", "object": "response", "created_at": created, "status": status,
-                    "background": False, "error": None,
+                    "background": background, "error": None,
                     "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
                     "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
                     "model": req.model_wire, "output": output, "parallel_tool_calls": True,
@@ -575,5 +592,17 @@ class OpenAIAPI(WireAPI):
             keep(s, obj)
             yield ev(final, {"response": obj})
 
-        call = Call(req, render, stream, headers=self._headers, id_prefix="resp_")
+        def pending(rid: str) -> dict[str, Any]:
+            obj = response_obj(SimpleNamespace(rid=rid), "queued", [], False)
+            self.store.put(obj["id"], obj, history, prev_called)
+            return obj
+
+        def failed(rid: str, error: dict[str, Any]) -> None:
+            obj = response_obj(SimpleNamespace(rid=rid), "failed", [], False)
+            obj["error"] = {"code": error.get("code") or error.get("type") or "server_error",
+                            "message": str(error.get("message") or "failed")}
+            self.store.put(obj["id"], obj, history, prev_called)
+
+        call = Call(req, render, stream, headers=self._headers, id_prefix="resp_",
+                    background=pending if background else None, failed=failed if background else None)
         return call

@@ -66,6 +66,13 @@ class Call:
     #: called with the rendered body once the answer is billed (OpenAI ``store: true``: the
     #: stored completion exists exactly when the work was paid for, see openai_api.ChatStore)
     keep: Callable[[Session, dict[str, Any]], None] | None = None
+    #: OpenAI Responses ``background: true``: answer at once with this object, given the request's
+    #: id (``status: "queued"``), and admit, serve, bill and keep it in a task; the answer is then
+    #: read with ``GET /v1/responses/{id}`` (see openai_api)
+    background: Callable[[str], dict[str, Any]] | None = None
+    #: a background response that failed (refused at admission, or preempted), with the id and
+    #: the provider's error object: kept as ``failed``
+    failed: Callable[[str, dict[str, Any]], None] | None = None
 
 
 class WireAPI:
@@ -76,6 +83,7 @@ class WireAPI:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._background: set[asyncio.Task] = set()   # background responses still being served
 
     def routes(self) -> list[BaseRoute]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -131,6 +139,13 @@ class WireAPI:
             return exc.response
         req = call.req
         req.item = item
+        if call.background is not None and not req.stream:
+            ids = engine.next_id()
+            pending = call.background(ids[1])
+            task = asyncio.get_running_loop().create_task(self._run_background(call, ids))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return json_response(pending, 200)
         watch = DisconnectWatch(request)
         try:
             sess = await engine.begin(req, watch)
@@ -166,6 +181,48 @@ class WireAPI:
         if call.keep is not None:
             call.keep(sess, body)
         return json_response(body, 200, headers)
+
+    def _error_object(self, err: EmuError, req: GenRequest) -> tuple[int, dict[str, Any]]:
+        """(status, the provider's error object) this dialect would answer ``err`` with."""
+        import json
+
+        resp = self.error_response(err, req)
+        try:
+            obj = json.loads(bytes(resp.body)).get("error") or {}
+        except (ValueError, AttributeError):
+            obj = {}
+        return resp.status_code, obj if isinstance(obj, dict) else {"message": str(obj)}
+
+    async def _run_background(self, call: Call, ids: tuple[int, str]) -> None:
+        """Admit, serve and bill a background request whoever is listening; keep it as it ends."""
+        engine, req = self.engine, call.req
+        try:
+            sess = await engine.begin(req, None, ids=ids)
+        except EmuError as err:
+            status, obj = self._error_object(err, req)
+            engine.record_error(req, err, status, provider=self.provider, model_wire=req.model_wire,
+                                entry=req.entry, tier=req.tier, request_id=call.id_prefix + ids[1], item=req.item)
+            if call.failed is not None:
+                call.failed(ids[1], obj)
+            return
+        except asyncio.CancelledError:  # the server is shutting down
+            raise
+        sess.request_id = call.id_prefix + sess.rid
+        try:
+            await sess.serve(None)
+        except EmuError as err:
+            _, obj = self._error_object(err, req)
+            sess.fail(err, 200)
+            if call.failed is not None:
+                call.failed(ids[1], obj)
+            return
+        except asyncio.CancelledError:  # the server is shutting down: nothing was delivered
+            sess.complete("background_cancelled", 200, billed=False)
+            raise
+        body = call.render(sess)      # the Responses render keeps (stores) the finished object
+        sess.complete("ok", 200)
+        if call.keep is not None:
+            call.keep(sess, body)
 
     async def _stream(self, call: Call, sess: Session) -> AsyncIterator[bytes]:
         """Wrap a provider's stream body with fault injection and mid-stream errors."""

@@ -2,7 +2,8 @@
 
 Why its own step: a send a crash cut off may have been answered and billed. Where the provider
 keeps answers (OpenAI Chat Completions with ``store: true`` and the job's name and item id in
-``metadata``; see README "Resume without paying twice"), the first run of a resumed job looks
+``metadata``; Responses background mode, whose response id the send record holds from before
+the answer; see README "Resume without paying twice"), the first run of a resumed job looks
 those items up and records every answer found as billed -- the first as the item's result, any
 more as ``duplicate`` ledger rows -- through the one accounting step
 (:class:`~.accounting.Accounting`). Only items with nothing found are sent again. A lookup never
@@ -40,8 +41,13 @@ def settle_from_provider(store: JobStore, adapter: Any, accounting: Accounting, 
     pend = store.unknown_send_items()
     if not pend:
         return 0
+    remote = store.unknown_remote_ids()   # Responses background ids recorded before the answer
+    by_id = {c.custom_id: remote[c.seq] for c, _, _ in pend if c.seq in remote}
     try:
-        found = adapter.find_stored(tag, [c.custom_id for c, _, _ in pend])
+        if by_id:
+            found = adapter.find_stored(tag, [c.custom_id for c, _, _ in pend], remote=by_id)
+        else:
+            found = adapter.find_stored(tag, [c.custom_id for c, _, _ in pend])
     except Exception as exc:  # a lookup never costs an answer: resend instead
         log.warning("stored answers could not be read back (%s); resending", exc)
         return 0

@@ -58,6 +58,7 @@ from ..policy.budget import Budget, implausible_usage
 from ..policy.concurrency import RateLimiter
 from ..policy.planner import SAFETY, Decision, InFlight, Observation, Planner, PlannerConfig, \
     changeover_delay_for, standard_capacity
+from ..providers.base import REMOTE_ID_SINK
 from ..policy.rules import CLOSE_FLEX, FAIL, PAUSE, REQUEUE, RESEND, Limits, decide, on_provider_fault
 from .accounting import Accounting
 from .batching import RunnerBatch
@@ -507,6 +508,9 @@ class Runner:
         try:
             # At a high emulator time scale a 900 s flex timeout is a fraction of a real
             # second; a real connection needs real time, so the wall timeout has a floor.
+            # a provider that answers later (OpenAI Responses background mode) names the request
+            # first: its id goes into this send's record before the answer (a resume retrieves it)
+            REMOTE_ID_SINK.set(lambda rid, key=(w.seq, tier): self.sends.remote(key, rid))
             outcome = await self.adapter.asend(w.req, tier, max(self.opts.min_wall_timeout, self._wall(timeout)))
         except asyncio.CancelledError:
             self._on_cancelled(w, tier)

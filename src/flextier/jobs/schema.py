@@ -146,6 +146,12 @@ ALTER TABLE job ADD COLUMN not_before_why TEXT;
     (5, "settled sends", """
 CREATE INDEX sends_cut_off ON sends(seq) WHERE state IN ('unknown', 'settled');
 """),
+    # 6 (issue 19): the provider's id of a send it answers later (an OpenAI Responses background
+    # response), recorded once the provider accepted it and before its answer, so a resume after a
+    # crash retrieves that response instead of sending (and paying for) the item again
+    (6, "remote ids of sends", """
+ALTER TABLE sends ADD COLUMN remote TEXT;
+"""),
 ]
 # The schema version of a store is the highest migration id it has applied. Ids run 1, 2, 3...
 # with no gap, in list order: a new version appends one entry and never edits an old one (a store

@@ -53,6 +53,13 @@ class SendBook:
         if sid is not None:
             self.store.lose_send(sid)
 
+    def remote(self, key: Hashable, remote_id: str) -> None:
+        """The provider accepted ``key`` under ``remote_id`` and will answer later: record it
+        durably now, so a crash before the answer is retrieved on resume, not resent."""
+        sid = self._ids.get(key)
+        if sid is not None:
+            self.store.note_remote(sid, remote_id)
+
     def __len__(self) -> int:
         return len(self._ids)
 

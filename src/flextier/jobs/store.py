@@ -500,6 +500,31 @@ class JobStore:
         it becomes ``unknown`` and its item's ``possibly_billed`` grows by one."""
         self._sends_lost.append((sid,))
 
+    def note_remote(self, sid: int, remote: str) -> None:
+        """The provider's id of send ``sid`` (it answers later: an OpenAI Responses background
+        response), committed now, before the answer, so a resume can retrieve it (schema 6).
+        The send's own record was committed before the request left (:meth:`commit_sends`)."""
+        db = self.db
+        if db.in_transaction:  # pragma: no cover - the runner never holds a transaction across a send
+            db.execute("UPDATE sends SET remote = ? WHERE id = ?", (remote, sid))
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("UPDATE sends SET remote = ? WHERE id = ?", (remote, sid))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def unknown_remote_ids(self) -> dict[int, list[str]]:
+        """Item seq -> the provider ids of its unknown sends that have one (:meth:`note_remote`), oldest first."""
+        out: dict[int, list[str]] = {}
+        for seq, remote in self.db.execute("SELECT seq, remote FROM sends WHERE state = 'unknown' "
+                                           "AND remote IS NOT NULL ORDER BY id"):
+            out.setdefault(seq, []).append(remote)
+        return out
+
     def send_records(self) -> list[tuple[int, int, str, str | None, str]]:
         """(id, seq, tier, reserved, state) of every send not accounted by an answer or a refusal:
         ``open`` (out now, or at a crash not yet recovered) or ``unknown`` (possibly billed)."""

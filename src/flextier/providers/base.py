@@ -30,6 +30,7 @@ API keys are handed to the SDK and never logged, stored elsewhere, or put in a r
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import importlib
 import re
@@ -180,6 +181,20 @@ def item_header_value(custom_id: str | None) -> str | None:
     from urllib.parse import quote
 
     return quote(v, safe=_ITEM_SAFE)[:2048]
+
+
+#: Per attempt (a contextvar: each of the runner's attempts is its own task): called with the
+#: provider's id of a request it accepted to answer later (OpenAI Responses background mode), so
+#: the runner records it before the answer (jobs/sends.py ``SendBook.remote``). Unset: nobody asks.
+REMOTE_ID_SINK: "contextvars.ContextVar[Callable[[str], None] | None]" = contextvars.ContextVar(
+    "flextier_remote_id_sink", default=None)
+
+
+def note_remote_id(remote_id: str) -> None:
+    """Hand ``remote_id`` to this attempt's :data:`REMOTE_ID_SINK`, if any."""
+    sink = REMOTE_ID_SINK.get()
+    if sink is not None:
+        sink(remote_id)
 
 
 def item_headers(req: CallRequest) -> dict[str, str]:

@@ -36,10 +36,12 @@ import asyncio
 import os
 import threading
 import warnings
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Mapping
 
+import httpx2
 import urllib3
 import botocore.session
 from botocore.config import Config
@@ -51,7 +53,7 @@ from ...cost import Usage
 from ...errors import (BadRequest, EndpointNotFound, FlexCapacityUnavailable, ProviderError, QuotaExhausted,
                       RateLimited, TierNotSupported, Timeout, Transient, Unauthorized)
 from ..base import (ITEM_HEADER, TIMEOUT_MARGIN, BaseAdapter, check_usage, item_header_value, malformed_response,
-                   retry_after_of, route_error, served_tier, split_system, text_of_content)
+                   retry_after_of, route_error, served_tier, split_system, text_of_content, tls_context)
 
 # botocore takes no per-call headers: the item id rides a thread-local that a
 # ``before-sign`` handler (registered on every client the adapter uses) puts on the request.
@@ -231,6 +233,30 @@ class BedrockTransport:
         self._pool: ThreadPoolExecutor | None = None
         self.max_connections = max_connections
         self.user_client = user_client
+        #: ``(connections, tls) -> LeanBedrock | None``: the job path's signed-JSON client (:mod:`.lean`), None for
+        #: a user's client; one per shard and event loop (see :meth:`lean`)
+        self.lean_factory: Callable[[int, Any], Any] | None = None
+        self._lean: "weakref.WeakKeyDictionary[Any, list[Any]]" = weakref.WeakKeyDictionary()
+        self._rr = 0
+        self._tls: list[Any] = []
+
+    def lean(self) -> Any:
+        """This loop's next :class:`~.lean.LeanBedrock` (pools of SHARD_CONNECTIONS), or None."""
+        if self.lean_factory is None:
+            return None
+        loop = asyncio.get_running_loop()
+        shards = self._lean.get(loop)
+        if shards is None:
+            from ..openai import SHARD_CONNECTIONS
+            n = max(1, -(-self.max_connections // SHARD_CONNECTIONS))
+            per = -(-self.max_connections // n)
+            built = [self.lean_factory(per, self._tls) for _ in range(n)]
+            shards = self._lean[loop] = [b for b in built if b is not None]
+            if not shards:
+                self.lean_factory = None
+                return None
+        self._rr += 1
+        return shards[self._rr % len(shards)]
 
     def client(self, tier: str) -> Any:
         c = self._clients.get(tier)
@@ -301,9 +327,36 @@ class BedrockAdapter(BaseAdapter):
             # botocore's session, not boto3's: the same credential chain and client, without
             # importing boto3 (and s3transfer) at start-up
             session = botocore.session.Session()   # one session: service models load once
+            # flextier builds the Converse arguments itself (build()), so botocore's client-side
+            # check of every call's parameters is pure cost: about 9 % of a Bedrock job's client CPU
+            # (issue 19, bench/peers.py --providers bedrock). A bad value the user passed through
+            # (additionalModelRequestFields) is the service's ValidationException, a BadRequest.
+            lean_cfg = Config(parameter_validation=False)
 
             def factory(rt: float | None) -> Any:
-                return make_client(base_url, read_timeout=rt, max_connections=max_connections, session=session)
+                return make_client(base_url, read_timeout=rt, max_connections=max_connections, session=session,
+                                   config=lean_cfg)
+            tr = BedrockTransport(factory, timeouts, max_connections, client)
+            creds: list[Any] = []
+
+            def lean(per: int, tls: list[Any]) -> Any:
+                from ..openai import _limits, aguarded
+                from ..openai.lean import LeanClient
+                from .lean import LeanBedrock, status_error
+
+                if not creds:
+                    creds.append(session.get_credentials())
+                if not LeanBedrock.usable(creds[0]):
+                    return None
+                bc = tr.client("flex")   # endpoint, region and signing name as botocore resolved them
+                if not tls:
+                    tls.append(tls_context(bc.meta.endpoint_url, httpx2.create_ssl_context))
+                http = LeanClient("", "", transport=aguarded(_limits(per), tls[0]), provider="bedrock",
+                                  headers={"User-Agent": "flextier (httpx2)"}, status_error=status_error(classify_bedrock))
+                return LeanBedrock(bc, creds[0], http)
+
+            tr.lean_factory = lean
+            return tr
         return BedrockTransport(factory, timeouts, max_connections, client)
 
     def build(self, req: CallRequest, tier: str) -> dict[str, Any]:
@@ -360,6 +413,15 @@ class BedrockAdapter(BaseAdapter):
                             tier)
 
     async def _asend(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
+        lean = self.transport.lean()
+        if lean is not None:
+            prep = lean.prepare(self.build(req, tier), item_header_value(req.custom_id))
+            if prep is not None:
+                try:
+                    resp = await lean.converse(*prep, tier=tier, timeout=timeout)
+                except ValueError as exc:   # a 2xx that is not a JSON object
+                    raise malformed_response("not JSON", tier=tier, provider=self.provider) from exc
+                return self.outcome(resp, tier)
         client = self.transport.client(tier)
 
         # Build, call and read the response all on the worker thread: the event loop only

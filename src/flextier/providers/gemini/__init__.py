@@ -16,10 +16,19 @@ added to input.
 
 The adapter asks the SDK for the raw HTTP response (``should_return_http_response``), so
 ``AttemptOutcome.body`` is the exact wire JSON and no typed object is built per call.
+
+The job path's async calls skip the SDK's per-request work (issue 19: it cost 2.6x OpenAI's
+client CPU per request): :class:`LeanGemini` has the SDK turn each distinct parameter set
+into the wire request once (its own ``_GenerateContentParameters_to_mldev`` and
+``_build_request``: same URL, headers and JSON), then posts JSON over the shared
+:class:`~flextier.providers.openai.lean.LeanClient`, classifying errors with
+:func:`classify_gemini` on the SDK's own ``APIError`` (:mod:`.wire`). A user's client, the
+sync path, Vertex AI and the batch backend still go through the SDK.
 """
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Mapping
 
 import httpx
@@ -158,6 +167,37 @@ def classify_gemini(exc: BaseException, tier: str) -> ProviderError | None:
     return None
 
 
+def classify_status(status: int, headers: Mapping[str, str], content: bytes, url: Any, tier: str) -> ProviderError:
+    """An HTTP error answer (status, headers, body) -> taxonomy, via the SDK's own ``APIError``.
+
+    One home for the transport engine's dialect (:mod:`.wire`) and the job path's lean client
+    (:class:`LeanGemini`): both read the same fields :func:`classify_gemini` reads from the SDK.
+    """
+    from ..wire import json_or_text
+
+    body = json_or_text(content)
+    if not isinstance(body, dict):
+        body = {"error": {"code": status, "message": str(body or f"HTTP {status}"), "status": ""}}
+    resp = _ErrResponse(headers, url)
+    err = classify_gemini(genai_errors.APIError(status, body, None), tier)
+    if err is None:   # pragma: no cover - APIError is always classified
+        raise RuntimeError("unclassified Gemini error")
+    if err.retry_after is None:
+        err.retry_after = retry_after_of(resp.headers)
+    return err
+
+
+def status_error(response: Any, tier: str) -> ProviderError:
+    """:class:`~flextier.providers.openai.lean.LeanClient`'s hook: an error response of the lean client."""
+    return classify_status(response.status_code, response.headers, response.content, response.request.url, tier)
+
+
+class _ErrResponse:
+    def __init__(self, headers: Mapping[str, str], url: Any) -> None:
+        self.headers = headers
+        self.url = url
+
+
 def _quota_ids(details: Any) -> list[str]:
     """Lower-cased ``quotaId`` values of ``google.rpc.QuotaFailure`` entries in an error body."""
     if isinstance(details, Mapping) and isinstance(details.get("error"), Mapping):
@@ -241,17 +281,42 @@ class GeminiAdapter(BaseAdapter):
         per = -(-max_connections // shards)
         tls: list[Any] = []  # one TLS context for all the async clients (building one costs ~70 ms)
 
+        api: list[Any] = []  # the SDK's API client that builds the lean requests (one, no HTTP of its own)
+
         def make(sync: bool) -> Any:
             if sync:
                 return make_client(base_url, api_key, max_connections=max_connections)
             if not tls:
                 tls.append(tls_context(base_url, httpx.create_ssl_context))
-            return make_client(base_url, api_key, sync=False, max_connections=per, verify=tls[0])
+            if not api:
+                api.append(make_client(base_url, api_key, guard=False)._api_client)  # noqa: SLF001
+            if LeanGemini.usable(api[0]):
+                from ..openai import _limits, aguarded
+                from ..openai.lean import LeanClient
 
-        return Transport(lambda: make(True), lambda: make(False).aio, shards=shards)
+                http = LeanClient("", api[0].api_key, transport=aguarded(_limits(per), tls[0]), provider="gemini",
+                                  headers=LeanGemini.headers(api[0]), status_error=status_error)
+                return LeanGemini(api[0], http)
+            return make_client(base_url, api_key, sync=False, max_connections=per, verify=tls[0]).aio
+
+        return Transport(lambda: make(True), lambda: make(False), shards=shards)
 
     # -- wire ---------------------------------------------------------------------------
     def build(self, req: CallRequest, tier: str, timeout: float | None) -> tuple[str, Any, dict[str, Any]]:
+        model, contents, cfg = self.build_config(req, tier)
+        http: dict[str, Any] = {}
+        if timeout is not None:
+            http["timeout"] = max(1, int(timeout * 1000))
+        h = item_headers(req)
+        if h:
+            http["headers"] = h
+        if http:
+            cfg["http_options"] = http
+        cfg["should_return_http_response"] = True
+        return model, contents, validate_config(cfg, tier)
+
+    def build_config(self, req: CallRequest, tier: str) -> tuple[str, Any, dict[str, Any]]:
+        """(model, contents, config as a plain dict): what a request asks for, before HTTP options."""
         cfg: dict[str, Any] = {}
         if req.native is not None:
             n = dict(req.native)
@@ -277,36 +342,26 @@ class GeminiAdapter(BaseAdapter):
         wire = WIRE_TIER[tier]
         if wire:
             cfg["service_tier"] = wire
-        http: dict[str, Any] = {}
-        if timeout is not None:
-            http["timeout"] = max(1, int(timeout * 1000))
-        h = item_headers(req)
-        if h:
-            http["headers"] = h
-        if http:
-            cfg["http_options"] = http
-        cfg["should_return_http_response"] = True
-        try:
-            config = gtypes.GenerateContentConfig.model_validate(cfg)
-        except Exception as exc:  # pydantic.ValidationError: a wrong parameter name or value
-            raise BadRequest(f"invalid Gemini parameters: {exc}".splitlines()[0], tier=tier,
-                             provider=self.provider) from exc
-        return model, contents, config
+        return model, contents, cfg
 
     def outcome(self, resp: Any, tier: str = "standard") -> AttemptOutcome:
         http = resp.sdk_http_response
         body_raw = http.body if http is not None else None
+        headers = dict(http.headers or {}) if http is not None else {}
+        return self.outcome_raw(body_raw, headers, tier)
+
+    def outcome_raw(self, body_raw: Any, headers: Mapping[str, str], tier: str) -> AttemptOutcome:
+        """The response body (bytes or text) and headers of a 2xx answer -> the attempt's outcome."""
         if not body_raw:
             raise malformed_response("empty body", tier=tier, provider=self.provider)
         body = json.loads(body_raw)
         if not isinstance(body, dict):
             raise json.JSONDecodeError("not an object", str(body_raw)[:100], 0)
-        headers = dict(http.headers or {}) if http is not None else {}
         self._check(body, tier)
         usage = body.get("usageMetadata") or {}
         return AttemptOutcome(body=body, text=text_from_body(body),
                               served_tier=served_from(headers, usage.get("serviceTier")),
-                              usage=usage_from_body(usage), headers=headers, raw=None)
+                              usage=usage_from_body(usage), headers=dict(headers), raw=None)
 
     def _check(self, body: dict[str, Any], tier: str) -> None:
         """A 200 body must hold candidates and usage; an error object is classified like its status."""
@@ -336,9 +391,98 @@ class GeminiAdapter(BaseAdapter):
                                                                            config=config), tier)
 
     async def _asend(self, req: CallRequest, tier: str, timeout: float | None) -> AttemptOutcome:
+        c = self.transport.aio()
+        if isinstance(c, LeanGemini):
+            model, contents, cfg = self.build_config(req, tier)
+            url, body = c.request(model, contents, cfg, tier)
+            headers = item_headers(req)
+            t = None
+            if timeout is not None:  # as the SDK: whole milliseconds, and X-Server-Timeout in seconds
+                t = max(1, int(timeout * 1000)) / 1000
+                headers["X-Server-Timeout"] = str(math.ceil(t))
+            resp = await c.http.request("POST", url, body=body, tier=tier, timeout=t, headers=headers or None)
+            return self.outcome_raw(resp.content, resp.headers, tier)
         model, contents, config = self.build(req, tier, timeout)
-        return self.outcome(await self.transport.aio().models.generate_content(model=model, contents=contents,
-                                                                                config=config), tier)
+        return self.outcome(await c.models.generate_content(model=model, contents=contents, config=config), tier)
 
     def classify(self, exc: BaseException, tier: str) -> ProviderError | None:
         return classify_gemini(exc, tier)
+
+
+def validate_config(cfg: dict[str, Any], tier: str) -> Any:
+    """``GenerateContentConfig`` from a dict; a wrong parameter name or value is a BadRequest."""
+    try:
+        return gtypes.GenerateContentConfig.model_validate(cfg)
+    except Exception as exc:  # pydantic.ValidationError
+        raise BadRequest(f"invalid Gemini parameters: {exc}".splitlines()[0], tier=tier,
+                         provider="gemini") from exc
+
+
+class LeanGemini:
+    """The job path's async Gemini client: SDK-built requests, cached per parameter set, posted as JSON.
+
+    Why: google-genai validates a pydantic config, converts it to the wire and builds an
+    ``HttpRequest`` on every call, which made a Gemini job cost 2.6x an OpenAI job's client CPU
+    per request (``bench/peers.py --providers gemini``). A job sends the same parameters with
+    different contents, so the SDK's conversion runs once per distinct ``(model, config)``
+    (at most :attr:`CACHE` kept) and each request adds only its contents. Text-only contents are
+    sent as built (the SDK's conversion leaves them unchanged); anything else is converted by
+    the SDK per request.
+    """
+
+    CACHE = 256
+
+    def __init__(self, api: Any, http: Any) -> None:
+        self.api = api
+        self.http = http
+        self._built: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    @staticmethod
+    def usable(api: Any) -> bool:
+        """The Gemini Developer API with an API key (Vertex AI's auth stays with the SDK)."""
+        return not api.vertexai and bool(api.api_key)
+
+    @staticmethod
+    def headers(api: Any) -> dict[str, str]:
+        """The SDK's request headers (``x-goog-api-key``, its user agent and ``x-goog-api-client``)."""
+        return {"Content-Type": "application/json", **(api._http_options.headers or {})}  # noqa: SLF001
+
+    def request(self, model: str, contents: list[dict[str, Any]], cfg: dict[str, Any],
+                tier: str) -> tuple[str, dict[str, Any]]:
+        """(URL, JSON body) the SDK's ``generate_content`` would send for these, minus HTTP options."""
+        from ..openai.lean import dumps
+
+        key = model + "\0" + dumps(cfg).decode()
+        hit = self._built.get(key)
+        if hit is None:
+            hit = self._build(model, cfg, tier)
+            if len(self._built) >= self.CACHE:
+                self._built.pop(next(iter(self._built)))
+            self._built[key] = hit
+        url, base = hit
+        if not all(set(p) <= {"text"} for c in contents for p in c.get("parts") or ()):
+            contents = self._sdk_contents(contents)
+        return url, {"contents": contents, **base}
+
+    def _build(self, model: str, cfg: dict[str, Any], tier: str) -> tuple[str, dict[str, Any]]:
+        from google.genai import _common
+        from google.genai import models as gmodels
+
+        params = gtypes._GenerateContentParameters(model=model, contents=[{"role": "user", "parts": [{"text": "."}]}],  # noqa: SLF001
+                                                   config=validate_config(cfg, tier))
+        d = gmodels._GenerateContentParameters_to_mldev(self.api, params, None, params)  # noqa: SLF001
+        path = "{model}:generateContent".format_map(d["_url"]) if d.get("_url") else "{model}:generateContent"
+        d.pop("config", None)
+        d = _common.encode_unserializable_types(_common.convert_to_dict(d))
+        req = self.api._build_request("post", path, d, None)  # noqa: SLF001
+        body = dict(req.data)
+        body.pop("contents", None)
+        return req.url, body
+
+    def _sdk_contents(self, contents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from google.genai import _common
+        from google.genai import models as gmodels
+
+        params = gtypes._GenerateContentParameters(model="m", contents=contents)  # noqa: SLF001
+        d = gmodels._GenerateContentParameters_to_mldev(self.api, params, None, params)  # noqa: SLF001
+        return _common.encode_unserializable_types(_common.convert_to_dict(d))["contents"]

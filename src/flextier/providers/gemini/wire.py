@@ -18,8 +18,8 @@ from typing import Any, Mapping
 
 from ...errors import ProviderError
 from ...tiers import normalize_tier
-from ..wire import KEEP, Call, Dialect, Reply, SSEObserver, dumps, json_or_text, reply_object, request_object
-from . import WIRE_TIER, GeminiAdapter, classify_gemini, served_from, text_from_body, usage_from_body
+from ..wire import KEEP, Call, Dialect, Reply, SSEObserver, dumps, reply_object, request_object
+from . import WIRE_TIER, GeminiAdapter, classify_gemini, classify_status, served_from, text_from_body, usage_from_body
 
 __all__ = ["GeminiDialect", "wrap"]
 
@@ -64,28 +64,10 @@ class GeminiDialect(Dialect):
 
     def classify(self, status: int, headers: Mapping[str, str], content: bytes, url: Any,
                  tier: str) -> ProviderError:
-        from google.genai import errors as genai_errors
-
-        body = json_or_text(content)
-        if not isinstance(body, dict):
-            body = {"error": {"code": status, "message": str(body or f"HTTP {status}"), "status": ""}}
-        resp = _ErrResponse(headers, url)
-        err = classify_gemini(genai_errors.APIError(status, body, None), tier)
-        if err is None:   # pragma: no cover - APIError is always classified
-            raise RuntimeError("unclassified Gemini error")
-        if err.retry_after is None:
-            from ..base import retry_after_of
-            err.retry_after = retry_after_of(resp.headers)
-        return err
+        return classify_status(status, headers, content, url, tier)
 
     def observer(self, call: Call, tier: str) -> SSEObserver:
         return GenerateObserver(call, tier)
-
-
-class _ErrResponse:
-    def __init__(self, headers: Mapping[str, str], url: Any) -> None:
-        self.headers = headers
-        self.url = url
 
 
 class GenerateObserver(SSEObserver):

@@ -26,7 +26,7 @@ from ...cost import Usage
 from ...errors import ProviderError, Timeout, Transient
 from ...guard import guard_async_transport, guard_transport
 from ..base import (BaseAdapter, Transport, check_usage, classify_http, error_fields, item_headers,
-                   malformed_response, served_tier, tls_context)
+                   malformed_response, note_remote_id, served_tier, tls_context)
 
 from .lean import MAX_META_VALUE, META_ITEM, META_JOB, LeanClient, StoredLookup, loads, status_error
 
@@ -35,7 +35,7 @@ __all__ = ["OpenAIAdapter", "WIRE_TIER", "usage_from_body", "text_from_body", "c
 
 WIRE_TIER = {"flex": "flex", "standard": "default", "priority": "priority"}
 PATHS = {"chat": "/chat/completions", "responses": "/responses"}
-SHARD_CONNECTIONS = 32   # connections per async client (httpx pool); more clients beyond that
+SHARD_CONNECTIONS = 16   # connections per async client (httpx pool); more clients beyond that (see stainless_transport)
 
 
 def _limits(n: int) -> httpx2.Limits:
@@ -48,8 +48,11 @@ def guarded(limits: httpx2.Limits) -> Any:
 
 
 def aguarded(limits: httpx2.Limits, verify: Any) -> Any:
-    """The async twin of :func:`guarded` (one shared TLS context)."""
-    return guard_async_transport(httpx2.AsyncHTTPTransport(limits=limits, verify=verify), httpx2)
+    """The async twin of :func:`guarded` (one shared TLS context), sending each request in one
+    socket write (:mod:`flextier.providers.netstream`)."""
+    from ..netstream import coalesce
+
+    return guard_async_transport(coalesce(httpx2.AsyncHTTPTransport(limits=limits, verify=verify)), httpx2)
 
 
 def _sdk() -> Any:
@@ -228,6 +231,25 @@ def tag_for_resume(body: dict[str, Any], job: str, custom_id: str | None) -> Non
     body["metadata"] = {**(md or {}), META_JOB: job, META_ITEM: custom_id}
 
 
+def tag_for_background(body: dict[str, Any], job: str, custom_id: str | None) -> bool:
+    """A job's Responses request in background mode: ``background: true`` + ``store`` + ``metadata``.
+
+    Why: the provider answers ``POST /responses`` at once with the response id, which the runner
+    records (the send record's ``remote``) before the answer; after a crash the resume retrieves
+    that response (``GET /responses/{id}``) instead of paying for the item again. Background
+    mode needs ``store: true`` (what that means for data: README "Resume without paying twice").
+    A body that says ``store: false`` or ``background: false``, streams, or cannot take the
+    metadata (see :func:`tag_for_resume`) is left as it is. Returns whether it was tagged.
+    """
+    if body.get("background") is False or body.get("stream") or body.get("store") is False:
+        return False
+    tag_for_resume(body, job, custom_id)
+    if body.get("store") is not True:
+        return False
+    body["background"] = True
+    return True
+
+
 class OpenAIAdapter(BaseAdapter):
     provider = "openai"
 
@@ -267,16 +289,21 @@ class OpenAIAdapter(BaseAdapter):
             tag_for_resume(body, req.resume_tag, req.custom_id)
         return PATHS[endpoint], body
 
-    def find_stored(self, tag: str, custom_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    def find_stored(self, tag: str, custom_ids: list[str],
+                    remote: Mapping[str, list[str]] | None = None) -> dict[str, list[dict[str, Any]]]:
         """Answers the provider kept for these items of job ``tag`` (``store: true`` chats), oldest first.
 
         Called on resume for the items whose sends a crash cut off (see :func:`tag_for_resume`):
-        each one found is an answer that was billed and need not be bought again. Only on the
-        job path's own client (:mod:`.wire`); a user's client, or no lookup route, finds nothing.
+        each one found is an answer that was billed and need not be bought again. ``remote``:
+        item -> the Responses background ids its cut-off sends recorded (:func:`tag_for_background`),
+        retrieved by id. Only on the job path's own client (:mod:`.wire`); a user's client, or no
+        lookup route, finds nothing.
         """
         look = getattr(self.transport, "lookup", None)
         if look is None or not custom_ids:
             return {}
+        if remote:
+            return look.find(tag, custom_ids, self.entry.model_id, remote=remote)
         return look.find(tag, custom_ids, self.entry.model_id)
 
     def outcome(self, body: dict[str, Any], headers: Mapping[str, str], tier: str, raw: Any = None) -> AttemptOutcome:
@@ -303,8 +330,16 @@ class OpenAIAdapter(BaseAdapter):
         path, body = self.build_body(req, tier)
         c = self.transport.aio()
         if isinstance(c, LeanClient):
+            bg = req.resume_tag is not None and path == PATHS["responses"] \
+                and tag_for_background(body, req.resume_tag, req.custom_id)
             resp = await c.post(path, body, tier=tier, timeout=timeout, headers=item_headers(req) or None)
-            return self.outcome(_json(resp), resp.headers, tier)
+            data = _json(resp)
+            if bg and data.get("status") in ("queued", "in_progress") and isinstance(data.get("id"), str):
+                note_remote_id(data["id"])   # durable before the answer: a resume retrieves, not resends
+                data = await c.await_response(data["id"], tier=tier, timeout=timeout)
+                if not isinstance(data, dict):
+                    raise json.JSONDecodeError("not an object", str(data)[:100], 0)
+            return self.outcome(data, resp.headers, tier)
         resp = await c.post(path, body=body, cast_to=httpx2.Response, options=self._opts(timeout, req))
         return self.outcome(_json(resp), resp.headers, tier)
 
@@ -327,7 +362,9 @@ def stainless_transport(client: Any, base_url: str | None, api_key: str | None, 
     """The Transport of a Stainless SDK (openai, anthropic): the user's client (retries off), or
     ``factory``-built ones. Async pools hold at most SHARD_CONNECTIONS connections (see Transport):
     one httpx pool of 256 spends more CPU scanning its idle connections than on the requests
-    themselves; all shards share one TLS context (building one costs ~70 ms). ``lean(base_url,
+    themselves (httpcore's ``_assign_requests_to_connections`` counts the idle connections once
+    per connection, quadratic in the pool size: 16 per pool took 9 % less client CPU than 32 at
+    concurrency 256, ``bench/peers.py``); all shards share one TLS context (building one costs ~70 ms). ``lean(base_url,
     connections, verify)``, when given, builds the async clients instead (:mod:`.wire`)."""
     sync_c = async_c = None
     if client is not None:

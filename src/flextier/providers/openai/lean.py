@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import httpx2
 
@@ -106,40 +106,87 @@ def status_error(status: int, body: Any, sdk_message: str, response: Any, *, tie
 
 
 class LeanClient:
-    """POST JSON to ``base_url + path`` on one guarded async httpx pool; errors are taxonomy errors."""
+    """POST JSON to ``base_url + path`` on one guarded async httpx pool; errors are taxonomy errors.
 
-    def __init__(self, base_url: str | None, api_key: str, *, transport: Any, provider: str = "openai") -> None:
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    Shared by the job paths that send prebuilt JSON without their SDK (OpenAI here, Gemini in
+    :mod:`flextier.providers.gemini`): ``headers`` replaces the OpenAI defaults, and
+    ``status_error(response, tier)`` classifies an HTTP error the way that provider's SDK
+    exception would be (default: :func:`status_error`, the Stainless SDKs' shape). A
+    ``base_url`` of ``""`` means ``path`` is a whole URL.
+    """
+
+    def __init__(self, base_url: str | None, api_key: str, *, transport: Any, provider: str = "openai",
+                 headers: Mapping[str, str] | None = None,
+                 status_error: Callable[[httpx2.Response, str], ProviderError] | None = None) -> None:
+        if base_url == "":
+            self.base_url = ""
+        else:
+            self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.api_key = api_key
         self.provider = provider
-        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
-                   "Accept": "application/json", "User-Agent": "flextier (httpx2)"}
-        org, project = os.environ.get("OPENAI_ORG_ID"), os.environ.get("OPENAI_PROJECT_ID")
-        if org:
-            headers["OpenAI-Organization"] = org
-        if project:
-            headers["OpenAI-Project"] = project
-        self._http = httpx2.AsyncClient(transport=transport, headers=headers, timeout=DEFAULT_TIMEOUT,
+        self._status_error = status_error
+        if headers is None:
+            headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
+                       "Accept": "application/json", "User-Agent": "flextier (httpx2)"}
+            org, project = os.environ.get("OPENAI_ORG_ID"), os.environ.get("OPENAI_PROJECT_ID")
+            if org:
+                headers["OpenAI-Organization"] = org
+            if project:
+                headers["OpenAI-Project"] = project
+        self._http = httpx2.AsyncClient(transport=transport, headers=dict(headers), timeout=DEFAULT_TIMEOUT,
                                         follow_redirects=True)
 
     async def request(self, method: str, path: str, *, body: Any = None, tier: str = "", timeout: float | None = None,
-                      headers: Mapping[str, str] | None = None, params: Mapping[str, Any] | None = None
-                      ) -> httpx2.Response:
-        """One exchange; a 2xx response is returned (body read), anything else raises ProviderError."""
+                      headers: Mapping[str, str] | None = None, params: Mapping[str, Any] | None = None,
+                      content: bytes | None = None) -> httpx2.Response:
+        """One exchange; a 2xx response is returned (body read), anything else raises ProviderError.
+        ``content``: the body's bytes as they are (a signed request), instead of ``body`` as JSON."""
         kw: dict[str, Any] = {}
         if timeout is not None:
             kw["timeout"] = timeout
+        if content is None and body is not None:
+            content = dumps(body)
         try:
-            resp = await self._http.request(method, self.base_url + path, content=None if body is None else dumps(body),
+            resp = await self._http.request(method, self.base_url + path, content=content,
                                             headers=headers, params=params, **kw)
         except ProviderError:
             raise
         except Exception as exc:  # what the SDK wraps as APIConnectionError / APITimeoutError
             raise connection_error(exc, tier, self.provider) from exc
         if resp.status_code >= 400 or resp.status_code < 200:
+            if self._status_error is not None:
+                raise self._status_error(resp, tier)
             err_body, msg = sdk_body(resp)
             raise status_error(resp.status_code, err_body, msg, resp, tier=tier, provider=self.provider)
         return resp
+
+    async def await_response(self, response_id: str, *, tier: str, timeout: float | None,
+                             first: float = 0.05, most: float = 1.0) -> Any:
+        """Poll ``GET /responses/{id}`` (a background response) until it is no longer queued or
+        in progress; returns its JSON.
+
+        The request was accepted, so it may be billed whatever happens now: a poll that fails is
+        tried again (up to 5 times in a row, backing off), and then the attempt fails as a
+        possibly billed :class:`Transient`, never as one the provider surely did not charge.
+        """
+        import asyncio
+
+        wait, fails = first, 0
+        while True:
+            try:
+                data = loads((await self.request("GET", f"/responses/{response_id}", tier=tier,
+                                                 timeout=timeout)).content)
+                fails = 0
+            except (ProviderError, ValueError) as exc:
+                fails += 1
+                if fails >= 5:
+                    raise Transient(f"background response {response_id[:64]} could not be read back: {exc}",
+                                    tier=tier, provider=self.provider, possibly_billed=True) from exc
+                data = None
+            if isinstance(data, dict) and data.get("status") not in ("queued", "in_progress"):
+                return data
+            await asyncio.sleep(wait)
+            wait = min(most, wait * 1.5)
 
     async def post(self, path: str, body: Any, *, tier: str, timeout: float | None,
                    headers: Mapping[str, str] | None = None) -> httpx2.Response:
@@ -164,7 +211,12 @@ class StoredLookup:
         self._transport = transport
         self.timeout = timeout
 
-    def find(self, job: str, custom_ids: list[str], model: str) -> dict[str, list[dict[str, Any]]]:
+    def find(self, job: str, custom_ids: list[str], model: str,
+             remote: Mapping[str, list[str]] | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Stored answers per item: by response id for the items in ``remote`` (Responses
+        background mode: ``GET /responses/{id}``, waiting for those still running until
+        :attr:`timeout` seconds after the lookup began), by metadata (stored chat completions)
+        for the rest."""
         from concurrent.futures import ThreadPoolExecutor
 
         headers = {"Authorization": f"Bearer {self._key}", "Accept": "application/json",
@@ -187,8 +239,34 @@ class StoredLookup:
                            (d.get("metadata") or {}).get(META_ITEM, cid) == cid]
                 return cid, meta_ok
 
+            import time
+
+            end = time.monotonic() + self.timeout   # one bound for the whole lookup, not per response
+
+            def by_id(cid: str) -> tuple[str, list[dict[str, Any]]]:
+                got = []
+                for rid in (remote or {}).get(cid) or ():
+                    wait = 0.05
+                    while True:
+                        try:
+                            r = http.get(f"{self.base_url}/responses/{rid}")
+                            data = loads(r.content) if r.status_code == 200 else None
+                        except Exception:
+                            data = None
+                        status = data.get("status") if isinstance(data, dict) else None
+                        if status in ("completed", "incomplete"):
+                            got.append(data)
+                            break
+                        if status not in ("queued", "in_progress") or time.monotonic() > end:
+                            break   # failed, cancelled, gone, or still running: resend it
+                        time.sleep(wait)
+                        wait = min(1.0, wait * 1.5)
+                return cid, got
+
             with ThreadPoolExecutor(8) as pool:
-                for cid, found in pool.map(one, custom_ids):
+                todo = [c for c in custom_ids if not (remote and c in remote)]
+                for cid, found in [*pool.map(by_id, [c for c in custom_ids if remote and c in remote]),
+                                   *pool.map(one, todo)]:
                     if found:
                         out[cid] = found
         return out
