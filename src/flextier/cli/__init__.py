@@ -70,12 +70,12 @@ for _mod in _COMMAND_MODULES:
 _ENDED: list[str] = []  # commands that ran to an end of their own (see _interruptible)
 
 
-class Interrupted(Exception):
+class _Interrupted(Exception):
     """A Ctrl-C that reached a command's body: :func:`main` prints one line and returns 130."""
 
 
 def _interruptible(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn``, its KeyboardInterrupt re-raised as :class:`Interrupted`.
+    """``fn``, its KeyboardInterrupt re-raised as :class:`_Interrupted`.
 
     Why: Typer turns a KeyboardInterrupt inside a command into a silent exit 130, so a Ctrl-C
     between start-up and the job's own signal handlers (:mod:`flextier.jobs.signals`) said
@@ -89,7 +89,7 @@ def _interruptible(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             rv = fn(*args, **kwargs)
         except KeyboardInterrupt as exc:
-            raise Interrupted() from exc
+            raise _Interrupted() from exc
         except BaseException:
             _ENDED.append(fn.__name__)
             raise
@@ -118,7 +118,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         rv = app(args=argv, prog_name="flextier", standalone_mode=False)
         if rv == 130 and not _ENDED:  # Typer's own answer to a Ctrl-C while it parsed the options
-            raise Interrupted()
+            raise _Interrupted()
         return int(rv or 0) if isinstance(rv, int) else 0
     except UserInputError as exc:
         typer.echo(f"flextier: error: {exc.one_line()}", err=True)
@@ -140,7 +140,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except Abort:
         typer.echo("flextier: aborted", err=True)
         return 130
-    except (KeyboardInterrupt, Interrupted):
+    except (KeyboardInterrupt, _Interrupted):
         typer.echo("flextier: interrupted", err=True)
         # CPython notes a KeyboardInterrupt that escaped an exec()'d string (a dataclass's generated
         # __init__ while importing, say) and then exits by SIGINT instead of our 130, even though
