@@ -64,7 +64,7 @@ def test_ctrl_c_drains_in_flight_and_a_resume_bills_nothing_twice(tmp_path):
     job = _jobs(tmp_path / "sig.jsonl", n)
     db, out = tmp_path / "sig.db", tmp_path / "sig.out.jsonl"
     env = python_env(OPENAI_API_KEY="sk-test-sig")
-    with emulator_process("calm", seed=2, time_scale=1.0, start=START) as url:  # an answer takes ~0.7 s
+    with emulator_process("calm", seed=2, time_scale=5.0, start=START) as url:  # an answer takes ~0.15 s
         cmd = [PY, "-m", "flextier", "run", str(job), "--model", MODEL, "--base-url", url + "/v1", "--store",
                str(db), "--out", str(out), "--concurrency", "64", "--max-tokens", "30", "-q"]
         p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
@@ -100,7 +100,7 @@ def test_sigterm_stops_the_job_and_exits_143(tmp_path):
     job = _jobs(tmp_path / "term.jsonl", 300)
     db, out = tmp_path / "term.db", tmp_path / "term.out.jsonl"
     env = python_env(OPENAI_API_KEY="sk-test-term")
-    with emulator_process("calm", seed=2, time_scale=1.0, start=START) as url:
+    with emulator_process("calm", seed=2, time_scale=5.0, start=START) as url:
         cmd = [PY, "-m", "flextier", "run", str(job), "--model", MODEL, "--base-url", url + "/v1", "--store",
                str(db), "--out", str(out), "--concurrency", "64", "--max-tokens", "30", "-q"]
         p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
