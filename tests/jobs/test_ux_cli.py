@@ -72,7 +72,7 @@ def test_ctrl_c_prints_the_command_that_resumes(simple_jobs, tmp_path):
 
     p = simple_jobs(40)
     proc = subprocess.Popen([sys.executable, "-m", "flextier", "run", str(p), "--model", MODEL, "--emulate", "weekday",
-                             "--time-scale", "1", "--deadline", "2h"], cwd=tmp_path, stderr=subprocess.PIPE,
+                             "--time-scale", "1", "--deadline", "2h", "--drain-timeout", "1"], cwd=tmp_path, stderr=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env={**os.environ})
     try:
         assert proc.stderr is not None
