@@ -35,7 +35,7 @@ from .._loopback import is_loopback_url
 from .._types import Attempt, CallResult
 from ..catalog import Catalog, ModelEntry, default_catalog
 from ..errors import ProviderError, RequestTooLarge, Timeout, UserInputError
-from ..intercept import HEADERS, POLICY_EXTENSION, async_transport, flextier_headers, info, lookup
+from ..intercept import CALL_EXTENSION, HEADERS, POLICY_EXTENSION, async_transport, flextier_headers, info, lookup
 from ..policy.budget import estimate_cost, output_bound, prompt_tokens_upper_bound
 from ..policy.fallback import Policy, acall_with_policy
 from ..providers import get_adapter
@@ -266,7 +266,8 @@ class Gateway:
         ctx.stream = bool(body.get("stream")) or (path or "").endswith(":streamGenerateContent")
         d = self.dialects[provider]
         rpath = path or request.scope["path"]   # not request.url: that builds a URL object per call
-        call = d.recognise("POST", rpath, raw)
+        # recognised once, from the body the route already decoded; the engine reuses this Call
+        call = d.recognise("POST", rpath, body if body_override is None and parsed is not None else raw)
         explicit = call.explicit if call is not None else None
         ctx.requested = explicit or ctl.tier
         refused = self.admit(ctx, entry, body, ctl, explicit)
@@ -276,7 +277,7 @@ class Gateway:
         req = httpx.Request("POST", self._url(provider, rpath, request.scope.get("query_string", b"").decode("latin-1"),
                                               key),
                             headers=upstream_headers(request.headers.items(), provider, key),
-                            content=raw, extensions={POLICY_EXTENSION: pol,
+                            content=raw, extensions={POLICY_EXTENSION: pol, CALL_EXTENSION: (d, call),
                                                      "timeout": {"connect": 30.0, "read": None, "write": 60.0,
                                                                  "pool": None}})
         self._begin(ctx)
