@@ -111,6 +111,7 @@ class Gateway:
         self.in_flight = 0
         self.started = time.time()
         self._urls: dict[tuple[str, str, str, bool], httpx.URL] = {}
+        self._policies: dict[tuple[Controls, bool], Policy] = {}
         self._pending: dict[str, tuple[str, asyncio.Event]] = {}   # call id -> (key name, set when recorded)
         self._recent: dict[str, CallRow] = {}            # call id -> its row, the last _RECENT calls
 
@@ -220,7 +221,15 @@ class Gateway:
         allow_std = ctx.key is None or "standard" in ctx.key.tiers or "auto" in ctx.key.tiers
         if ctx.provider == "anthropic" and ctl.tier == "auto":   # no flex at Anthropic: standard
             ctl = Controls("standard", ctl.deadline, ctl.max_wait)
-        return ctl.policy(self.base_policy, allow_standard=allow_std)
+        # kept per (controls, allow_std): a Policy is only read by the loop, and building one per
+        # call (dataclasses.replace) was a visible share of the gateway's CPU (docs/gateway.md)
+        ck = (ctl, allow_std)
+        pol = self._policies.get(ck)
+        if pol is None:
+            if len(self._policies) > 1024:
+                self._policies.clear()
+            pol = self._policies[ck] = ctl.policy(self.base_policy, allow_standard=allow_std)
+        return pol
 
     # -- native: the engine ------------------------------------------------------------------------
     async def native(self, request: Request, provider: str, route: str, path: str | None = None,
