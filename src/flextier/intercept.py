@@ -40,12 +40,14 @@ from .cost import Usage, price_usage
 from .errors import ProviderError, Timeout, Transient
 from .policy.fallback import Policy, acall_with_policy, call_with_policy
 from . import guard
+from ._loopback import is_loopback_host, is_loopback_url, offline_active
 
 if TYPE_CHECKING:  # the dialects import this module; it needs their types only for hints
     from .providers.wire import Call, Dialect, StreamObserver
 
 __all__ = ["transport", "async_transport", "info", "totals", "Tally", "lookup", "Recorder", "HEADERS",
-           "cut_stream", "finalize_stream", "flextier_headers", "remember", "POLICY_EXTENSION"]
+           "cut_stream", "finalize_stream", "flextier_headers", "remember", "POLICY_EXTENSION",
+           "CALL_EXTENSION"]
 
 H_TIER = "x-flextier-served-tier"
 H_ATTEMPTS = "x-flextier-attempts"
@@ -54,9 +56,13 @@ H_STD = "x-flextier-standard-cost-usd"
 H_CALL = "x-flextier-call"
 #: request extension holding a per-request :class:`Policy` (see :meth:`_Engine.setup`)
 POLICY_EXTENSION = "flextier.policy"
+#: request extension holding ``(dialect, call)`` when the caller already recognised the request
+#: with one of this engine's dialects (the gateway does, to admit it): not parsed a second time
+CALL_EXTENSION = "flextier.call"
 HEADERS = (H_TIER, H_ATTEMPTS, H_COST, H_STD, H_CALL)
 
 _DROP_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+_DROP_RAW = frozenset(k.encode() for k in _DROP_HEADERS)
 
 
 # -- models -------------------------------------------------------------------------------------
@@ -144,6 +150,11 @@ def info(obj: Any) -> CallResult | None:
         return obj
     if hasattr(type(obj), "_flextier_result"):   # an object that knows its call (complete's streams)
         return obj._flextier_result
+    h = getattr(obj, "headers", None)   # the common case (an httpx response, the gateway's): one lookup
+    if h is not None and hasattr(h, "get"):
+        r = _from_headers(h)
+        if r is not None:
+            return r
     seen: set[int] = set()
     todo = [obj]
     for _depth in range(4):
@@ -220,13 +231,33 @@ def _history(entry: ModelEntry | None, provider: str | None, attempts: Sequence[
     """
     if not attempts:
         return
-    from ._loopback import is_loopback_url, offline_active
-    from .history.recorder import record_call
+    global _record_call
+    if _record_call is None:   # imported at the first call (history imports this module's neighbours)
+        from .history.recorder import record_call as _rc
+        _record_call = _rc
 
     name = entry.name if entry is not None else f"{provider}/unknown"
-    record_call(provider=(entry.provider if entry is not None else provider) or "unknown", model=name,
-                attempts=attempts, output_tokens=output_tokens,
-                emulated=offline_active() or (url is not None and is_loopback_url(str(url))))
+    _record_call(provider=(entry.provider if entry is not None else provider) or "unknown", model=name,
+                 attempts=attempts, output_tokens=output_tokens, emulated=offline_active() or _loopback(url))
+
+
+_record_call: Any = None
+_LOOPBACK: dict[Any, bool] = {}
+
+
+def _loopback(url: Any) -> bool:
+    """Whether a call's URL is a loopback endpoint, kept per host: parsing the URL and the address
+    per call was a third of the history step's CPU (docs/gateway.md, "Per-call CPU")."""
+    if url is None:
+        return False
+    host = getattr(url, "host", None)   # an httpx.URL: its host is already parsed
+    k = host if isinstance(host, str) else str(url)
+    got = _LOOPBACK.get(k)
+    if got is None:
+        if len(_LOOPBACK) > 1024:
+            _LOOPBACK.clear()
+        got = _LOOPBACK[k] = is_loopback_host(host) if isinstance(host, str) else is_loopback_url(k)
+    return got
 
 
 class _Totals:
@@ -343,6 +374,9 @@ class _Engine:
     def recognise(self, request: Any) -> tuple[Dialect, Call, bytes] | None:
         if request.method != "POST":
             return None
+        pre = request.extensions.get(CALL_EXTENSION)
+        if pre is not None and pre[1] is not None and pre[0] in self.dialects:
+            return pre[0], pre[1], request.content
         path = request.url.path
         for d in self.dialects:
             # cheap test first: the JSON body is only parsed for a path the dialect knows
@@ -423,12 +457,9 @@ class _Engine:
         result.raw = None
         serial = remember(result, rid)
         TOTALS.add(result, request.url)
-        h = resp.headers
-        for k in _DROP_HEADERS:
-            if k in h:
-                del h[k]
-        for k, v in flextier_headers(result, serial):
-            h[k] = v
+        # one new header list, not three deletes and five sets (each a scan of every header)
+        resp.headers = self.hx.Headers([kv for kv in resp.headers.raw if kv[0].lower() not in _DROP_RAW]
+                                       + [(k.encode(), v.encode()) for k, v in flextier_headers(result, serial)])
         return resp
 
     def stream_reply(self, request: Any, d: Dialect, result: CallResult, sync: bool) -> Any:

@@ -35,7 +35,7 @@ from .._loopback import is_loopback_url
 from .._types import Attempt, CallResult
 from ..catalog import Catalog, ModelEntry, default_catalog
 from ..errors import ProviderError, RequestTooLarge, Timeout, UserInputError
-from ..intercept import HEADERS, POLICY_EXTENSION, async_transport, flextier_headers, info, lookup
+from ..intercept import CALL_EXTENSION, HEADERS, POLICY_EXTENSION, async_transport, flextier_headers, info, lookup
 from ..policy.budget import estimate_cost, output_bound, prompt_tokens_upper_bound
 from ..policy.fallback import Policy, acall_with_policy
 from ..providers import get_adapter
@@ -111,6 +111,7 @@ class Gateway:
         self.in_flight = 0
         self.started = time.time()
         self._urls: dict[tuple[str, str, str, bool], httpx.URL] = {}
+        self._policies: dict[tuple[Controls, bool], Policy] = {}
         self._pending: dict[str, tuple[str, asyncio.Event]] = {}   # call id -> (key name, set when recorded)
         self._recent: dict[str, CallRow] = {}            # call id -> its row, the last _RECENT calls
 
@@ -220,7 +221,15 @@ class Gateway:
         allow_std = ctx.key is None or "standard" in ctx.key.tiers or "auto" in ctx.key.tiers
         if ctx.provider == "anthropic" and ctl.tier == "auto":   # no flex at Anthropic: standard
             ctl = Controls("standard", ctl.deadline, ctl.max_wait)
-        return ctl.policy(self.base_policy, allow_standard=allow_std)
+        # kept per (controls, allow_std): a Policy is only read by the loop, and building one per
+        # call (dataclasses.replace) was a visible share of the gateway's CPU (docs/gateway.md)
+        ck = (ctl, allow_std)
+        pol = self._policies.get(ck)
+        if pol is None:
+            if len(self._policies) > 1024:
+                self._policies.clear()
+            pol = self._policies[ck] = ctl.policy(self.base_policy, allow_standard=allow_std)
+        return pol
 
     # -- native: the engine ------------------------------------------------------------------------
     async def native(self, request: Request, provider: str, route: str, path: str | None = None,
@@ -266,7 +275,8 @@ class Gateway:
         ctx.stream = bool(body.get("stream")) or (path or "").endswith(":streamGenerateContent")
         d = self.dialects[provider]
         rpath = path or request.scope["path"]   # not request.url: that builds a URL object per call
-        call = d.recognise("POST", rpath, raw)
+        # recognised once, from the body the route already decoded; the engine reuses this Call
+        call = d.recognise("POST", rpath, body if body_override is None and parsed is not None else raw)
         explicit = call.explicit if call is not None else None
         ctx.requested = explicit or ctl.tier
         refused = self.admit(ctx, entry, body, ctl, explicit)
@@ -276,7 +286,7 @@ class Gateway:
         req = httpx.Request("POST", self._url(provider, rpath, request.scope.get("query_string", b"").decode("latin-1"),
                                               key),
                             headers=upstream_headers(request.headers.items(), provider, key),
-                            content=raw, extensions={POLICY_EXTENSION: pol,
+                            content=raw, extensions={POLICY_EXTENSION: pol, CALL_EXTENSION: (d, call),
                                                      "timeout": {"connect": 30.0, "read": None, "write": 60.0,
                                                                  "pool": None}})
         self._begin(ctx)

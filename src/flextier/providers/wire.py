@@ -188,8 +188,10 @@ class Dialect:
 
     provider = ""
 
-    def recognise(self, method: str, path: str, body: bytes) -> Call | None:
-        """A :class:`Call` when this is a generation request; None passes it through untouched."""
+    def recognise(self, method: str, path: str, body: bytes | dict[str, Any]) -> Call | None:
+        """A :class:`Call` when this is a generation request; None passes it through untouched.
+        ``body`` is the request's bytes, or the JSON object already decoded from them
+        (:func:`request_object`)."""
         return None
 
     def attempt_body(self, call: Call, tier: str, raw: bytes) -> tuple[bytes, dict[str, str | None]]:
@@ -241,12 +243,16 @@ def as_sdk_error(err: ProviderError, base: type) -> ProviderError:
     return new
 
 
-def request_object(body: bytes) -> dict[str, Any] | None:
+def request_object(body: bytes | dict[str, Any]) -> dict[str, Any] | None:
     """The JSON object a generation request carries, or None when it is not one.
 
     None means "not ours to touch": the engine passes such a request through unchanged and the
     provider answers it with its own error, so a dialect never guesses at a malformed body.
+    A dict is that object already decoded from the same bytes by the caller (the gateway's route
+    decodes the body once, docs/gateway.md "Per-call CPU"); it is read, never changed.
     """
+    if isinstance(body, dict):
+        return body
     try:
         b = json.loads(body)
     except ValueError:
