@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from ..history.recorder import MONDAY0, WEEK, Recorder, week_start
+from ..history.recorder import WEEK, Recorder, week_start
 
 __all__ = ["synthesise_weeks", "week_start"]
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 import functools
 import io
 import json
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:  # the SDK is imported only when a batch is sent (start-up)
+    import openai
 
 from ...catalog import ModelEntry
 from . import OpenAIAdapter, _sdk, classify_openai, make_client, quiet, text_from_body, usage_from_body
