@@ -1,6 +1,6 @@
 """Benchmark: flextier on Ray, scaling and cost (README, "Scaling out with Ray").
 
-``python bench/ray_scale.py [--n 3000] [--workers 1,2,4] [--policy-n 2000] [--skip-policy] [--json]``
+``python bench/ray_scale.py [--n 3000] [--workers 1,2,4] [--policy-n 2000] [--seed 1,2] [--own-trace] [--skip-policy] [--skip-throughput] [--json]``
 
 Two parts, each side by side in one run, all on 127.0.0.1:
 
@@ -12,10 +12,14 @@ Two parts, each side by side in one run, all on 127.0.0.1:
    pool, is left out; it is printed beside). Ratios are to the 1-worker rate.
 2. **Cost on the policy bench's weekday 3 h scenario** (``bench/policy.py``: N simple requests at
    14:00 on a weekday, the same knobs, concurrency, forecast and seed, a 3 h emulated deadline in
-   a 60 s wall window): the single-process ``flextier`` run (``policy.run_one``, the runner of
-   ``flextier run``) against the same job on Ray with 4 workers. Cost is the emulator's billed
-   ledger in both; "met" means every item answered by the deadline (for Ray: the merged job
-   report's ``deadline_met``).
+   a 60 s wall window): the job on Ray with 4 workers, then the single-process ``flextier`` run
+   (``policy.run_one``, the runner of ``flextier run``) on the *same trace and window*: its
+   emulator gets the same clock origin (the seeded load bursts count minutes from it), and it
+   starts when the cluster's first runner joined, with the cluster's deadline (``--own-trace``
+   adds the older comparison, single-process on its own emulator started at once, which put the
+   two clients on different capacity traces). Cost is the emulator's billed ledger in both;
+   "met" means every item answered by the deadline (for Ray: the merged job report's
+   ``deadline_met``). ``--seed 1,2`` runs several seeds.
 
 The cluster is one local Ray node started here (``ray.init(num_cpus=...)`` on loopback), the
 driver, the workers and the emulator child share this machine's cores: on 2 cores the CPU, not
