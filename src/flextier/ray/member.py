@@ -346,7 +346,8 @@ class Member:
             self._ref = None
         if self.successes or self.sheds:
             self.controller.sync.remote(self.id, {"done": result["done"], "remaining": 0,
-                                                  "successes": self.successes, "sheds": self.sheds})
+                                                  "successes": self.successes, "sheds": self.sheds,
+                                                  "ok_at": self.pause.ok_at if self.successes else None})
         left = self.rate.unspent()
         self._ray.get(self.controller.leave.remote(self.id, dict(result, spent=str(spent), possibly_billed=str(pb),
                                                                  rate_left=left)))
