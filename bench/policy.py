@@ -190,9 +190,12 @@ def forecast(sc: Scenario) -> Any:
     return lambda t: expected_headroom(t, knobs)
 
 
-async def _run_job(sc: Scenario, policy: str, url: str, clock: ScaledClock, run: Run) -> None:
+async def _run_job(sc: Scenario, policy: str, url: str, clock: ScaledClock, run: Run,
+                   start_at: float | None = None, deadline: float | None = None) -> None:
+    while start_at is not None and clock.now() < start_at:  # bench/ray_scale.py: the cluster's start
+        await asyncio.sleep(min(0.05, (start_at - clock.now()) / sc.time_scale))
     run.job_start = clock.now()
-    run.deadline = run.job_start + sc.deadline_s
+    run.deadline = run.job_start + sc.deadline_s if deadline is None else deadline
     with tempfile.TemporaryDirectory(prefix="ft-policy-") as d:
         agen = astream_job(items(sc.n), model=MODEL, deadline=run.deadline, concurrency=FLEX_CONC,
                            standard_concurrency=STD_CONC, max_tokens=MAX_TOKENS, base_url=url + "/v1",
@@ -224,12 +227,15 @@ async def _run_job(sc: Scenario, policy: str, url: str, clock: ScaledClock, run:
             await agen.aclose()
 
 
-def run_one(sc: Scenario, policy: str) -> Run:
+def run_one(sc: Scenario, policy: str, *, start_at: float | None = None, deadline: float | None = None) -> Run:
+    """One policy on a fresh emulator child. ``start_at``/``deadline`` (emulated clock values):
+    start the job then and give it that deadline instead of starting at once with
+    ``sc.deadline_s`` to go (bench/ray_scale.py replays a Ray run's window on the same trace)."""
     run = Run(policy=policy)
     t0 = time.perf_counter()
     with emulator(sc) as (url, origin, clock):
         try:
-            asyncio.run(_run_job(sc, policy, url, clock, run))
+            asyncio.run(_run_job(sc, policy, url, clock, run, start_at, deadline))
         except Exception as exc:  # report, keep benchmarking the other policies
             run.error = f"{type(exc).__name__}: {exc}"[:300]
         run.wall_s = time.perf_counter() - t0

@@ -1,6 +1,6 @@
 """Benchmark: flextier on Ray, scaling and cost (README, "Scaling out with Ray").
 
-``python bench/ray_scale.py [--n 3000] [--workers 1,2,4] [--policy-n 2000] [--skip-policy] [--json]``
+``python bench/ray_scale.py [--n 3000] [--workers 1,2,4] [--policy-n 2000] [--seed 1,2] [--own-trace] [--skip-policy] [--skip-throughput] [--json]``
 
 Two parts, each side by side in one run, all on 127.0.0.1:
 
@@ -12,10 +12,14 @@ Two parts, each side by side in one run, all on 127.0.0.1:
    pool, is left out; it is printed beside). Ratios are to the 1-worker rate.
 2. **Cost on the policy bench's weekday 3 h scenario** (``bench/policy.py``: N simple requests at
    14:00 on a weekday, the same knobs, concurrency, forecast and seed, a 3 h emulated deadline in
-   a 60 s wall window): the single-process ``flextier`` run (``policy.run_one``, the runner of
-   ``flextier run``) against the same job on Ray with 4 workers. Cost is the emulator's billed
-   ledger in both; "met" means every item answered by the deadline (for Ray: the merged job
-   report's ``deadline_met``).
+   a 60 s wall window): the job on Ray with 4 workers, then the single-process ``flextier`` run
+   (``policy.run_one``, the runner of ``flextier run``) on the *same trace and window*: its
+   emulator gets the same clock origin (the seeded load bursts count minutes from it), and it
+   starts when the cluster's first runner joined, with the cluster's deadline (``--own-trace``
+   adds the older comparison, single-process on its own emulator started at once, which put the
+   two clients on different capacity traces). Cost is the emulator's billed ledger in both;
+   "met" means every item answered by the deadline (for Ray: the merged job report's
+   ``deadline_met``). ``--seed 1,2`` runs several seeds.
 
 The cluster is one local Ray node started here (``ray.init(num_cpus=...)`` on loopback), the
 driver, the workers and the emulator child share this machine's cores: on 2 cores the CPU, not
@@ -121,8 +125,18 @@ def startup_lag(scale: float, workers: int) -> float:
     return sum(lags) / len(lags)
 
 
-def policy_scenario(n: int, seed: int, workers: int) -> dict[str, Any]:
-    """bench/policy.py's weekday 3 h scenario: single-process flextier vs the same job on Ray."""
+def policy_scenario(n: int, seed: int, workers: int, own_trace: bool = False) -> dict[str, Any]:
+    """bench/policy.py's weekday 3 h scenario: the same job on Ray, then single-process flextier
+    on the same trace and window.
+
+    Why the single run replays the Ray run's window: the emulator's seeded load bursts are
+    counted in minutes from its clock origin (``emulator/capacity.StandardLoad``), and the Ray
+    run's emulator starts earlier by Ray's start-up (many emulated minutes at x180), so two runs
+    started "at 14:00" on their own emulators see different flex capacity at the same clock
+    time: the comparison was of two provider days, not of two clients (``own_trace`` adds that
+    older comparison). Here both emulators get the same origin, and the single job starts when
+    the cluster's first runner joined, with the cluster's deadline.
+    """
     import policy as pb
 
     ray = _ray(4)
@@ -131,14 +145,12 @@ def policy_scenario(n: int, seed: int, workers: int) -> dict[str, Any]:
     from flextier.jobs.report import build_report
 
     sc = pb.Scenario(name=f"3h/s{seed}", n=n, deadline_s=3 * pb.H, seed=seed)
-    single = pb.run_one(sc, "flextier")
+    own = pb.run_one(sc, "flextier") if own_trace else None
     lag = startup_lag(sc.time_scale, workers)
-    res: dict[str, Any] = {"n": n, "seed": seed,
-                           "single": {"cost": str(single.cost), "met": single.met, "by_tier": single.items_by_tier,
-                                      "wall_s": round(single.wall_s, 1), "error": single.error}}
+    res: dict[str, Any] = {"n": n, "seed": seed}
     t0 = time.perf_counter()
-    # the same working window as the single process: the emulator starts earlier by Ray's start-up
-    # (actors, imports), so the workers' first requests go out at 14:00 with 3 h to go, as its do
+    # the emulator starts earlier by Ray's start-up (actors, imports), so the workers' first
+    # requests go out near 14:00 with 3 h to go
     pb._lag_wall[0] = lag
     with pb.emulator(sc) as (url, _origin, clock), tempfile.TemporaryDirectory(prefix="ft-ray-pol-") as d:
         base = url + "/v1"
@@ -169,7 +181,15 @@ def policy_scenario(n: int, seed: int, workers: int) -> dict[str, Any]:
                   "rows": got, "by_tier": by, "wall_s": round(time.perf_counter() - t0, 1),
                   "startup_lag_wall_s": round(lag, 2),
                   "window_h": round((deadline - prog["started"]) / 3600, 3) if prog.get("started") else None}
+    pb._lag_wall[0] = lag  # the same --start, so the same origin and load trace as the Ray run
+    single = pb.run_one(sc, "flextier", start_at=prog.get("started"), deadline=deadline)
+    res["single"] = {"cost": str(single.cost), "met": single.met, "by_tier": single.items_by_tier,
+                     "wall_s": round(single.wall_s, 1), "error": single.error,
+                     "window_h": round((single.deadline - single.job_start) / 3600, 3)}
     res["cost_ratio"] = round(float(cost / single.cost), 4) if single.cost else None
+    if own is not None:
+        res["single_own_trace"] = {"cost": str(own.cost), "met": own.met, "by_tier": own.items_by_tier}
+        res["cost_ratio_own_trace"] = round(float(cost / own.cost), 4) if own.cost else None
     return res
 
 
@@ -179,9 +199,11 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--scale", type=float, default=600.0, help="emulator time scale of the throughput runs")
     ap.add_argument("--policy-n", type=int, default=2000, help="items of the weekday 3 h scenario")
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seed", default="1", help="seeds of the policy scenario, comma-separated")
     ap.add_argument("--skip-policy", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--own-trace", action="store_true",
+                    help="also run single-process flextier on its own emulator trace (the older comparison)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     doc: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": os.getloadavg()[0], "throughput": []}
@@ -195,12 +217,18 @@ def main() -> None:
         r["ratio"] = round(r["rps"] / base, 2) if base and r["rps"] else None
     print("ratios to 1 worker: " + ", ".join(f"{r['workers']}w x{r['ratio']}" for r in doc["throughput"]))
     if not args.skip_policy:
-        p = policy_scenario(args.policy_n, args.seed, 4)
-        doc["policy_3h"] = p
-        print(f"weekday 3h, N={p['n']}, seed {p['seed']}: single-process ${p['single']['cost']} "
-              f"(met {p['single']['met']}, {p['single']['by_tier']}), Ray 4 workers ${p['ray']['cost']} "
-              f"(met {p['ray']['met']}, {p['ray']['by_tier']}; start-up {p['ray']['startup_lag_wall_s']} s wall, "
-              f"window {p['ray']['window_h']} h): ratio {p['cost_ratio']}")
+        for seed in (int(x) for x in args.seed.split(",")):
+            p = policy_scenario(args.policy_n, seed, 4, own_trace=args.own_trace)
+            doc.setdefault("policy_3h", []).append(p)
+            print(f"weekday 3h, N={p['n']}, seed {p['seed']}, same trace and window: single-process "
+                  f"${p['single']['cost']} (met {p['single']['met']}, {p['single']['by_tier']}), Ray 4 workers "
+                  f"${p['ray']['cost']} (met {p['ray']['met']}, {p['ray']['by_tier']}; start-up "
+                  f"{p['ray']['startup_lag_wall_s']} s wall, window {p['ray']['window_h']} h): ratio {p['cost_ratio']}",
+                  flush=True)
+            if "single_own_trace" in p:
+                o = p["single_own_trace"]
+                print(f"  single-process on its own emulator trace: ${o['cost']} (met {o['met']}, {o['by_tier']}): "
+                      f"ratio {p['cost_ratio_own_trace']}", flush=True)
     doc["load_after"] = os.getloadavg()[0]
     print(f"(machine: {doc['cpus']} cores, load average {doc['load_before']:.1f} before, {doc['load_after']:.1f} after)")
     if args.json:

@@ -114,20 +114,36 @@ class FlexLane(Lane):
         # runners together put no more flex pressure on the provider than one would.
         self.aimd = window if window is not None else AimdController(
             AimdConfig(max_concurrency=max(1, concurrency), cooldown=cooldown, slow_start=True))
-        self.fail_streak = 0
+        self._streak = 0
+        self._shed_at = -math.inf
         self._backoff_until = -math.inf
         # ``pause``: an object with ``until`` (a clock value) and ``backed_off(until)`` that shares
         # this lane's backoff with the job's other runners (flextier.ray: a shed seen by one worker
         # pauses flex on all of them, as one ``flextier run``'s lane would); None: this lane's own.
+        # It may also have ``ok_at``: the job's latest flex success (see ``fail_streak``).
         self.pause = pause
         self.throughput = RateBuckets(bucket=60.0, n=32)
 
     def limit(self) -> int:
         return self.aimd.limit
 
+    @property
+    def fail_streak(self) -> int:
+        """Sheds since the lane's last success: the length of the next backoff (``Backoff.delay``).
+
+        With a shared ``pause`` (flextier.ray) a success anywhere in the job ends the streak, as any
+        success ends one ``flextier run``'s: a runner holding a share of one or two flex requests
+        rarely sees its own success, and its streak alone would climb to backoffs of minutes that
+        then pause flex on every runner (docs/deadline-policy.md, README "Scaling out with Ray").
+        """
+        ok_at = getattr(self.pause, "ok_at", None)
+        if ok_at is not None and ok_at > self._shed_at:
+            self._streak = 0
+        return self._streak
+
     def answered(self, now: float, latency: float) -> None:
         self.aimd.on_success(now)
-        self.fail_streak = 0
+        self._streak = 0
         self.throughput.add(now)
         self.observe_latency(latency)
 
@@ -140,7 +156,8 @@ class FlexLane(Lane):
 
     def back_off(self, now: float, delay: float) -> None:
         """A shed: the lane takes no new work for ``delay`` (the streak lengthens the next one)."""
-        self.fail_streak += 1
+        self._streak = self.fail_streak + 1
+        self._shed_at = now
         self._backoff_until = max(self._backoff_until, now + delay)
         if self.pause is not None:
             self.pause.backed_off(self._backoff_until)

@@ -63,6 +63,24 @@ def controller_name(job: str) -> str:
     return f"flextier-controller:{job}"
 
 
+def apportion(total: int, weights: list[int]) -> list[int]:
+    """``total`` split in proportion to ``weights``, in whole units that add up to ``total``
+    (largest remainder first).
+
+    Why not each part floored: the flex window is small when capacity is short (1-16 on the
+    weekday bench), and four floored shares of 7 are 1 each, so the cluster kept 4 flex
+    requests in flight where one ``flextier run`` keeps 7 and bought standard for the rest.
+    """
+    if not weights:
+        return []
+    tot = sum(weights)
+    exact = [total * w / tot for w in weights]
+    out = [int(e) for e in exact]
+    for i in sorted(range(len(weights)), key=lambda i: (out[i] - exact[i], i))[:total - sum(out)]:
+        out[i] += 1
+    return out
+
+
 class _Member:
     __slots__ = ("done", "remaining", "queued", "std_inflight", "std_cap", "std_lat", "flex_lat", "flex_inflight",
                  "allowance", "live", "share", "std_share", "spent", "possibly_billed")
@@ -116,6 +134,7 @@ class JobController:
         self.limiter = RateLimiter(rpm, tpm, now=now)
         self.rpm = rpm
         self.flex_until = -math.inf
+        self.flex_ok_at = -math.inf   # the latest flex success any member reported: ends every lane's shed streak
         self.rate_limited = 0   # 429s members reported (for progress and tests)
         self.flex_backoffs = 0
         self.max_cost = None if max_cost is None else Decimal(max_cost)
@@ -188,6 +207,8 @@ class JobController:
         for _ in range(int(report.get("successes", 0))):
             self.window.on_success(now)
             self.flex_done.add(now)
+        if report.get("ok_at") is not None:
+            self.flex_ok_at = max(self.flex_ok_at, float(report["ok_at"]))
         m.done = int(report["done"])
         m.remaining = int(report["remaining"])
         m.queued = int(report.get("queued", 0))
@@ -246,7 +267,8 @@ class JobController:
     def _rate_view(self, now: float) -> dict[str, Any]:
         nb = self.limiter.not_before()
         return {"limited": self.limiter.limited, "tokens_limited": self.limiter.tokens is not None,
-                "rate_until": nb if nb > now else None, "flex_until": self.flex_until if self.flex_until > now else None}
+                "rate_until": nb if nb > now else None, "flex_until": self.flex_until if self.flex_until > now else None,
+                "flex_ok_at": self.flex_ok_at if self.flex_ok_at > -math.inf else None}
 
     def leave(self, member: str, result: dict[str, Any]) -> None:
         """A runner finished (or paused): its unused allowance comes back, its spend stays."""
@@ -289,11 +311,9 @@ class JobController:
         live = self._live()
         if not live:
             return
-        w = self.window.limit
-        demand = sum(max(1, m.remaining) for _, m in live)
-        for _, m in live:
-            m.share = max(1, int(w * max(1, m.remaining) / demand))
-            m.std_share = max(1, round(self.std_concurrency * max(1, m.remaining) / demand))
+        weights = [max(1, m.remaining) for _, m in live]
+        for (_, m), f, s in zip(live, apportion(self.window.limit, weights), apportion(self.std_concurrency, weights)):
+            m.share, m.std_share = max(1, f), max(1, s)
 
     def done(self) -> int:
         return self.done0 + sum(m.done for m in self.members.values())

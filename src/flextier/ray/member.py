@@ -57,6 +57,7 @@ class LeasedWindow:
 
     def on_success(self, now: float) -> None:
         self.member.successes += 1
+        self.member.pause.ok_at = max(self.member.pause.ok_at, now)
 
     def on_capacity_error(self, now: float) -> bool:
         self.member.sheds.append(now)
@@ -74,6 +75,7 @@ class FlexPause:
     def __init__(self, member: "Member") -> None:
         self.member = member
         self.until = -math.inf
+        self.ok_at = -math.inf   # the job's latest flex success (this runner's or one the controller heard of)
 
     def backed_off(self, until: float) -> None:
         """This runner's lane backs off until ``until``: so does every other one (via the controller)."""
@@ -81,9 +83,11 @@ class FlexPause:
             self.until = until
             self.member.tell("flex_backoff", until)
 
-    def heard(self, until: float | None) -> None:
+    def heard(self, until: float | None, ok_at: float | None = None) -> None:
         if until is not None and until > self.until:
             self.until = until
+        if ok_at is not None and ok_at > self.ok_at:
+            self.ok_at = ok_at
 
 
 class LeasedLimiter:
@@ -302,7 +306,7 @@ class Member:
     def _apply(self, reply: dict[str, Any]) -> None:
         self.reply = reply
         self._hedges.extend(reply.get("hedge", ()))
-        self.pause.heard(reply.get("flex_until"))
+        self.pause.heard(reply.get("flex_until"), reply.get("flex_ok_at"))
         self.rate.heard(reply)
         w = getattr(self, "window", None)
         if w is not None:
@@ -321,7 +325,8 @@ class Member:
             self._apply(self._ray.get(self._ref))
             self._ref = None
         headers, self.rate.headers = self.rate.headers, None
-        report = dict(state, successes=self.successes, sheds=self.sheds, rate_headers=headers)
+        report = dict(state, successes=self.successes, sheds=self.sheds, rate_headers=headers,
+                      ok_at=self.pause.ok_at if self.successes else None)
         self.successes, self.sheds = 0, []
         self._ref = self.controller.sync.remote(self.id, report)
 
@@ -341,7 +346,8 @@ class Member:
             self._ref = None
         if self.successes or self.sheds:
             self.controller.sync.remote(self.id, {"done": result["done"], "remaining": 0,
-                                                  "successes": self.successes, "sheds": self.sheds})
+                                                  "successes": self.successes, "sheds": self.sheds,
+                                                  "ok_at": self.pause.ok_at if self.successes else None})
         left = self.rate.unspent()
         self._ray.get(self.controller.leave.remote(self.id, dict(result, spent=str(spent), possibly_billed=str(pb),
                                                                  rate_left=left)))
