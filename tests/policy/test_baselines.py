@@ -6,6 +6,7 @@ Pure decisions first, then one fast runner run each through the runner's policy 
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
@@ -122,9 +123,14 @@ def _run(tmp_path, policy, n=6, deadline_s=6 * H, scale=20000):
                       backoff=Backoff(base=1.0, cap=5.0), seed=1)
     runner = Runner(st, ad, opts, clock=clock)
     runner.prepare()
+    # at x5000-x20000 a tenth of a second of wall is minutes of job time: after a thousand tests a
+    # full garbage collection of the suite's heap is that long, so this run's own objects are all it scans
+    gc.collect()
+    gc.freeze()
     try:
         s = asyncio.run(runner.run())
     finally:
+        gc.unfreeze()
         st.close()
     return s, ad, runner
 
