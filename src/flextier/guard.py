@@ -100,19 +100,15 @@ class _Decoder:
         self._held = 0  # this body's share of INFLIGHT
         self._buf = bytearray()
         self.encoding = encoding
-        self._z: Any = None
-        if encoding in ("gzip", "x-gzip"):
-            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif encoding == "deflate":
-            self._z = zlib.decompressobj()
-        self._first = True
+        self._inc = _StreamDecoder(encoding)  # the one zlib step; this class adds the caps and the buffer
 
     def _add(self, out: bytes) -> None:
         n = len(out)
         self.total += n
         if self.total > self.cap:
             self.done()
-            what = f"over {self.cap // (1024 * 1024)} MiB" + (f" after {self.encoding} decoding" if self._z else "")
+            what = f"over {self.cap // (1024 * 1024)} MiB" + (f" after {self.encoding} decoding"
+                                                              if self._inc.decoding else "")
             raise response_too_large(what)
         if not INFLIGHT.take(n):
             self.done()
@@ -129,28 +125,16 @@ class _Decoder:
             self._held = 0
 
     def feed(self, chunk: bytes) -> None:
-        if self._z is None:
-            self._add(chunk)
-            return
-        data = chunk
-        while data:
-            try:
-                out = self._z.decompress(data, _STEP)
-            except zlib.error:
-                if self.encoding == "deflate" and self._first:  # raw deflate without the zlib header
-                    self._z = zlib.decompressobj(-zlib.MAX_WBITS)
-                    self._first = False
-                    continue
-                self.done()
-                raise response_too_large(f"is not valid {self.encoding} data", "bad_encoding") from None
-            self._first = False
-            self._add(out)
-            data = self._z.unconsumed_tail
+        try:
+            for out in self._inc.feed(chunk):
+                self._add(out)
+        except Transient:
+            self.done()
+            raise
 
     def finish(self) -> bytes:
         """The whole decoded body (then the buffer is released)."""
-        if self._z is not None:
-            self._add(self._z.flush())
+        self._add(self._inc.finish())
         body = bytes(self._buf)
         self.done()
         return body
@@ -218,6 +202,10 @@ class _StreamDecoder:
             if out:
                 yield out
             data = self._z.unconsumed_tail
+
+    @property
+    def decoding(self) -> bool:
+        return self._z is not None
 
     def finish(self) -> bytes:
         return self._z.flush() if self._z is not None else b""
